@@ -1,0 +1,242 @@
+use actix::prelude::*;
+use storage::codec::encode;
+use storage::keys;
+use storage::ledger::{entry_hash, Posting, PostingError};
+use storage::records::{AccountRecord, IdempotencyRecord, LedgerEntry};
+use storage::{now_us, StorageError, Store, WriteOutcome, WriteSet};
+use uuid::Uuid;
+
+/// Messages waiting for one account beyond this make `send().await` wait: backpressure.
+pub const MAILBOX_CAPACITY: usize = 64;
+
+/// How many times a write is retried after finding the stored account moved under it (only
+/// possible in the instant an evicted actor and its successor overlap).
+const STALE_RETRIES_MAX: usize = 3;
+
+/// A remembered idempotency key: the hash of (scope, key) and the hash of what was asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub key_hash: [u8; 32],
+    pub request_hash: [u8; 32],
+}
+
+/// What became of a money movement. A replay is a result, not an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Durable: the entry and the new balance are on disk.
+    Applied { entry: LedgerEntry },
+    /// The balance does not cover the deduction; nothing was written.
+    InsufficientCredits { balance: u64 },
+    /// This idempotency key was applied before with the same request: the original entry.
+    AlreadyApplied { entry: LedgerEntry },
+    /// This idempotency key was used before for a different request; nothing was written.
+    IdempotencyKeyReused,
+    /// A condition the caller added to the write did not hold; nothing was written.
+    ExtraConditionFailed { index: usize },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("no credit account for user {0}")]
+    NoSuchAccount(Uuid),
+    #[error("amount out of range")]
+    AmountOutOfRange,
+    #[error("stored account {0} fails its invariants: {1}")]
+    Corrupt(Uuid, String),
+    #[error("the account was busy with concurrent writers; try again")]
+    Contended,
+    #[error("the account actor is unavailable")]
+    Unavailable,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// The credit account of one user: the only writer of that user's balance and ledger.
+pub struct CreditAccount {
+    user_id: Uuid,
+    store: Store,
+    /// The durable state as last written or read; `None` means "read it from the store first".
+    state: Option<AccountRecord>,
+}
+
+impl CreditAccount {
+    pub fn new(user_id: Uuid, store: Store) -> Self {
+        CreditAccount {
+            user_id,
+            store,
+            state: None,
+        }
+    }
+}
+
+impl Actor for CreditAccount {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+    }
+}
+
+impl Supervised for CreditAccount {
+    /// After a failure the account forgets what it held and reads the store again: a caller may
+    /// get an error, never a balance that is not the durable one.
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        tracing::warn!(user_id = %self.user_id, "credit account restarting from the store");
+        self.state = None;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Posts one credit movement to this account (plus the caller's extra records, in the same
+/// atomic write) and answers once it is durable.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<Outcome, AccountError>")]
+pub struct Apply {
+    pub posting: Posting,
+    pub idempotency: Option<IdempotencyKey>,
+    /// Records that must be written atomically with the entry (e.g. a generation request).
+    pub extra: WriteSet,
+}
+
+impl Handler<Apply> for CreditAccount {
+    // Atomic: no other message of this account runs while the write is in flight, so the
+    // balance checked is the balance written.
+    type Result = AtomicResponse<Self, Result<Outcome, AccountError>>;
+
+    fn handle(&mut self, msg: Apply, _ctx: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        let user_id = self.user_id;
+        let state = self.state;
+        AtomicResponse::new(Box::pin(
+            async move { apply(&store, user_id, state, msg).await }
+                .into_actor(self)
+                .map(|(state, result), act, ctx| {
+                    act.state = state;
+                    if let Err(AccountError::Storage(_) | AccountError::Corrupt(..)) = &result {
+                        // Restart from the store (Supervisor keeps the mailbox).
+                        ctx.stop();
+                    }
+                    result
+                }),
+        ))
+    }
+}
+
+/// Returns the state to keep (None: unknown, reload) and the answer.
+async fn apply(
+    store: &Store,
+    user_id: Uuid,
+    mut state: Option<AccountRecord>,
+    msg: Apply,
+) -> (Option<AccountRecord>, Result<Outcome, AccountError>) {
+    for _ in 0..=STALE_RETRIES_MAX {
+        let current = match state {
+            Some(s) => s,
+            None => match load(store, user_id) {
+                Ok(s) => s,
+                Err(e) => return (None, Err(e)),
+            },
+        };
+        match attempt(store, &current, &msg).await {
+            Ok(Attempt::Done(next, outcome)) => return (Some(next), Ok(outcome)),
+            Ok(Attempt::Stale) => state = None,
+            Err(e) => return (None, Err(e)),
+        }
+    }
+    (None, Err(AccountError::Contended))
+}
+
+enum Attempt {
+    Done(AccountRecord, Outcome),
+    /// The stored account is not the one we hold: read it again.
+    Stale,
+}
+
+async fn attempt(
+    store: &Store,
+    current: &AccountRecord,
+    msg: &Apply,
+) -> Result<Attempt, AccountError> {
+    let user_id = current.user_id;
+    if let Some(idem) = msg.idempotency {
+        let key = keys::idempotency(user_id, &idem.key_hash);
+        if let Some(seen) = store.get::<IdempotencyRecord>(&key)? {
+            if seen.request_hash != idem.request_hash {
+                return Ok(Attempt::Done(*current, Outcome::IdempotencyKeyReused));
+            }
+            let entry = store
+                .get::<LedgerEntry>(&keys::ledger(user_id, seen.ledger_seq))?
+                .ok_or_else(|| {
+                    AccountError::Corrupt(user_id, "idempotency record without its entry".into())
+                })?;
+            return Ok(Attempt::Done(*current, Outcome::AlreadyApplied { entry }));
+        }
+    }
+    let now = now_us();
+    let (next, entry) = match current.post(msg.posting.clone(), now) {
+        Ok(v) => v,
+        Err(PostingError::InsufficientCredits { balance, .. }) => {
+            return Ok(Attempt::Done(
+                *current,
+                Outcome::InsufficientCredits { balance },
+            ))
+        }
+        Err(PostingError::AmountOutOfRange) => return Err(AccountError::AmountOutOfRange),
+    };
+    let mut set = WriteSet::new();
+    // Condition 0: the account on disk is exactly the one this actor believes in.
+    set.require_equal(keys::account(user_id), current);
+    set.put(keys::account(user_id), &next);
+    set.put(keys::ledger(user_id, entry.seq), &entry);
+    let own_conditions = if let Some(idem) = msg.idempotency {
+        let key = keys::idempotency(user_id, &idem.key_hash);
+        set.require_absent::<IdempotencyRecord>(key.clone());
+        set.put(
+            key,
+            &IdempotencyRecord {
+                request_hash: idem.request_hash,
+                ledger_seq: entry.seq,
+                created_at_us: now,
+            },
+        );
+        2
+    } else {
+        1
+    };
+    set.extend(msg.extra.clone());
+    match store.write(set).await? {
+        WriteOutcome::Committed => Ok(Attempt::Done(next, Outcome::Applied { entry })),
+        WriteOutcome::ConditionFailed(i) if i < own_conditions => Ok(Attempt::Stale),
+        WriteOutcome::ConditionFailed(i) => Ok(Attempt::Done(
+            *current,
+            Outcome::ExtraConditionFailed {
+                index: i - own_conditions,
+            },
+        )),
+    }
+}
+
+/// Reads the account back from disk and checks it against the head of its ledger.
+fn load(store: &Store, user_id: Uuid) -> Result<AccountRecord, AccountError> {
+    let account = store
+        .get::<AccountRecord>(&keys::account(user_id))?
+        .ok_or(AccountError::NoSuchAccount(user_id))?;
+    let corrupt = |why: &str| Err(AccountError::Corrupt(user_id, why.to_string()));
+    if account.user_id != user_id {
+        return corrupt("account stored under another user's key");
+    }
+    if account.next_seq == 0 {
+        if account.balance != 0 || account.chain_hash != [0; 32] {
+            return corrupt("empty ledger but non-empty account");
+        }
+        return Ok(account);
+    }
+    let Some(last) = store.get::<LedgerEntry>(&keys::ledger(user_id, account.next_seq - 1))? else {
+        return corrupt("the last ledger entry is missing");
+    };
+    if last.balance_after != account.balance || entry_hash(&encode(&last)) != account.chain_hash {
+        return corrupt("the account does not match the head of its ledger");
+    }
+    Ok(account)
+}

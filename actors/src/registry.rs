@@ -1,0 +1,193 @@
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use parking_lot::Mutex;
+use storage::Store;
+use uuid::Uuid;
+
+use crate::account::{AccountError, Apply, CreditAccount, Outcome};
+
+/// Shards of the registry map: lookups from many HTTP workers rarely meet on one lock.
+const SHARDS: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// An account actor with no message for this long is let go; it is restarted from the store
+    /// on its next message, so idle users cost no memory.
+    pub idle_after_ms: u64,
+    /// How often idle actors are looked for.
+    pub sweep_every_ms: u64,
+    /// Arbiter threads the account actors are spread over.
+    pub arbiters: usize,
+    /// Upper bound of live account actors; beyond it the least recently used idle ones go first.
+    pub live_accounts_max: usize,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            idle_after_ms: 60_000,
+            sweep_every_ms: 5_000,
+            arbiters: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            live_accounts_max: 100_000,
+        }
+    }
+}
+
+struct Entry {
+    addr: Addr<CreditAccount>,
+    last_used: Instant,
+}
+
+/// Finds or starts the one [`CreditAccount`] actor of a user.
+///
+/// A plain sharded map rather than a manager actor: a lookup is a hash probe, and routing every
+/// money operation through one more mailbox would make that mailbox the bottleneck. Correctness
+/// does not rest on the map: every write is conditioned on the stored account being the one the
+/// actor holds, so even two actors of one user (a lookup racing an eviction) cannot both spend.
+pub struct AccountRegistry {
+    store: Store,
+    shards: Vec<Mutex<HashMap<Uuid, Entry>>>,
+    arbiters: Vec<Arbiter>,
+    next_arbiter: AtomicUsize,
+    live: AtomicU64,
+    started_total: AtomicU64,
+    options: RegistryOptions,
+}
+
+impl AccountRegistry {
+    /// Must be called inside a running actix System (it starts arbiter threads).
+    pub fn start(store: Store, options: RegistryOptions) -> Arc<AccountRegistry> {
+        assert!(options.arbiters > 0 && options.live_accounts_max > 0);
+        let arbiters = (0..options.arbiters).map(|_| Arbiter::new()).collect();
+        let registry = Arc::new(AccountRegistry {
+            store,
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            arbiters,
+            next_arbiter: AtomicUsize::new(0),
+            live: AtomicU64::new(0),
+            started_total: AtomicU64::new(0),
+            options,
+        });
+        let weak: Weak<AccountRegistry> = Arc::downgrade(&registry);
+        let every = Duration::from_millis(registry.options.sweep_every_ms.max(10));
+        actix::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Some(registry) = weak.upgrade() else {
+                    break;
+                };
+                let evicted = registry.evict_idle();
+                if evicted > 0 {
+                    tracing::debug!(evicted, "idle credit accounts let go");
+                }
+            }
+        });
+        registry
+    }
+
+    fn shard(&self, user_id: Uuid) -> &Mutex<HashMap<Uuid, Entry>> {
+        let h = user_id.as_u128();
+        // UUID v7's leading bits are a timestamp; the low bits are random.
+        &self.shards[(h as usize) % SHARDS]
+    }
+
+    /// The live actor of `user_id`, started if there is none.
+    pub fn account(&self, user_id: Uuid) -> Addr<CreditAccount> {
+        let mut shard = self.shard(user_id).lock();
+        if let Some(entry) = shard.get_mut(&user_id) {
+            if entry.addr.connected() {
+                entry.last_used = Instant::now();
+                return entry.addr.clone();
+            }
+            self.live.fetch_sub(1, Ordering::Relaxed);
+        }
+        let i = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
+        let store = self.store.clone();
+        let addr = Supervisor::start_in_arbiter(&self.arbiters[i].handle(), move |_| {
+            CreditAccount::new(user_id, store)
+        });
+        shard.insert(
+            user_id,
+            Entry {
+                addr: addr.clone(),
+                last_used: Instant::now(),
+            },
+        );
+        self.live.fetch_add(1, Ordering::Relaxed);
+        self.started_total.fetch_add(1, Ordering::Relaxed);
+        addr
+    }
+
+    /// Sends one money movement to the user's account and waits for the durable answer.
+    /// `send().await`, never `do_send`: a full mailbox makes the caller wait.
+    pub async fn apply(&self, user_id: Uuid, msg: Apply) -> Result<Outcome, AccountError> {
+        // Closed means the actor stopped before the handler ran (it was let go, or its arbiter
+        // is stopping): nothing was written, so one retry on a fresh actor is safe.
+        for _ in 0..2 {
+            let addr = self.account(user_id);
+            match addr.send(msg.clone()).await {
+                Ok(result) => return result,
+                Err(MailboxError::Closed | MailboxError::Timeout) => continue,
+            }
+        }
+        Err(AccountError::Unavailable)
+    }
+
+    /// Lets go of actors idle for longer than the option says, and of the least recently used
+    /// ones beyond the live bound. Returns how many went.
+    pub fn evict_idle(&self) -> usize {
+        let idle = Duration::from_millis(self.options.idle_after_ms);
+        let now = Instant::now();
+        let over = (self.live.load(Ordering::Relaxed) as usize)
+            .saturating_sub(self.options.live_accounts_max);
+        // Beyond the bound, a shard gives up its share of the excess, oldest first.
+        let per_shard_excess = over.div_ceil(SHARDS);
+        let mut evicted = 0;
+        for shard in &self.shards {
+            let mut map = shard.lock();
+            let before = map.len();
+            map.retain(|_, e| e.addr.connected() && now.duration_since(e.last_used) < idle);
+            if per_shard_excess > 0 && !map.is_empty() {
+                let mut ages: Vec<(Instant, Uuid)> =
+                    map.iter().map(|(k, e)| (e.last_used, *k)).collect();
+                ages.sort_unstable();
+                for (_, k) in ages.into_iter().take(per_shard_excess) {
+                    map.remove(&k);
+                }
+            }
+            evicted += before - map.len();
+        }
+        self.live.fetch_sub(evicted as u64, Ordering::Relaxed);
+        evicted
+    }
+
+    /// Live account actors now.
+    pub fn live(&self) -> u64 {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// Account actors started since the process began.
+    pub fn started_total(&self) -> u64 {
+        self.started_total.load(Ordering::Relaxed)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Drops every actor and stops the arbiter threads (at shutdown, after HTTP has drained).
+    pub fn stop(&self) {
+        for shard in &self.shards {
+            shard.lock().clear();
+        }
+        self.live.store(0, Ordering::Relaxed);
+        for a in &self.arbiters {
+            a.stop();
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Passwords (Argon2id), bearer tokens (random, stored only as SHA-256), and the [`Caller`]
+//! extractor that turns a bearer token into the user behind it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::OnceLock;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
+use argon2::Argon2;
+use base64::Engine;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use storage::keys;
+use storage::records::{Role, TokenRecord, UserRecord};
+
+use crate::domain::Password;
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// Hashes on the blocking pool: Argon2id takes tens of milliseconds by design.
+pub async fn hash_password(password: Password) -> Result<String, AppError> {
+    web::block(move || hash_password_now(password.expose())).await?
+}
+
+pub fn hash_password_now(password: &str) -> Result<String, AppError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AppError::Internal(format!("argon2: {e}")))
+}
+
+/// Verifies on the blocking pool. With no stored hash it verifies against a fixed one anyway,
+/// so an unknown email takes as long as a wrong password (no account enumeration by timing).
+pub async fn verify_password(stored: Option<String>, password: String) -> Result<bool, AppError> {
+    web::block(move || {
+        let hash = match &stored {
+            Some(h) => h.as_str(),
+            None => dummy_hash(),
+        };
+        let ok = PasswordHash::new(hash)
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .unwrap_or(false);
+        ok && stored.is_some()
+    })
+    .await
+    .map_err(AppError::from)
+}
+
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| hash_password_now("not a real password at all").unwrap_or_default())
+}
+
+/// A new random token (returned to the client once) and its hash (the only thing stored).
+pub fn new_token() -> (String, [u8; 32]) {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let hash = hash_token(&token);
+    (token, hash)
+}
+
+pub fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The authenticated caller of an API route.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: UserRecord,
+    pub token_hash: [u8; 32],
+}
+
+impl Caller {
+    pub fn require_admin(&self) -> Result<(), AppError> {
+        match self.user.role {
+            Role::Admin => Ok(()),
+            Role::Agent | Role::User => Err(AppError::Forbidden),
+        }
+    }
+
+    /// Agents and admins (staff) read everything.
+    pub fn require_staff(&self) -> Result<(), AppError> {
+        match self.user.role {
+            Role::Admin | Role::Agent => Ok(()),
+            Role::User => Err(AppError::Forbidden),
+        }
+    }
+}
+
+fn bearer(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.len() <= 512)
+        .then(|| token.to_string())
+}
+
+impl FromRequest for Caller {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Caller, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer(req);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let state = state.ok_or_else(|| AppError::Internal("no app state".into()))?;
+            let token = token.ok_or(AppError::Unauthenticated)?;
+            let token_hash = hash_token(&token);
+            let record = state
+                .store
+                .get::<TokenRecord>(&keys::token(&token_hash))?
+                .ok_or(AppError::Unauthenticated)?;
+            if record.expires_at_us <= storage::now_us() {
+                return Err(AppError::Unauthenticated);
+            }
+            let user = state
+                .store
+                .get::<UserRecord>(&keys::user(record.user_id))?
+                .ok_or(AppError::Unauthenticated)?;
+            Ok(Caller { user, token_hash })
+        })
+    }
+}

@@ -1,0 +1,381 @@
+//! Configuration: the SPEC's environment variables plus an optional TOML file. A bad value
+//! stops start-up with one line naming the variable and why.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// A secret value: usable, never printable by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {variable}: {reason}")]
+pub struct ConfigError {
+    pub variable: String,
+    pub reason: String,
+}
+
+fn bad(variable: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable: variable.to_string(),
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Features {
+    pub enable_paypal_payments: bool,
+    pub enable_live_chat_support: bool,
+    pub enable_user_template_saving: bool,
+    pub enable_progressive_profiling: bool,
+}
+
+/// The `[credits]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CreditsConfig {
+    /// Credits granted at signup (SPEC §4: default 10).
+    pub signup_grant: u64,
+}
+
+impl Default for CreditsConfig {
+    fn default() -> Self {
+        CreditsConfig { signup_grant: 10 }
+    }
+}
+
+/// The `[auth]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub token_ttl_hours: u64,
+    pub reset_token_ttl_minutes: u64,
+    /// Failed logins allowed per account within the window before 429.
+    pub failed_logins_per_account_max: u32,
+    /// Failed logins allowed per client IP within the window before 429.
+    pub failed_logins_per_ip_max: u32,
+    pub failed_login_window_seconds: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            token_ttl_hours: 24 * 7,
+            reset_token_ttl_minutes: 60,
+            failed_logins_per_account_max: 5,
+            failed_logins_per_ip_max: 50,
+            failed_login_window_seconds: 15 * 60,
+        }
+    }
+}
+
+/// The `[store]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub cache_size_mib: usize,
+    pub writer_queue_capacity: usize,
+    pub writer_batch_size_max: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        let d = storage::StoreOptions::default();
+        StoreConfig {
+            cache_size_mib: d.cache_size_bytes / (1024 * 1024),
+            writer_queue_capacity: d.writer_queue_capacity,
+            writer_batch_size_max: d.writer_batch_size_max,
+        }
+    }
+}
+
+/// The `[accounts]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsConfig {
+    pub idle_after_seconds: u64,
+    pub live_accounts_max: usize,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        AccountsConfig {
+            idle_after_seconds: 60,
+            live_accounts_max: 100_000,
+        }
+    }
+}
+
+/// The optional TOML file (`CREATIVEFLOW_CONFIG`). Unknown keys are refused: a typo in a money
+/// setting must not be silently ignored.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub credits: CreditsConfig,
+    pub auth: AuthConfig,
+    pub store: StoreConfig,
+    pub accounts: AccountsConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub amqp_url: Secret,
+    pub stripe_webhook_secret: Option<Secret>,
+    pub paypal_webhook_id: Option<String>,
+    pub paypal_cert_url_prefixes: Vec<String>,
+    pub paypal_ca_file: Option<PathBuf>,
+    pub features: Features,
+    pub file: FileConfig,
+}
+
+pub const DEFAULT_PAYPAL_CERT_PREFIXES: [&str; 4] = [
+    "https://api.paypal.com/v1/notifications/certs/",
+    "https://api-m.paypal.com/v1/notifications/certs/",
+    "https://api.sandbox.paypal.com/v1/notifications/certs/",
+    "https://api-m.sandbox.paypal.com/v1/notifications/certs/",
+];
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads variables through `get`, so tests can configure without touching the environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let var = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let listen = match var("CREATIVEFLOW_LISTEN") {
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+            Some(v) => v.trim().parse().map_err(|_| {
+                bad(
+                    "CREATIVEFLOW_LISTEN",
+                    format!("'{v}' is not an address like 127.0.0.1:8080"),
+                )
+            })?,
+        };
+        let data_dir =
+            PathBuf::from(var("CREATIVEFLOW_DATA_DIR").unwrap_or_else(|| "./data".into()));
+        if data_dir.exists() && !data_dir.is_dir() {
+            return Err(bad(
+                "CREATIVEFLOW_DATA_DIR",
+                format!("'{}' exists and is not a folder", data_dir.display()),
+            ));
+        }
+        let amqp_url = var("CREATIVEFLOW_AMQP_URL")
+            .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+        if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
+            return Err(bad(
+                "CREATIVEFLOW_AMQP_URL",
+                "must start with amqp:// or amqps://",
+            ));
+        }
+        let stripe_webhook_secret = match var("CREATIVEFLOW_STRIPE_WEBHOOK_SECRET") {
+            None => None,
+            Some(s) if s.starts_with("whsec_") && s.len() > "whsec_".len() => Some(Secret(s)),
+            Some(_) => {
+                return Err(bad(
+                    "CREATIVEFLOW_STRIPE_WEBHOOK_SECRET",
+                    "must be a Stripe endpoint secret starting with whsec_",
+                ))
+            }
+        };
+        let paypal_webhook_id = var("CREATIVEFLOW_PAYPAL_WEBHOOK_ID");
+        let paypal_cert_url_prefixes = match var("CREATIVEFLOW_PAYPAL_CERT_URL_PREFIXES") {
+            None => DEFAULT_PAYPAL_CERT_PREFIXES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            Some(v) => {
+                let list: Vec<String> = v
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                if let Some(p) = list.iter().find(|p| !valid_cert_prefix(p)) {
+                    return Err(bad(
+                        "CREATIVEFLOW_PAYPAL_CERT_URL_PREFIXES",
+                        format!("'{p}' is not an http(s) URL prefix ending in '/'"),
+                    ));
+                }
+                list
+            }
+        };
+        let paypal_ca_file = var("CREATIVEFLOW_PAYPAL_CA_FILE").map(PathBuf::from);
+        if let Some(f) = &paypal_ca_file {
+            if !f.is_file() {
+                return Err(bad(
+                    "CREATIVEFLOW_PAYPAL_CA_FILE",
+                    format!("'{}' is not a readable file", f.display()),
+                ));
+            }
+        }
+        let flag = |k: &str| -> Result<bool, ConfigError> {
+            match var(k).map(|v| v.trim().to_ascii_lowercase()) {
+                None => Ok(false),
+                Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => Ok(true),
+                Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => Ok(false),
+                Some(v) => Err(bad(k, format!("'{v}' is not true or false"))),
+            }
+        };
+        let features = Features {
+            enable_paypal_payments: flag("CREATIVEFLOW_ENABLE_PAYPAL_PAYMENTS")?,
+            enable_live_chat_support: flag("CREATIVEFLOW_ENABLE_LIVE_CHAT_SUPPORT")?,
+            enable_user_template_saving: flag("CREATIVEFLOW_ENABLE_USER_TEMPLATE_SAVING")?,
+            enable_progressive_profiling: flag("CREATIVEFLOW_ENABLE_PROGRESSIVE_PROFILING")?,
+        };
+        let file = match var("CREATIVEFLOW_CONFIG") {
+            None => FileConfig::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    bad("CREATIVEFLOW_CONFIG", format!("cannot read '{path}': {e}"))
+                })?;
+                let file: FileConfig = toml::from_str(&text).map_err(|e| {
+                    bad(
+                        "CREATIVEFLOW_CONFIG",
+                        format!("'{path}': {}", e.to_string().replace('\n', " ")),
+                    )
+                })?;
+                file.validate()
+                    .map_err(|r| bad("CREATIVEFLOW_CONFIG", format!("'{path}': {r}")))?;
+                file
+            }
+        };
+        Ok(Config {
+            listen,
+            data_dir,
+            amqp_url: Secret(amqp_url),
+            stripe_webhook_secret,
+            paypal_webhook_id,
+            paypal_cert_url_prefixes,
+            paypal_ca_file,
+            features,
+            file,
+        })
+    }
+
+    pub fn store_options(&self) -> storage::StoreOptions {
+        storage::StoreOptions {
+            cache_size_bytes: self.file.store.cache_size_mib * 1024 * 1024,
+            writer_queue_capacity: self.file.store.writer_queue_capacity,
+            writer_batch_size_max: self.file.store.writer_batch_size_max,
+        }
+    }
+
+    pub fn registry_options(&self) -> actors::RegistryOptions {
+        actors::RegistryOptions {
+            idle_after_ms: self.file.accounts.idle_after_seconds * 1000,
+            live_accounts_max: self.file.accounts.live_accounts_max,
+            ..actors::RegistryOptions::default()
+        }
+    }
+}
+
+fn valid_cert_prefix(p: &str) -> bool {
+    (p.starts_with("https://") || p.starts_with("http://")) && p.ends_with('/')
+}
+
+impl FileConfig {
+    fn validate(&self) -> Result<(), String> {
+        let a = &self.auth;
+        let s = &self.store;
+        let checks: [(bool, &str); 9] = [
+            (
+                self.credits.signup_grant <= 1_000_000,
+                "credits.signup_grant must be at most 1000000",
+            ),
+            (
+                a.token_ttl_hours >= 1,
+                "auth.token_ttl_hours must be at least 1",
+            ),
+            (
+                a.reset_token_ttl_minutes >= 1,
+                "auth.reset_token_ttl_minutes must be at least 1",
+            ),
+            (
+                a.failed_logins_per_account_max >= 1 && a.failed_logins_per_ip_max >= 1,
+                "auth.failed_logins_*_max must be at least 1",
+            ),
+            (
+                a.failed_login_window_seconds >= 1,
+                "auth.failed_login_window_seconds must be at least 1",
+            ),
+            (
+                s.cache_size_mib >= 1,
+                "store.cache_size_mib must be at least 1",
+            ),
+            (
+                s.writer_queue_capacity >= 1,
+                "store.writer_queue_capacity must be at least 1",
+            ),
+            (
+                (1..=10_000).contains(&s.writer_batch_size_max),
+                "store.writer_batch_size_max must be 1..10000",
+            ),
+            (
+                self.accounts.live_accounts_max >= 1,
+                "accounts.live_accounts_max must be at least 1",
+            ),
+        ];
+        match checks.iter().find(|(ok, _)| !ok) {
+            Some((_, why)) => Err(why.to_string()),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let c = with(&[]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.file.credits.signup_grant, 10);
+        assert!(c.stripe_webhook_secret.is_none());
+        assert_eq!(c.features, Features::default());
+    }
+
+    #[test]
+    fn a_bad_listen_address_names_the_variable() {
+        let e = with(&[("CREATIVEFLOW_LISTEN", "nope")]).unwrap_err();
+        assert!(e.to_string().contains("CREATIVEFLOW_LISTEN"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_flag_and_a_bad_secret_are_refused() {
+        assert!(with(&[("CREATIVEFLOW_ENABLE_PAYPAL_PAYMENTS", "maybe")]).is_err());
+        assert!(with(&[("CREATIVEFLOW_STRIPE_WEBHOOK_SECRET", "sk_live_x")]).is_err());
+    }
+
+    #[test]
+    fn secrets_are_not_printed_by_debug() {
+        let c = with(&[("CREATIVEFLOW_STRIPE_WEBHOOK_SECRET", "whsec_abc")]).unwrap();
+        assert!(!format!("{c:?}").contains("whsec_abc"));
+    }
+}

@@ -1,0 +1,150 @@
+//! The control socket: `creativeflow verify`, `backup` and `user create` while the server runs.
+//!
+//! redb holds an exclusive lock on its file, so a second process cannot open a live store. The
+//! server therefore listens on a Unix socket in the data folder (mode 0600: only the owner of
+//! the data may use it) and runs those commands itself, on a consistent snapshot. With no server
+//! running, the CLI opens the store directly.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use actix_web::web;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixListener;
+use tokio::sync::mpsc;
+
+use crate::state::AppState;
+
+pub const SOCKET_FILE: &str = "control.sock";
+/// A request line longer than this is refused.
+const REQUEST_BYTES_MAX: usize = 64 * 1024;
+
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SOCKET_FILE)
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    Verify,
+    Backup {
+        out: PathBuf,
+    },
+    UserCreate {
+        email: String,
+        password: String,
+        name: String,
+        role: String,
+    },
+}
+
+/// One line of the answer: progress lines, then exactly one `done`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    Progress(String),
+    Done { ok: bool, lines: Vec<String> },
+}
+
+pub struct ControlServer {
+    path: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ControlServer {
+    pub fn start(state: web::Data<AppState>) -> std::io::Result<ControlServer> {
+        let path = socket_path(&state.config.data_dir);
+        // A socket left by a killed server: nothing listens on it (the store lock proved that).
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        let task = actix_web::rt::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        actix_web::rt::spawn(handle(stream, state.clone()));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "control socket accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        });
+        Ok(ControlServer { path, task })
+    }
+
+    pub fn stop(&self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn handle(stream: tokio::net::UnixStream, state: web::Data<AppState>) {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = tokio::io::BufReader::new(read.take(REQUEST_BYTES_MAX as u64));
+    let request = match reader.read_line(&mut line).await {
+        Ok(_) => serde_json::from_str::<Request>(&line).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let (tx, mut rx) = mpsc::channel::<Reply>(64);
+    let worker = actix_web::rt::spawn(async move {
+        let done = match request {
+            Ok(r) => crate::commands::run_in_server(r, &state, tx.clone()).await,
+            Err(e) => Reply::Done {
+                ok: false,
+                lines: vec![format!("bad request: {e}")],
+            },
+        };
+        let _ = tx.send(done).await;
+    });
+    while let Some(reply) = rx.recv().await {
+        let Ok(mut text) = serde_json::to_string(&reply) else {
+            break;
+        };
+        text.push('\n');
+        if write.write_all(text.as_bytes()).await.is_err() {
+            break;
+        }
+        if matches!(reply, Reply::Done { .. }) {
+            break;
+        }
+    }
+    let _ = worker.await;
+}
+
+/// Client side: `Ok(None)` when no server listens (the caller opens the store itself).
+pub fn call(
+    data_dir: &Path,
+    request: &Request,
+    on_progress: &mut dyn FnMut(&str),
+) -> std::io::Result<Option<(bool, Vec<String>)>> {
+    let path = socket_path(data_dir);
+    let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    let mut text = serde_json::to_string(request).map_err(std::io::Error::other)?;
+    text.push('\n');
+    stream.write_all(text.as_bytes())?;
+    for line in BufReader::new(stream).lines() {
+        match serde_json::from_str::<Reply>(&line?).map_err(std::io::Error::other)? {
+            Reply::Progress(p) => on_progress(&p),
+            Reply::Done { ok, lines } => return Ok(Some((ok, lines))),
+        }
+    }
+    Err(std::io::Error::other(
+        "the server closed the control socket without an answer",
+    ))
+}

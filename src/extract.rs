@@ -1,0 +1,194 @@
+//! Request extractors that fail with the SPEC's envelope: JSON bodies (content type, size limit,
+//! syntax → 400, a bad field → 422 naming it) and list paging.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest};
+use base64::Engine;
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::error::AppError;
+
+/// SPEC §3: 1 MiB unless a route says less.
+pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
+
+/// A JSON body parsed into `T` (which should `deny_unknown_fields`).
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let content_type_ok = is_json(req);
+        let declared = declared_length(req);
+        let payload = payload.take();
+        Box::pin(async move {
+            if !content_type_ok {
+                return Err(AppError::UnsupportedMediaType);
+            }
+            if declared.is_some_and(|n| n > BODY_LIMIT_BYTES) {
+                return Err(AppError::PayloadTooLarge {
+                    limit_bytes: BODY_LIMIT_BYTES,
+                });
+            }
+            let body = read_body(payload, BODY_LIMIT_BYTES).await?;
+            parse_json(&body).map(ApiJson)
+        })
+    }
+}
+
+pub fn is_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            let m = m.trim().to_ascii_lowercase();
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        })
+}
+
+fn declared_length(req: &HttpRequest) -> Option<usize> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Reads the whole body, refusing it as soon as it passes `limit_bytes`.
+pub async fn read_body(mut payload: Payload, limit_bytes: usize) -> Result<Vec<u8>, AppError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| AppError::MalformedJson(format!("body unreadable: {e}")))?;
+        if body.len() + chunk.len() > limit_bytes {
+            return Err(AppError::PayloadTooLarge { limit_bytes });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                AppError::MalformedJson(inner.to_string())
+            }
+            serde_json::error::Category::Io => AppError::MalformedJson(inner.to_string()),
+            serde_json::error::Category::Data => {
+                let msg = inner.to_string();
+                let field = field_of(&path, &msg);
+                AppError::validation(&field, msg)
+            }
+        }
+    })
+}
+
+/// The field a serde data error is about: the path, or for missing/unknown fields the name
+/// serde quotes in backticks.
+fn field_of(path: &str, msg: &str) -> String {
+    let quoted = msg
+        .split('`')
+        .nth(1)
+        .filter(|_| msg.starts_with("missing field") || msg.starts_with("unknown field"));
+    match (quoted, path) {
+        (Some(name), ".") => name.to_string(),
+        (Some(name), p) => format!("{p}.{name}"),
+        (None, p) => p.to_string(),
+    }
+}
+
+/// `?limit=` (1..200, default 50) and `?cursor=` (opaque).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+pub const PAGE_LIMIT_DEFAULT: usize = 50;
+pub const PAGE_LIMIT_MAX: usize = 200;
+
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub limit: usize,
+    /// The decoded cursor: the last key of the previous page.
+    pub after: Option<Vec<u8>>,
+}
+
+impl Page {
+    pub fn from_query(req: &HttpRequest) -> Result<Page, AppError> {
+        let q = actix_web::web::Query::<PageQuery>::from_query(req.query_string())
+            .map_err(|e| AppError::validation("query", e.to_string()))?
+            .into_inner();
+        let limit = match q.limit {
+            None => PAGE_LIMIT_DEFAULT,
+            Some(s) => match s.parse::<usize>() {
+                Ok(n) if (1..=PAGE_LIMIT_MAX).contains(&n) => n,
+                _ => return Err(AppError::validation("limit", "limit must be 1..200")),
+            },
+        };
+        let after = match q.cursor {
+            None => None,
+            Some(c) if c.is_empty() => None,
+            Some(c) => Some(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(c.as_bytes())
+                    .map_err(|_| {
+                        AppError::validation("cursor", "the cursor is not one we issued")
+                    })?,
+            ),
+        };
+        Ok(Page { limit, after })
+    }
+
+    /// The cursor of the next page when this page came back full.
+    pub fn next_cursor(&self, returned: usize, last_key: Option<&[u8]>) -> Option<String> {
+        if returned < self.limit {
+            return None;
+        }
+        last_key.map(|k| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        email: String,
+        n: u32,
+    }
+
+    #[test]
+    fn syntax_errors_are_400_and_field_errors_name_the_field() {
+        assert!(matches!(
+            parse_json::<Body>(b"{"),
+            Err(AppError::MalformedJson(_))
+        ));
+        match parse_json::<Body>(br#"{"email":"a"}"#) {
+            Err(AppError::Validation { field, .. }) => assert_eq!(field, "n"),
+            other => panic!("{other:?}"),
+        }
+        match parse_json::<Body>(br#"{"email":"a","n":"x"}"#) {
+            Err(AppError::Validation { field, .. }) => assert_eq!(field, "n"),
+            other => panic!("{other:?}"),
+        }
+        match parse_json::<Body>(br#"{"email":"a","n":1,"extra":2}"#) {
+            Err(AppError::Validation { field, .. }) => assert_eq!(field, "extra"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,217 @@
+use actix_web::{post, web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::Ordering;
+use utoipa::ToSchema;
+
+use crate::auth::{hash_password, verify_password, Caller};
+use crate::domain::{Email, Name, Password};
+use crate::error::AppError;
+use crate::extract::ApiJson;
+use crate::services::users::{self, NewUser};
+use crate::state::AppState;
+use crate::views::UserView;
+use storage::records::Role;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignupBody {
+    email: String,
+    /// At least 10 characters.
+    password: String,
+    name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionView {
+    user: UserView,
+    /// Bearer token for `Authorization: Bearer <token>`.
+    token: String,
+    expires_at: String,
+}
+
+fn ttl_us(state: &AppState) -> i64 {
+    i64::try_from(
+        state
+            .config
+            .file
+            .auth
+            .token_ttl_hours
+            .saturating_mul(3_600_000_000),
+    )
+    .unwrap_or(i64::MAX)
+}
+
+async fn session(
+    state: &AppState,
+    user: &storage::records::UserRecord,
+) -> Result<SessionView, AppError> {
+    let ttl = ttl_us(state);
+    let token = users::issue_token(&state.store, user.id, ttl).await?;
+    Ok(SessionView {
+        user: UserView::new(user, users::balance_of(&state.store, user.id)?),
+        token,
+        expires_at: crate::views::rfc3339(storage::now_us().saturating_add(ttl)),
+    })
+}
+
+/// Create an account (tier `free`, with the signup grant of credits) and sign in.
+#[utoipa::path(post, path = "/api/v1/auth/signup", request_body = SignupBody, tag = "auth",
+    responses((status = 201, body = SessionView), (status = 409, description = "email_taken", body = crate::views::ErrorBody), (status = 422, body = crate::views::ErrorBody)))]
+#[post("/api/v1/auth/signup")]
+pub async fn signup(
+    state: web::Data<AppState>,
+    body: ApiJson<SignupBody>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.0;
+    let email = Email::parse(&body.email)?;
+    let name = Name::parse(&body.name, "name")?;
+    let password = Password::parse(body.password, "password")?;
+    if users::find_by_email(&state.store, &email)?.is_some() {
+        return Err(AppError::EmailTaken);
+    }
+    let password_hash = hash_password(password).await?;
+    let user = users::create_user(
+        &state.store,
+        NewUser {
+            email,
+            name,
+            password_hash,
+            role: Role::User,
+            signup_grant: state.config.file.credits.signup_grant,
+        },
+    )
+    .await?;
+    tracing::info!(user = %user.id, "signup");
+    Ok(HttpResponse::Created().json(session(&state, &user).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    email: String,
+    password: String,
+}
+
+/// Exchange email and password for a bearer token. Failed attempts are rate limited per account
+/// and per client address.
+#[utoipa::path(post, path = "/api/v1/auth/login", request_body = LoginBody, tag = "auth",
+    responses((status = 200, body = SessionView), (status = 401, body = crate::views::ErrorBody), (status = 429, body = crate::views::ErrorBody)))]
+#[post("/api/v1/auth/login")]
+pub async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: ApiJson<LoginBody>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.0;
+    let ip = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    // A malformed email cannot match an account: treat it as a failed login, not a 422, so the
+    // answer does not tell which emails are well-formed accounts.
+    let email = Email::parse(&body.email).ok();
+    let account_key = email.as_ref().map_or_else(
+        || body.email.trim().to_lowercase(),
+        |e| e.as_str().to_string(),
+    );
+    if let Some(retry_after_s) = state.login_limiter.blocked(&account_key, &ip) {
+        state
+            .metrics
+            .logins_rate_limited
+            .fetch_add(1, Ordering::Relaxed);
+        return Err(AppError::RateLimited { retry_after_s });
+    }
+    let user = match &email {
+        Some(e) => users::find_by_email(&state.store, e)?,
+        None => None,
+    };
+    let password = body
+        .password
+        .chars()
+        .take(Password::LEN_MAX)
+        .collect::<String>();
+    let ok = verify_password(user.as_ref().map(|u| u.password_hash.clone()), password).await?;
+    match (ok, user) {
+        (true, Some(user)) => {
+            state.login_limiter.record_success(&account_key);
+            Ok(HttpResponse::Ok().json(session(&state, &user).await?))
+        }
+        _ => {
+            state.login_limiter.record_failure(&account_key, &ip);
+            state.metrics.logins_failed.fetch_add(1, Ordering::Relaxed);
+            Err(AppError::InvalidCredentials)
+        }
+    }
+}
+
+/// Revoke the bearer token used for this call.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = crate::views::ErrorBody)))]
+#[post("/api/v1/auth/logout")]
+pub async fn logout(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, AppError> {
+    users::revoke_token(&state.store, caller.user.id, &caller.token_hash).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequestBody {
+    email: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StatusView {
+    status: &'static str,
+}
+
+/// Mail a single-use reset code. Always 202: the answer never tells whether the email exists.
+#[utoipa::path(post, path = "/api/v1/auth/password-reset/request", request_body = ResetRequestBody, tag = "auth",
+    responses((status = 202, body = StatusView), (status = 422, body = crate::views::ErrorBody)))]
+#[post("/api/v1/auth/password-reset/request")]
+pub async fn password_reset_request(
+    state: web::Data<AppState>,
+    body: ApiJson<ResetRequestBody>,
+) -> Result<HttpResponse, AppError> {
+    let email = Email::parse(&body.0.email)?;
+    let ttl_us = i64::try_from(
+        state
+            .config
+            .file
+            .auth
+            .reset_token_ttl_minutes
+            .saturating_mul(60_000_000),
+    )
+    .unwrap_or(i64::MAX);
+    users::request_password_reset(&state.store, state.mailer.as_ref(), &email, ttl_us).await?;
+    Ok(HttpResponse::Accepted().json(StatusView { status: "accepted" }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetConfirmBody {
+    token: String,
+    new_password: String,
+}
+
+/// Spend a reset code: sets the new password and signs out every session.
+#[utoipa::path(post, path = "/api/v1/auth/password-reset/confirm", request_body = ResetConfirmBody, tag = "auth",
+    responses((status = 200, body = StatusView), (status = 422, description = "invalid, used or expired token; weak password", body = crate::views::ErrorBody)))]
+#[post("/api/v1/auth/password-reset/confirm")]
+pub async fn password_reset_confirm(
+    state: web::Data<AppState>,
+    body: ApiJson<ResetConfirmBody>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.0;
+    if body.token.is_empty() || body.token.len() > 512 {
+        return Err(AppError::validation(
+            "token",
+            "the reset token is invalid, used or expired",
+        ));
+    }
+    let password = Password::parse(body.new_password, "new_password")?;
+    let hash = hash_password(password).await?;
+    users::confirm_password_reset(&state.store, &body.token, hash).await?;
+    Ok(HttpResponse::Ok().json(StatusView {
+        status: "password_changed",
+    }))
+}

@@ -1,0 +1,116 @@
+use actix_web::{get, web, HttpResponse};
+use serde_json::json;
+use utoipa::OpenApi;
+
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// Process up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200)))]
+#[get("/healthz")]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// Ready to serve: the store answers a read. Also says how the job bus stands.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200), (status = 503)))]
+#[get("/readyz")]
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let store_ok = state.store.snapshot().is_ok();
+    let body = json!({
+        "status": if store_ok { "ready" } else { "not_ready" },
+        "store": if store_ok { "open" } else { "unavailable" },
+        "writer_queue_depth": state.store.stats().queue_depth(),
+        // The job publisher arrives with the generation pipeline; until then nothing is queued.
+        "broker": { "connected": false, "state": "not_started" },
+        "outbox_backlog": 0,
+        "uptime_seconds": state.started.elapsed().as_secs(),
+    });
+    if store_ok {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = state.store.stats();
+    let batches = s.batches.load(Relaxed);
+    let sets = s.completed.load(Relaxed);
+    let gauges = [
+        (
+            "creativeflow_store_writer_queue_depth",
+            "Write sets waiting for the storage writer.",
+            s.queue_depth() as f64,
+        ),
+        (
+            "creativeflow_store_write_sets_total",
+            "Write sets committed or refused by the writer.",
+            sets as f64,
+        ),
+        (
+            "creativeflow_store_batches_total",
+            "Durable commits (group commits) made.",
+            batches as f64,
+        ),
+        (
+            "creativeflow_store_failed_batches_total",
+            "Commits that failed.",
+            s.failed_batches.load(Relaxed) as f64,
+        ),
+        (
+            "creativeflow_store_overloaded_total",
+            "Write sets refused because the queue was full.",
+            s.rejected_overloaded.load(Relaxed) as f64,
+        ),
+        (
+            "creativeflow_store_batch_size_max",
+            "Largest group commit seen.",
+            s.batch_size_max_seen.load(Relaxed) as f64,
+        ),
+        (
+            "creativeflow_store_commit_seconds_total",
+            "Time spent committing.",
+            s.commit_us_total.load(Relaxed) as f64 / 1e6,
+        ),
+        (
+            "creativeflow_account_actors_live",
+            "Credit account actors alive now.",
+            state.accounts.live() as f64,
+        ),
+        (
+            "creativeflow_account_actors_started_total",
+            "Credit account actors started.",
+            state.accounts.started_total() as f64,
+        ),
+        (
+            "creativeflow_broker_connected",
+            "1 when the job publisher holds a broker connection.",
+            0.0,
+        ),
+        (
+            "creativeflow_outbox_backlog",
+            "Jobs accepted and not yet confirmed by the broker.",
+            0.0,
+        ),
+        (
+            "creativeflow_uptime_seconds",
+            "Seconds since start.",
+            state.started.elapsed().as_secs_f64(),
+        ),
+    ];
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render(&gauges)))
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations", responses((status = 200)))]
+#[get("/api/v1/openapi.json")]
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(crate::openapi::ApiDoc::openapi())
+}

@@ -1,0 +1,96 @@
+use std::sync::atomic::Ordering;
+
+use actors::{AccountRegistry, Apply, IdempotencyKey, Outcome};
+use sha2::{Digest, Sha256};
+use storage::keys;
+use storage::ledger::Posting;
+use storage::records::{LedgerEntry, LedgerKind};
+use storage::{Direction, Store, WriteSet};
+use uuid::Uuid;
+
+use crate::domain::{CreditDelta, Description, IdempotencyKeyValue};
+use crate::error::AppError;
+use crate::extract::Page;
+use crate::metrics::Metrics;
+
+/// The caller's ledger, newest first.
+pub fn ledger_page(
+    store: &Store,
+    user_id: Uuid,
+    page: &Page,
+) -> Result<(Vec<LedgerEntry>, Option<String>), AppError> {
+    let prefix = keys::user(user_id);
+    if let Some(after) = &page.after {
+        if !after.starts_with(&prefix) {
+            return Err(AppError::validation(
+                "cursor",
+                "the cursor is not one we issued",
+            ));
+        }
+    }
+    let rows = store.scan::<LedgerEntry>(
+        &prefix,
+        page.after.as_deref(),
+        Direction::Backward,
+        page.limit,
+    )?;
+    let next = page.next_cursor(rows.len(), rows.last().map(|(k, _)| k.as_slice()));
+    Ok((rows.into_iter().map(|(_, e)| e).collect(), next))
+}
+
+/// The result of an admin adjustment, for the handler to shape.
+pub enum Adjusted {
+    Applied(LedgerEntry),
+    Replayed(LedgerEntry),
+}
+
+/// An `admin_adjustment` through the user's account actor. A deduct beyond the balance is
+/// refused and changes nothing.
+pub async fn admin_adjust(
+    accounts: &AccountRegistry,
+    metrics: &Metrics,
+    admin_id: Uuid,
+    user_id: Uuid,
+    delta: CreditDelta,
+    description: Description,
+    idempotency: Option<IdempotencyKeyValue>,
+) -> Result<Adjusted, AppError> {
+    let description = description.into_inner();
+    let idempotency = idempotency.map(|k| IdempotencyKey {
+        key_hash: Sha256::digest(format!("admin_adjustment\0{admin_id}\0{}", k.as_str())).into(),
+        request_hash: Sha256::digest(format!("{}\0{description}", delta.get())).into(),
+    });
+    let msg = Apply {
+        posting: Posting {
+            amount: delta.get(),
+            kind: LedgerKind::AdminAdjustment,
+            description,
+            generation_request_id: None,
+            invoice_id: None,
+        },
+        idempotency,
+        extra: WriteSet::new(),
+    };
+    match accounts.apply(user_id, msg).await? {
+        Outcome::Applied { entry } => {
+            metrics.ledger_applied.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(admin = %admin_id, user = %user_id, amount = entry.amount, balance_after = entry.balance_after, "admin credit adjustment");
+            Ok(Adjusted::Applied(entry))
+        }
+        Outcome::AlreadyApplied { entry } => {
+            metrics.ledger_replayed.fetch_add(1, Ordering::Relaxed);
+            Ok(Adjusted::Replayed(entry))
+        }
+        Outcome::InsufficientCredits { balance } => {
+            metrics.ledger_insufficient.fetch_add(1, Ordering::Relaxed);
+            Err(AppError::InsufficientCredits {
+                balance,
+                required: delta.get().unsigned_abs(),
+            })
+        }
+        Outcome::IdempotencyKeyReused => Err(AppError::IdempotencyKeyReused),
+        Outcome::ExtraConditionFailed { .. } => {
+            Err(AppError::Internal("unexpected extra condition".into()))
+        }
+    }
+}

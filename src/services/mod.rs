@@ -1,0 +1,5 @@
+//! Domain operations: one function per thing a user or admin can do. No HTTP types here; the
+//! handlers parse, call one of these, and map the error.
+
+pub mod credits;
+pub mod users;

@@ -1,0 +1,276 @@
+use storage::keys;
+use storage::ledger::Posting;
+use storage::records::*;
+use storage::{now_us, Direction, Store, WriteOutcome, WriteSet};
+use uuid::Uuid;
+
+use crate::auth::{hash_token, new_token};
+use crate::domain::{Email, Name};
+use crate::error::AppError;
+use crate::extract::Page;
+use crate::mailer::{Mail, Mailer};
+
+/// Tokens of one user revoked per write, bounding the write set.
+const TOKENS_REVOKED_PER_WRITE_MAX: usize = 1000;
+
+pub struct NewUser {
+    pub email: Email,
+    pub name: Name,
+    pub password_hash: String,
+    pub role: Role,
+    pub signup_grant: u64,
+}
+
+/// Creates the user, the email index entry, the credit account and the signup grant entry in
+/// one atomic write: a crash leaves either all of them or none.
+pub async fn create_user(store: &Store, new: NewUser) -> Result<UserRecord, AppError> {
+    let (set, user) = create_user_set(new)?;
+    match store.write(set).await? {
+        WriteOutcome::Committed => Ok(user),
+        WriteOutcome::ConditionFailed(_) => Err(AppError::EmailTaken),
+    }
+}
+
+/// The same for the CLI, outside any async runtime.
+pub fn create_user_blocking(store: &Store, new: NewUser) -> Result<UserRecord, AppError> {
+    let (set, user) = create_user_set(new)?;
+    match store.write_blocking(set)? {
+        WriteOutcome::Committed => Ok(user),
+        WriteOutcome::ConditionFailed(_) => Err(AppError::EmailTaken),
+    }
+}
+
+fn create_user_set(new: NewUser) -> Result<(WriteSet, UserRecord), AppError> {
+    let now = now_us();
+    let id = Uuid::now_v7();
+    let user = UserRecord {
+        id,
+        email: new.email.as_str().to_string(),
+        name: new.name.into_inner(),
+        role: new.role,
+        tier: Tier::Free,
+        password_hash: new.password_hash,
+        credentials_version: 0,
+        created_at_us: now,
+        updated_at_us: now,
+    };
+    let mut set = WriteSet::new();
+    set.require_absent::<EmailIndex>(keys::email(&user.email));
+    set.put(keys::user(id), &user);
+    set.put(keys::email(&user.email), &EmailIndex { user_id: id });
+    let empty = AccountRecord::empty(id, now);
+    if new.signup_grant > 0 {
+        let amount = i64::try_from(new.signup_grant)
+            .map_err(|_| AppError::Internal("signup grant out of range".into()))?;
+        let (account, entry) = empty
+            .post(
+                Posting {
+                    amount,
+                    kind: LedgerKind::SignupGrant,
+                    description: "Signup grant".into(),
+                    generation_request_id: None,
+                    invoice_id: None,
+                },
+                now,
+            )
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+        set.put(keys::account(id), &account);
+        set.put(keys::ledger(id, entry.seq), &entry);
+    } else {
+        set.put(keys::account(id), &empty);
+    }
+    Ok((set, user))
+}
+
+pub fn find_by_email(store: &Store, email: &Email) -> Result<Option<UserRecord>, AppError> {
+    let Some(ix) = store.get::<EmailIndex>(&keys::email(email.as_str()))? else {
+        return Ok(None);
+    };
+    Ok(store.get::<UserRecord>(&keys::user(ix.user_id))?)
+}
+
+pub fn get_user(store: &Store, id: Uuid) -> Result<UserRecord, AppError> {
+    store
+        .get::<UserRecord>(&keys::user(id))?
+        .ok_or(AppError::NotFound)
+}
+
+pub fn balance_of(store: &Store, id: Uuid) -> Result<u64, AppError> {
+    Ok(store
+        .get::<AccountRecord>(&keys::account(id))?
+        .map_or(0, |a| a.balance))
+}
+
+/// Issues a bearer token valid for `ttl_us`; returns the token (shown once).
+pub async fn issue_token(store: &Store, user_id: Uuid, ttl_us: i64) -> Result<String, AppError> {
+    let (token, hash) = new_token();
+    let now = now_us();
+    let expires_at_us = now.saturating_add(ttl_us);
+    let mut set = WriteSet::new();
+    set.put(
+        keys::token(&hash),
+        &TokenRecord {
+            user_id,
+            created_at_us: now,
+            expires_at_us,
+        },
+    );
+    set.put(
+        keys::token_by_user(user_id, &hash),
+        &TokenOfUser { expires_at_us },
+    );
+    store.write(set).await?;
+    Ok(token)
+}
+
+pub async fn revoke_token(store: &Store, user_id: Uuid, hash: &[u8; 32]) -> Result<(), AppError> {
+    let mut set = WriteSet::new();
+    set.delete::<TokenRecord>(keys::token(hash));
+    set.delete::<TokenOfUser>(keys::token_by_user(user_id, hash));
+    store.write(set).await?;
+    Ok(())
+}
+
+/// Adds the deletion of (up to a bound of) the user's sessions to `set`.
+fn revoke_all_tokens(store: &Store, user_id: Uuid, set: &mut WriteSet) -> Result<(), AppError> {
+    let tokens = store.scan::<TokenOfUser>(
+        &keys::user(user_id),
+        None,
+        Direction::Forward,
+        TOKENS_REVOKED_PER_WRITE_MAX,
+    )?;
+    for (k, _) in tokens {
+        if let Some(hash) = k
+            .get(keys::USER_KEY_LEN..)
+            .and_then(|h| <[u8; 32]>::try_from(h).ok())
+        {
+            set.delete::<TokenRecord>(keys::token(&hash));
+            set.delete::<TokenOfUser>(k);
+        }
+    }
+    Ok(())
+}
+
+/// Creates a single-use reset token and mails it. Unknown emails do nothing, silently: the
+/// answer must not reveal whether an account exists.
+pub async fn request_password_reset(
+    store: &Store,
+    mailer: &dyn Mailer,
+    email: &Email,
+    ttl_us: i64,
+) -> Result<(), AppError> {
+    let Some(user) = find_by_email(store, email)? else {
+        tracing::info!("password reset asked for an unknown email");
+        return Ok(());
+    };
+    let (token, hash) = new_token();
+    let now = now_us();
+    let mut set = WriteSet::new();
+    set.put(
+        keys::token(&hash),
+        &ResetRecord {
+            user_id: user.id,
+            credentials_version: user.credentials_version,
+            created_at_us: now,
+            expires_at_us: now.saturating_add(ttl_us),
+        },
+    );
+    store.write(set).await?;
+    mailer.send(Mail {
+        to: user.email.clone(),
+        subject: "Reset your CreativeFlow password".into(),
+        body: format!(
+            "Use this code to choose a new password within {} minutes: {token}",
+            ttl_us / 60_000_000
+        ),
+    });
+    Ok(())
+}
+
+/// Spends a reset token: new password, every session revoked, the token gone, in one write.
+/// A second use, an expired token, or one issued before a later password change is refused.
+pub async fn confirm_password_reset(
+    store: &Store,
+    token: &str,
+    new_password_hash: String,
+) -> Result<(), AppError> {
+    let invalid = || AppError::validation("token", "the reset token is invalid, used or expired");
+    let hash = hash_token(token);
+    let reset = store
+        .get::<ResetRecord>(&keys::token(&hash))?
+        .ok_or_else(invalid)?;
+    let user = get_user(store, reset.user_id).map_err(|_| invalid())?;
+    if reset.expires_at_us <= now_us() || reset.credentials_version != user.credentials_version {
+        return Err(invalid());
+    }
+    let mut updated = user.clone();
+    updated.password_hash = new_password_hash;
+    updated.credentials_version = user.credentials_version.wrapping_add(1);
+    updated.updated_at_us = now_us();
+    let mut set = WriteSet::new();
+    set.require_present::<ResetRecord>(keys::token(&hash));
+    set.require_equal(keys::user(user.id), &user);
+    set.delete::<ResetRecord>(keys::token(&hash));
+    set.put(keys::user(user.id), &updated);
+    revoke_all_tokens(store, user.id, &mut set)?;
+    match store.write(set).await? {
+        WriteOutcome::Committed => Ok(()),
+        WriteOutcome::ConditionFailed(_) => Err(invalid()),
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct UserPatch {
+    pub tier: Option<Tier>,
+    pub role: Option<Role>,
+    pub name: Option<Name>,
+}
+
+/// Admin change of tier, role or name. Conditioned on the record being unchanged since read,
+/// retried a bounded number of times when another change slipped in between.
+pub async fn update_user(
+    store: &Store,
+    actor: &UserRecord,
+    id: Uuid,
+    patch: UserPatch,
+) -> Result<UserRecord, AppError> {
+    if actor.id == id && patch.role.is_some_and(|r| r != actor.role) {
+        // An admin demoting themselves could leave nobody able to undo it.
+        return Err(AppError::Conflict("cannot_change_own_role"));
+    }
+    for _ in 0..3 {
+        let current = get_user(store, id)?;
+        let mut next = current.clone();
+        if let Some(t) = patch.tier {
+            next.tier = t;
+        }
+        if let Some(r) = patch.role {
+            next.role = r;
+        }
+        if let Some(n) = &patch.name {
+            next.name = n.clone().into_inner();
+        }
+        if next == current {
+            return Ok(current);
+        }
+        next.updated_at_us = now_us();
+        let mut set = WriteSet::new();
+        set.require_equal(keys::user(id), &current);
+        set.put(keys::user(id), &next);
+        if store.write(set).await? == WriteOutcome::Committed {
+            tracing::info!(admin = %actor.id, user = %id, tier = next.tier.as_str(), role = next.role.as_str(), "user updated by admin");
+            return Ok(next);
+        }
+    }
+    Err(AppError::Conflict("concurrent_update"))
+}
+
+pub fn list_users(
+    store: &Store,
+    page: &Page,
+) -> Result<(Vec<UserRecord>, Option<String>), AppError> {
+    let rows =
+        store.scan::<UserRecord>(&[], page.after.as_deref(), Direction::Forward, page.limit)?;
+    let next = page.next_cursor(rows.len(), rows.last().map(|(k, _)| k.as_slice()));
+    Ok((rows.into_iter().map(|(_, u)| u).collect(), next))
+}

@@ -1,0 +1,83 @@
+//! Key layouts. Ids are UUID v7 (time-ordered) in big-endian bytes and sequences are big-endian,
+//! so new keys append at the end of the tree instead of scattering writes.
+
+use uuid::Uuid;
+
+pub const USER_KEY_LEN: usize = 16;
+pub const HASH_LEN: usize = 32;
+
+pub fn user(id: Uuid) -> Vec<u8> {
+    id.as_bytes().to_vec()
+}
+
+pub fn email(normalized: &str) -> Vec<u8> {
+    normalized.as_bytes().to_vec()
+}
+
+pub fn token(hash: &[u8; HASH_LEN]) -> Vec<u8> {
+    hash.to_vec()
+}
+
+pub fn token_by_user(user: Uuid, hash: &[u8; HASH_LEN]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(USER_KEY_LEN + HASH_LEN);
+    k.extend_from_slice(user.as_bytes());
+    k.extend_from_slice(hash);
+    k
+}
+
+pub fn account(user: Uuid) -> Vec<u8> {
+    user.as_bytes().to_vec()
+}
+
+pub fn ledger(user: Uuid, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(USER_KEY_LEN + 8);
+    k.extend_from_slice(user.as_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Splits a ledger key back into (user, sequence).
+pub fn parse_ledger(key: &[u8]) -> Option<(Uuid, u64)> {
+    if key.len() != USER_KEY_LEN + 8 {
+        return None;
+    }
+    let (u, s) = key.split_at(USER_KEY_LEN);
+    Some((
+        Uuid::from_slice(u).ok()?,
+        u64::from_be_bytes(s.try_into().ok()?),
+    ))
+}
+
+pub fn idempotency(user: Uuid, key_hash: &[u8; HASH_LEN]) -> Vec<u8> {
+    token_by_user(user, key_hash)
+}
+
+/// The smallest key strictly greater than every key that starts with `prefix`, for range ends.
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ledger_keys_sort_by_user_then_sequence() {
+        let u = Uuid::now_v7();
+        assert!(ledger(u, 255) < ledger(u, 256));
+        assert_eq!(parse_ledger(&ledger(u, 42)), Some((u, 42)));
+    }
+
+    #[test]
+    fn prefix_end_carries_over_max_bytes() {
+        assert_eq!(prefix_end(&[1, 255]), Some(vec![2]));
+        assert_eq!(prefix_end(&[255, 255]), None);
+    }
+}

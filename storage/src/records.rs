@@ -1,0 +1,239 @@
+//! The stored records. Every field change bumps the record's `VERSION` (see [`crate::codec`]).
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{codec::Record, Table};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    User,
+    Agent,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Agent => "agent",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "user" => Some(Role::User),
+            "agent" => Some(Role::Agent),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Tier {
+    Free,
+    Pro,
+    Team,
+    Enterprise,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Free => "free",
+            Tier::Pro => "pro",
+            Tier::Team => "team",
+            Tier::Enterprise => "enterprise",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Tier> {
+        match s {
+            "free" => Some(Tier::Free),
+            "pro" => Some(Tier::Pro),
+            "team" => Some(Tier::Team),
+            "enterprise" => Some(Tier::Enterprise),
+            _ => None,
+        }
+    }
+}
+
+/// A user. The password hash is an Argon2id PHC string; it is never printed by `Debug`.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: Uuid,
+    /// Lower-cased, trimmed: the unique key of `users_by_email`.
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub tier: Tier,
+    pub password_hash: String,
+    /// Bumped on every password change: reset tokens issued before it stop working.
+    pub credentials_version: u32,
+    pub created_at_us: i64,
+    pub updated_at_us: i64,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("tier", &self.tier)
+            .field("password_hash", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Record for UserRecord {
+    const TABLE: Table = Table::Users;
+    const VERSION: u8 = 1;
+}
+
+/// `users_by_email`: normalized email → user id.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EmailIndex {
+    pub user_id: Uuid,
+}
+
+impl Record for EmailIndex {
+    const TABLE: Table = Table::UsersByEmail;
+    const VERSION: u8 = 1;
+}
+
+/// A bearer token, keyed by the SHA-256 of the token: the token itself is never stored.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub user_id: Uuid,
+    pub created_at_us: i64,
+    pub expires_at_us: i64,
+}
+
+impl Record for TokenRecord {
+    const TABLE: Table = Table::Tokens;
+    const VERSION: u8 = 1;
+}
+
+/// `tokens_by_user`: (user, token hash) → marker, so every session of a user can be revoked.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenOfUser {
+    pub expires_at_us: i64,
+}
+
+impl Record for TokenOfUser {
+    const TABLE: Table = Table::TokensByUser;
+    const VERSION: u8 = 1;
+}
+
+/// A single-use password reset token, keyed by its SHA-256.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ResetRecord {
+    pub user_id: Uuid,
+    /// The user's `credentials_version` when issued.
+    pub credentials_version: u32,
+    pub created_at_us: i64,
+    pub expires_at_us: i64,
+}
+
+impl Record for ResetRecord {
+    const TABLE: Table = Table::ResetTokens;
+    const VERSION: u8 = 1;
+}
+
+/// The kinds of ledger entries (SPEC §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LedgerKind {
+    SignupGrant,
+    PlanGrant,
+    Purchase,
+    GenerationCharge,
+    GenerationRefund,
+    AdminAdjustment,
+    PaymentReversal,
+}
+
+impl LedgerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerKind::SignupGrant => "signup_grant",
+            LedgerKind::PlanGrant => "plan_grant",
+            LedgerKind::Purchase => "purchase",
+            LedgerKind::GenerationCharge => "generation_charge",
+            LedgerKind::GenerationRefund => "generation_refund",
+            LedgerKind::AdminAdjustment => "admin_adjustment",
+            LedgerKind::PaymentReversal => "payment_reversal",
+        }
+    }
+}
+
+/// The balance of one user and the head of their ledger chain.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccountRecord {
+    pub user_id: Uuid,
+    pub balance: u64,
+    /// Sequence number the next ledger entry will get; entries are `0..next_seq`.
+    pub next_seq: u64,
+    /// SHA-256 of the stored bytes of the last ledger entry (all zeros before the first).
+    pub chain_hash: [u8; 32],
+    pub updated_at_us: i64,
+}
+
+impl Record for AccountRecord {
+    const TABLE: Table = Table::Accounts;
+    const VERSION: u8 = 1;
+}
+
+/// One append-only ledger entry, keyed by (user, seq).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub seq: u64,
+    pub amount: i64,
+    pub balance_after: u64,
+    pub kind: LedgerKind,
+    pub description: String,
+    pub generation_request_id: Option<Uuid>,
+    pub invoice_id: Option<Uuid>,
+    pub created_at_us: i64,
+    /// SHA-256 of the previous entry's stored bytes: rewriting any entry breaks the chain.
+    pub prev_hash: [u8; 32],
+}
+
+impl Record for LedgerEntry {
+    const TABLE: Table = Table::Ledger;
+    const VERSION: u8 = 1;
+}
+
+/// A remembered idempotency key of a money operation: (user, SHA-256 of scope and key).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// SHA-256 of what was asked, so the same key with another request is told apart.
+    pub request_hash: [u8; 32],
+    pub ledger_seq: u64,
+    pub created_at_us: i64,
+}
+
+impl Record for IdempotencyRecord {
+    const TABLE: Table = Table::Idempotency;
+    const VERSION: u8 = 1;
+}
+
+/// `meta`: the store's own facts (schema version).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MetaRecord {
+    pub schema_version: u32,
+    pub created_at_us: i64,
+}
+
+impl Record for MetaRecord {
+    const TABLE: Table = Table::Meta;
+    const VERSION: u8 = 1;
+}
+
+pub const META_KEY: &[u8] = b"store";
+pub const SCHEMA_VERSION: u32 = 1;

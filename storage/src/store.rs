@@ -1,0 +1,244 @@
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable};
+
+use crate::codec::{decode, encode, Record};
+use crate::keys::prefix_end;
+use crate::records::{MetaRecord, META_KEY, SCHEMA_VERSION};
+use crate::writer::WriterHandle;
+use crate::{now_us, StorageError, Table, WriteOutcome, WriteSet, WriterStats};
+
+/// The file inside the data folder.
+pub const DB_FILE: &str = "creativeflow.redb";
+
+/// Bounds of the store. Every queue has one.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// redb's page cache; idle users cost nothing beyond it.
+    pub cache_size_bytes: usize,
+    pub writer_queue_capacity: usize,
+    pub writer_batch_size_max: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_size_bytes: 256 * 1024 * 1024,
+            writer_queue_capacity: 8192,
+            writer_batch_size_max: 512,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Forward,
+    Backward,
+}
+
+/// The store: reads go straight to redb snapshots, writes go through the one writer thread.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<Database>,
+    writer: WriterHandle,
+    path: PathBuf,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.writer.shutdown();
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in `data_dir`, creating every table, and starts the writer.
+    pub fn open(data_dir: &Path, options: &StoreOptions) -> Result<Store, StorageError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| StorageError::Open {
+            path: data_dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let db = open_database(&path, options.cache_size_bytes)?;
+        ensure_tables(&db)?;
+        let db = Arc::new(db);
+        let writer = WriterHandle::start(
+            db.clone(),
+            options.writer_queue_capacity,
+            options.writer_batch_size_max,
+        )?;
+        Ok(Store {
+            inner: Arc::new(Inner { db, writer, path }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.inner.writer.stats
+    }
+
+    /// Submits a write set and waits until it is durable (or refused by a condition).
+    pub async fn write(&self, set: WriteSet) -> Result<WriteOutcome, StorageError> {
+        debug_assert!(set.op_count() > 0, "an empty write set is a caller bug");
+        let rx = self.inner.writer.submit(set)?;
+        rx.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// The same, for callers outside an async runtime (CLI commands).
+    pub fn write_blocking(&self, set: WriteSet) -> Result<WriteOutcome, StorageError> {
+        let rx = self.inner.writer.submit(set)?;
+        rx.blocking_recv().map_err(|_| StorageError::Closed)?
+    }
+
+    /// Commits everything queued and stops the writer; later writes answer `Closed`.
+    pub fn shutdown(&self) {
+        self.inner.writer.shutdown();
+    }
+
+    pub fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StorageError> {
+        let txn = self.inner.db.begin_read()?;
+        let table = txn.open_table(R::TABLE.def())?;
+        match table.get(key)? {
+            Some(v) => Ok(Some(decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Records whose key starts with `prefix`, strictly after `after` in `direction`, at most
+    /// `limit` of them, from one consistent snapshot.
+    pub fn scan<R: Record>(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, R)>, StorageError> {
+        let txn = self.inner.db.begin_read()?;
+        let table = txn.open_table(R::TABLE.def())?;
+        scan_table(&table, prefix, after, direction, limit)
+    }
+
+    /// Number of records in a table (for metrics and benchmarks).
+    pub fn count(&self, table: Table) -> Result<u64, StorageError> {
+        use redb::ReadableTableMetadata;
+        let txn = self.inner.db.begin_read()?;
+        let t = txn.open_table(table.def())?;
+        Ok(t.len()?)
+    }
+
+    /// A consistent read snapshot, for `verify` and `backup` while writes go on.
+    pub fn snapshot(&self) -> Result<redb::ReadTransaction, StorageError> {
+        Ok(self.inner.db.begin_read()?)
+    }
+}
+
+pub(crate) fn scan_table<R: Record, T: ReadableTable<&'static [u8], &'static [u8]>>(
+    table: &T,
+    prefix: &[u8],
+    after: Option<&[u8]>,
+    direction: Direction,
+    limit: usize,
+) -> Result<Vec<(Vec<u8>, R)>, StorageError> {
+    use std::ops::Bound;
+    let end = prefix_end(prefix);
+    let (lower, upper): (Bound<&[u8]>, Bound<&[u8]>) = match (direction, after) {
+        (Direction::Forward, Some(a)) => (Bound::Excluded(a), end_bound(&end)),
+        (Direction::Backward, Some(a)) => (Bound::Included(prefix), Bound::Excluded(a)),
+        (_, None) => (Bound::Included(prefix), end_bound(&end)),
+    };
+    let range = table.range::<&[u8]>((lower, upper))?;
+    let mut out = Vec::with_capacity(limit.min(256));
+    let mut push = |item: Result<
+        (redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>),
+        redb::StorageError,
+    >|
+     -> Result<bool, StorageError> {
+        let (k, v) = item?;
+        if !k.value().starts_with(prefix) {
+            return Ok(false);
+        }
+        out.push((k.value().to_vec(), decode::<R>(v.value())?));
+        Ok(out.len() < limit)
+    };
+    match direction {
+        Direction::Forward => {
+            for item in range {
+                if !push(item)? {
+                    break;
+                }
+            }
+        }
+        Direction::Backward => {
+            for item in range.rev() {
+                if !push(item)? {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn end_bound(end: &Option<Vec<u8>>) -> std::ops::Bound<&[u8]> {
+    match end {
+        Some(e) => std::ops::Bound::Excluded(e.as_slice()),
+        None => std::ops::Bound::Unbounded,
+    }
+}
+
+pub(crate) fn open_database(
+    path: &Path,
+    cache_size_bytes: usize,
+) -> Result<Database, StorageError> {
+    let mut builder = redb::Builder::new();
+    builder.set_cache_size(cache_size_bytes);
+    builder.create(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StorageError::InUse {
+            path: path.display().to_string(),
+        },
+        other => StorageError::Open {
+            path: path.display().to_string(),
+            reason: other.to_string(),
+        },
+    })
+}
+
+pub(crate) fn ensure_tables(db: &Database) -> Result<(), StorageError> {
+    let txn = db.begin_write()?;
+    {
+        for t in Table::ALL {
+            txn.open_table(t.def())?;
+        }
+        let mut meta = txn.open_table(Table::Meta.def())?;
+        let existing = meta.get(META_KEY)?.map(|v| decode::<MetaRecord>(v.value()));
+        match existing {
+            None => {
+                let record = MetaRecord {
+                    schema_version: SCHEMA_VERSION,
+                    created_at_us: now_us(),
+                };
+                meta.insert(META_KEY, encode(&record).as_slice())?;
+            }
+            Some(Ok(m)) if m.schema_version == SCHEMA_VERSION => {}
+            Some(Ok(m)) => {
+                return Err(StorageError::Open {
+                    path: String::new(),
+                    reason: format!(
+                        "store schema version {} is not {SCHEMA_VERSION}",
+                        m.schema_version
+                    ),
+                })
+            }
+            Some(Err(e)) => return Err(e),
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}

@@ -1,0 +1,58 @@
+use redb::TableDefinition;
+
+/// Every table of the store. Keys and values are bytes: keys are built by [`crate::keys`] so that
+/// big-endian ids and sequences sort in time order, values by [`crate::codec`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    Meta,
+    Users,
+    UsersByEmail,
+    Tokens,
+    TokensByUser,
+    ResetTokens,
+    Accounts,
+    Ledger,
+    Idempotency,
+}
+
+impl Table {
+    pub const ALL: [Table; 9] = [
+        Table::Meta,
+        Table::Users,
+        Table::UsersByEmail,
+        Table::Tokens,
+        Table::TokensByUser,
+        Table::ResetTokens,
+        Table::Accounts,
+        Table::Ledger,
+        Table::Idempotency,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Meta => "meta",
+            Table::Users => "users",
+            Table::UsersByEmail => "users_by_email",
+            Table::Tokens => "tokens",
+            Table::TokensByUser => "tokens_by_user",
+            Table::ResetTokens => "reset_tokens",
+            Table::Accounts => "accounts",
+            Table::Ledger => "ledger",
+            Table::Idempotency => "idempotency",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    pub(crate) fn def(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
+        TableDefinition::new(self.name())
+    }
+}
+
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -1,0 +1,335 @@
+//! `creativeflow verify`: every invariant of the store, checked on one consistent snapshot, each
+//! violation named. It decodes every record it reads, so an unreadable record is a violation too.
+
+use std::collections::BTreeMap;
+
+use redb::{ReadTransaction, ReadableTable};
+use uuid::Uuid;
+
+use crate::codec::{decode, Record};
+use crate::keys::{self, parse_ledger};
+use crate::ledger::ChainCheck;
+use crate::records::*;
+use crate::{StorageError, Table};
+
+/// How often progress is reported, in records.
+const PROGRESS_EVERY: u64 = 100_000;
+
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub violations: Vec<String>,
+    pub records: BTreeMap<&'static str, u64>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// Violations beyond this many are counted, not listed, to keep the report bounded.
+pub const VIOLATIONS_LISTED_MAX: usize = 1000;
+
+struct Collector<'p> {
+    report: Report,
+    hidden: u64,
+    progress: &'p mut dyn FnMut(&str, u64),
+}
+
+impl Collector<'_> {
+    fn violation(&mut self, v: String) {
+        if self.report.violations.len() < VIOLATIONS_LISTED_MAX {
+            self.report.violations.push(v);
+        } else {
+            self.hidden += 1;
+        }
+    }
+
+    fn seen(&mut self, table: Table) {
+        let n = self.report.records.entry(table.name()).or_insert(0);
+        *n += 1;
+        if *n % PROGRESS_EVERY == 0 {
+            let n = *n;
+            (self.progress)(table.name(), n);
+        }
+    }
+}
+
+type RawTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+fn open(txn: &ReadTransaction, t: Table) -> Result<RawTable, StorageError> {
+    Ok(txn.open_table(t.def())?)
+}
+
+fn get<R: Record>(
+    table: &RawTable,
+    key: &[u8],
+) -> Result<Option<Result<R, StorageError>>, StorageError> {
+    Ok(table.get(key)?.map(|v| decode::<R>(v.value())))
+}
+
+/// Runs every check. `progress(table, records_done)` is called every 100,000 records.
+pub fn verify(
+    txn: &ReadTransaction,
+    progress: &mut dyn FnMut(&str, u64),
+) -> Result<Report, StorageError> {
+    let mut c = Collector {
+        report: Report::default(),
+        hidden: 0,
+        progress,
+    };
+    check_meta(txn, &mut c)?;
+    check_users(txn, &mut c)?;
+    check_tokens(txn, &mut c)?;
+    check_ledger(txn, &mut c)?;
+    check_idempotency(txn, &mut c)?;
+    if c.hidden > 0 {
+        c.report
+            .violations
+            .push(format!("... and {} more violations", c.hidden));
+    }
+    Ok(c.report)
+}
+
+fn check_meta(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageError> {
+    let meta = open(txn, Table::Meta)?;
+    match get::<MetaRecord>(&meta, META_KEY)? {
+        Some(Ok(m)) if m.schema_version == SCHEMA_VERSION => {}
+        Some(Ok(m)) => c.violation(format!("unknown schema version {}", m.schema_version)),
+        Some(Err(e)) => c.violation(format!("meta record unreadable: {e}")),
+        None => c.violation("meta record missing".into()),
+    }
+    c.seen(Table::Meta);
+    Ok(())
+}
+
+fn check_users(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageError> {
+    let users = open(txn, Table::Users)?;
+    let by_email = open(txn, Table::UsersByEmail)?;
+    let accounts = open(txn, Table::Accounts)?;
+    for item in users.iter()? {
+        let (k, v) = item?;
+        c.seen(Table::Users);
+        let user = match decode::<UserRecord>(v.value()) {
+            Ok(u) => u,
+            Err(e) => {
+                c.violation(format!("user record {} unreadable: {e}", hex(k.value())));
+                continue;
+            }
+        };
+        if k.value() != keys::user(user.id).as_slice() {
+            c.violation(format!("user {} is stored under another key", user.id));
+        }
+        match get::<EmailIndex>(&by_email, &keys::email(&user.email))? {
+            Some(Ok(ix)) if ix.user_id == user.id => {}
+            Some(Ok(ix)) => c.violation(format!(
+                "email of user {} is indexed to another user {}",
+                user.id, ix.user_id
+            )),
+            Some(Err(e)) => c.violation(format!("email index of {} unreadable: {e}", user.id)),
+            None => c.violation(format!("user {} has no email index entry", user.id)),
+        }
+        if accounts.get(keys::account(user.id).as_slice())?.is_none() {
+            c.violation(format!("user {} has no credit account", user.id));
+        }
+    }
+    for item in by_email.iter()? {
+        let (k, v) = item?;
+        c.seen(Table::UsersByEmail);
+        match decode::<EmailIndex>(v.value()) {
+            Ok(ix) => match get::<UserRecord>(&users, &keys::user(ix.user_id))? {
+                Some(Ok(u)) if u.email.as_bytes() == k.value() => {}
+                Some(Ok(u)) => c.violation(format!(
+                    "email index entry points at user {} whose email differs",
+                    u.id
+                )),
+                Some(Err(_)) => {} // reported with the user
+                None => c.violation(format!(
+                    "email index entry points at missing user {}",
+                    ix.user_id
+                )),
+            },
+            Err(e) => c.violation(format!("email index entry unreadable: {e}")),
+        }
+    }
+    Ok(())
+}
+
+fn check_tokens(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageError> {
+    let users = open(txn, Table::Users)?;
+    let tokens = open(txn, Table::Tokens)?;
+    let by_user = open(txn, Table::TokensByUser)?;
+    for item in tokens.iter()? {
+        let (k, v) = item?;
+        c.seen(Table::Tokens);
+        match decode::<TokenRecord>(v.value()) {
+            Ok(t) => {
+                if users.get(keys::user(t.user_id).as_slice())?.is_none() {
+                    c.violation(format!("a token belongs to missing user {}", t.user_id));
+                }
+                let mut ix = keys::user(t.user_id);
+                ix.extend_from_slice(k.value());
+                if by_user.get(ix.as_slice())?.is_none() {
+                    c.violation(format!(
+                        "a token of user {} is not indexed by user",
+                        t.user_id
+                    ));
+                }
+            }
+            Err(e) => c.violation(format!("token record unreadable: {e}")),
+        }
+    }
+    for item in by_user.iter()? {
+        let (k, v) = item?;
+        c.seen(Table::TokensByUser);
+        if let Err(e) = decode::<TokenOfUser>(v.value()) {
+            c.violation(format!("token index entry unreadable: {e}"));
+        }
+        let hash = k.value().get(keys::USER_KEY_LEN..).unwrap_or_default();
+        if tokens.get(hash)?.is_none() {
+            c.violation("a token index entry points at a missing token".into());
+        }
+    }
+    let resets = open(txn, Table::ResetTokens)?;
+    for item in resets.iter()? {
+        let (_, v) = item?;
+        c.seen(Table::ResetTokens);
+        match decode::<ResetRecord>(v.value()) {
+            Ok(r) => {
+                if users.get(keys::user(r.user_id).as_slice())?.is_none() {
+                    c.violation(format!(
+                        "a reset token belongs to missing user {}",
+                        r.user_id
+                    ));
+                }
+            }
+            Err(e) => c.violation(format!("reset token unreadable: {e}")),
+        }
+    }
+    Ok(())
+}
+
+fn check_ledger(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageError> {
+    let accounts = open(txn, Table::Accounts)?;
+    let ledger = open(txn, Table::Ledger)?;
+    let mut current: Option<ChainCheck> = None;
+    let mut current_user: Option<Uuid> = None;
+    // Accounts with entries are checked while the ledger streams by; accounts are visited in the
+    // same key order, so an account with no entries at all is found by the merge.
+    let mut account_iter = accounts.iter()?;
+    let mut next_account = next_decoded::<AccountRecord>(&mut account_iter, c)?;
+    let finish = |check: ChainCheck,
+                  user: Uuid,
+                  next_account: &mut Option<(Vec<u8>, AccountRecord)>,
+                  account_iter: &mut redb::Range<&'static [u8], &'static [u8]>,
+                  c: &mut Collector|
+     -> Result<(), StorageError> {
+        // Accounts that sort before this user have no ledger: only valid if empty.
+        while let Some((k, a)) = next_account.as_ref() {
+            if k.as_slice() >= keys::account(user).as_slice() {
+                break;
+            }
+            check_empty_account(a, c);
+            *next_account = next_decoded(account_iter, c)?;
+        }
+        let matched = match next_account.as_ref() {
+            Some((k, a)) if k.as_slice() == keys::account(user).as_slice() => Some(*a),
+            _ => None,
+        };
+        for p in check.finish(matched.as_ref()) {
+            c.violation(p);
+        }
+        if matched.is_some() {
+            *next_account = next_decoded(account_iter, c)?;
+        }
+        Ok(())
+    };
+    for item in ledger.iter()? {
+        let (k, v) = item?;
+        c.seen(Table::Ledger);
+        let Some((user, seq)) = parse_ledger(k.value()) else {
+            c.violation(format!("ledger key {} is malformed", hex(k.value())));
+            continue;
+        };
+        if current_user != Some(user) {
+            if let (Some(check), Some(prev)) = (current.take(), current_user) {
+                finish(check, prev, &mut next_account, &mut account_iter, c)?;
+            }
+            current = Some(ChainCheck::new(user));
+            current_user = Some(user);
+        }
+        match decode::<LedgerEntry>(v.value()) {
+            Ok(entry) => {
+                if let Some(check) = current.as_mut() {
+                    check.step(seq, v.value(), &entry);
+                }
+            }
+            Err(e) => c.violation(format!("ledger entry {user}/{seq} unreadable: {e}")),
+        }
+    }
+    if let (Some(check), Some(prev)) = (current.take(), current_user) {
+        finish(check, prev, &mut next_account, &mut account_iter, c)?;
+    }
+    while let Some((_, a)) = next_account.take() {
+        check_empty_account(&a, c);
+        next_account = next_decoded(&mut account_iter, c)?;
+    }
+    Ok(())
+}
+
+fn check_empty_account(a: &AccountRecord, c: &mut Collector) {
+    if a.next_seq != 0 || a.balance != 0 {
+        c.violation(format!(
+            "account {} has balance {} and {} entries but no ledger",
+            a.user_id, a.balance, a.next_seq
+        ));
+    }
+}
+
+fn next_decoded<R: Record>(
+    it: &mut redb::Range<&'static [u8], &'static [u8]>,
+    c: &mut Collector,
+) -> Result<Option<(Vec<u8>, R)>, StorageError> {
+    for item in it.by_ref() {
+        let (k, v) = item?;
+        c.seen(R::TABLE);
+        match decode::<R>(v.value()) {
+            Ok(r) => return Ok(Some((k.value().to_vec(), r))),
+            Err(e) => c.violation(format!(
+                "{} record {} unreadable: {e}",
+                R::TABLE,
+                hex(k.value())
+            )),
+        }
+    }
+    Ok(None)
+}
+
+fn check_idempotency(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageError> {
+    let idem = open(txn, Table::Idempotency)?;
+    let accounts = open(txn, Table::Accounts)?;
+    for item in idem.iter()? {
+        let (k, v) = item?;
+        c.seen(Table::Idempotency);
+        let user = k
+            .value()
+            .get(..keys::USER_KEY_LEN)
+            .and_then(|b| Uuid::from_slice(b).ok());
+        let (Some(user), Ok(rec)) = (user, decode::<IdempotencyRecord>(v.value())) else {
+            c.violation(format!("idempotency record {} unreadable", hex(k.value())));
+            continue;
+        };
+        match get::<AccountRecord>(&accounts, &keys::account(user))? {
+            Some(Ok(a)) if rec.ledger_seq < a.next_seq => {}
+            _ => c.violation(format!(
+                "idempotency record of {user} points at ledger seq {} that does not exist",
+                rec.ledger_seq
+            )),
+        }
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,363 @@
+//! The one storage writer: a plain thread (it blocks on fsync, so it must never run on an actix
+//! arbiter) that takes every write set waiting in its bounded queue, applies them in one redb
+//! write transaction, commits once (durable), and completes them all: group commit.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use redb::{Database, ReadableTable};
+use tokio::sync::oneshot;
+
+use crate::codec::{encode, Record};
+use crate::{StorageError, Table};
+
+/// A condition checked inside the write transaction, after every earlier set of the batch was
+/// applied. A failed condition skips this set alone: it is how callers get compare-and-set
+/// without locks (unique emails, single-use tokens, one writer per account).
+#[derive(Debug, Clone)]
+enum Condition {
+    Absent {
+        table: Table,
+        key: Vec<u8>,
+    },
+    Present {
+        table: Table,
+        key: Vec<u8>,
+    },
+    Equals {
+        table: Table,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put {
+        table: Table,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        table: Table,
+        key: Vec<u8>,
+    },
+}
+
+/// Records to write together: all or nothing, and durable before the caller hears back.
+#[derive(Debug, Clone, Default)]
+pub struct WriteSet {
+    conditions: Vec<Condition>,
+    ops: Vec<Op>,
+}
+
+/// What became of a write set that reached the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Applied and durable.
+    Committed,
+    /// The condition at this index (in the order they were added) did not hold; nothing written.
+    ConditionFailed(usize),
+}
+
+impl WriteSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn put<R: Record>(&mut self, key: Vec<u8>, record: &R) -> &mut Self {
+        self.ops.push(Op::Put {
+            table: R::TABLE,
+            key,
+            value: encode(record),
+        });
+        self
+    }
+
+    pub fn delete<R: Record>(&mut self, key: Vec<u8>) -> &mut Self {
+        self.ops.push(Op::Delete {
+            table: R::TABLE,
+            key,
+        });
+        self
+    }
+
+    /// Fails the set if a record of this type exists at `key`.
+    pub fn require_absent<R: Record>(&mut self, key: Vec<u8>) -> &mut Self {
+        self.conditions.push(Condition::Absent {
+            table: R::TABLE,
+            key,
+        });
+        self
+    }
+
+    /// Fails the set unless a record of this type exists at `key`.
+    pub fn require_present<R: Record>(&mut self, key: Vec<u8>) -> &mut Self {
+        self.conditions.push(Condition::Present {
+            table: R::TABLE,
+            key,
+        });
+        self
+    }
+
+    /// Fails the set unless the stored record at `key` is exactly `expected`.
+    pub fn require_equal<R: Record>(&mut self, key: Vec<u8>, expected: &R) -> &mut Self {
+        self.conditions.push(Condition::Equals {
+            table: R::TABLE,
+            key,
+            value: encode(expected),
+        });
+        self
+    }
+
+    /// Adds every condition and op of `other` after this set's own.
+    pub fn extend(&mut self, other: WriteSet) -> &mut Self {
+        self.conditions.extend(other.conditions);
+        self.ops.extend(other.ops);
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    pub(crate) fn op_count(&self) -> usize {
+        self.ops.len()
+    }
+}
+
+pub(crate) struct Job {
+    pub set: WriteSet,
+    pub reply: oneshot::Sender<Result<WriteOutcome, StorageError>>,
+}
+
+pub(crate) enum Msg {
+    Write(Job),
+    Shutdown,
+}
+
+/// Counters of the writer, read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub submitted: AtomicU64,
+    pub completed: AtomicU64,
+    pub rejected_overloaded: AtomicU64,
+    pub batches: AtomicU64,
+    pub failed_batches: AtomicU64,
+    pub batch_size_max_seen: AtomicU64,
+    pub commit_us_total: AtomicU64,
+}
+
+impl WriterStats {
+    pub fn queue_depth(&self) -> u64 {
+        self.submitted
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.completed.load(Ordering::Relaxed))
+    }
+}
+
+pub(crate) struct WriterHandle {
+    tx: SyncSender<Msg>,
+    closed: AtomicBool,
+    thread: parking_lot_free::Slot<JoinHandle<()>>,
+    pub stats: Arc<WriterStats>,
+}
+
+/// A tiny take-once slot; std's Mutex is enough since it is touched once at shutdown.
+mod parking_lot_free {
+    use std::sync::Mutex;
+    pub struct Slot<T>(Mutex<Option<T>>);
+    impl<T> Slot<T> {
+        pub fn new(v: T) -> Self {
+            Slot(Mutex::new(Some(v)))
+        }
+        pub fn take(&self) -> Option<T> {
+            match self.0.lock() {
+                Ok(mut g) => g.take(),
+                Err(p) => p.into_inner().take(),
+            }
+        }
+    }
+}
+
+impl WriterHandle {
+    pub fn start(
+        db: Arc<Database>,
+        queue_capacity: usize,
+        batch_size_max: usize,
+    ) -> Result<Self, StorageError> {
+        assert!(queue_capacity > 0 && batch_size_max > 0);
+        let (tx, rx) = mpsc::sync_channel(queue_capacity);
+        let stats = Arc::new(WriterStats::default());
+        let thread_stats = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("storage-writer".into())
+            .spawn(move || run(db, rx, batch_size_max, thread_stats))?;
+        Ok(WriterHandle {
+            tx,
+            closed: AtomicBool::new(false),
+            thread: parking_lot_free::Slot::new(thread),
+            stats,
+        })
+    }
+
+    /// Queues a set without blocking; a full queue is `Overloaded` (the caller sheds load).
+    pub fn submit(
+        &self,
+        set: WriteSet,
+    ) -> Result<oneshot::Receiver<Result<WriteOutcome, StorageError>>, StorageError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StorageError::Closed);
+        }
+        let (reply, rx) = oneshot::channel();
+        match self.tx.try_send(Msg::Write(Job { set, reply })) {
+            Ok(()) => {
+                self.stats.submitted.fetch_add(1, Ordering::Relaxed);
+                Ok(rx)
+            }
+            Err(TrySendError::Full(_)) => {
+                self.stats
+                    .rejected_overloaded
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(StorageError::Overloaded)
+            }
+            Err(TrySendError::Disconnected(_)) => Err(StorageError::Closed),
+        }
+    }
+
+    /// Refuses new sets, commits every set already queued, and joins the thread.
+    pub fn shutdown(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // A blocking send: the writer drains the queue, so room appears.
+        let _ = self.tx.send(Msg::Shutdown);
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("storage writer thread panicked");
+            }
+        }
+    }
+}
+
+fn run(db: Arc<Database>, rx: Receiver<Msg>, batch_size_max: usize, stats: Arc<WriterStats>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(batch_size_max);
+    let mut stopping = false;
+    while !stopping {
+        match rx.recv() {
+            Ok(Msg::Write(job)) => batch.push(job),
+            Ok(Msg::Shutdown) | Err(_) => stopping = true,
+        }
+        // Take everything already waiting, up to the bound: this is what makes one fsync serve
+        // many callers. On shutdown, drain the whole queue so no accepted set is dropped.
+        while stopping || batch.len() < batch_size_max {
+            match rx.try_recv() {
+                Ok(Msg::Write(job)) => batch.push(job),
+                Ok(Msg::Shutdown) => stopping = true,
+                Err(_) => break,
+            }
+            if batch.len() >= batch_size_max {
+                commit_batch(&db, &mut batch, &stats);
+            }
+        }
+        if !batch.is_empty() {
+            commit_batch(&db, &mut batch, &stats);
+        }
+    }
+    tracing::info!("storage writer stopped");
+}
+
+fn commit_batch(db: &Database, batch: &mut Vec<Job>, stats: &WriterStats) {
+    let started = std::time::Instant::now();
+    let size = batch.len() as u64;
+    let result = apply_batch(db, batch);
+    let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    stats
+        .commit_us_total
+        .fetch_add(elapsed_us, Ordering::Relaxed);
+    stats.batch_size_max_seen.fetch_max(size, Ordering::Relaxed);
+    match result {
+        Ok(outcomes) => {
+            for (job, outcome) in batch.drain(..).zip(outcomes) {
+                let _ = job.reply.send(Ok(outcome));
+            }
+        }
+        Err(e) => {
+            stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, batch_size = size, "storage batch failed; nothing of it was written");
+            for job in batch.drain(..) {
+                let _ = job.reply.send(Err(StorageError::Engine(e.to_string())));
+            }
+        }
+    }
+    stats.completed.fetch_add(size, Ordering::Relaxed);
+}
+
+fn apply_batch(db: &Database, batch: &[Job]) -> Result<Vec<WriteOutcome>, StorageError> {
+    let txn = db.begin_write()?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    {
+        // redb allows one open handle per table per transaction: open each at most once.
+        let mut tables: Vec<Option<redb::Table<&[u8], &[u8]>>> =
+            (0..Table::ALL.len()).map(|_| None).collect();
+        for job in batch {
+            let outcome = check(&txn, &mut tables, &job.set)?;
+            if outcome == WriteOutcome::Committed {
+                for op in &job.set.ops {
+                    match op {
+                        Op::Put { table, key, value } => {
+                            table_of(&txn, &mut tables, *table)?
+                                .insert(key.as_slice(), value.as_slice())?;
+                        }
+                        Op::Delete { table, key } => {
+                            table_of(&txn, &mut tables, *table)?.remove(key.as_slice())?;
+                        }
+                    }
+                }
+            }
+            outcomes.push(outcome);
+        }
+    }
+    txn.commit()?;
+    Ok(outcomes)
+}
+
+fn check<'t>(
+    txn: &'t redb::WriteTransaction,
+    tables: &mut [Option<redb::Table<'t, &'static [u8], &'static [u8]>>],
+    set: &WriteSet,
+) -> Result<WriteOutcome, StorageError> {
+    for (i, c) in set.conditions.iter().enumerate() {
+        let holds = match c {
+            Condition::Absent { table, key } => table_of(txn, tables, *table)?
+                .get(key.as_slice())?
+                .is_none(),
+            Condition::Present { table, key } => table_of(txn, tables, *table)?
+                .get(key.as_slice())?
+                .is_some(),
+            Condition::Equals { table, key, value } => table_of(txn, tables, *table)?
+                .get(key.as_slice())?
+                .is_some_and(|v| v.value() == value.as_slice()),
+        };
+        if !holds {
+            return Ok(WriteOutcome::ConditionFailed(i));
+        }
+    }
+    Ok(WriteOutcome::Committed)
+}
+
+fn table_of<'t, 'a>(
+    txn: &'t redb::WriteTransaction,
+    tables: &'a mut [Option<redb::Table<'t, &'static [u8], &'static [u8]>>],
+    table: Table,
+) -> Result<&'a mut redb::Table<'t, &'static [u8], &'static [u8]>, StorageError> {
+    let slot = &mut tables[table.index()];
+    if slot.is_none() {
+        *slot = Some(txn.open_table(table.def())?);
+    }
+    slot.as_mut()
+        .ok_or_else(|| StorageError::Engine("table slot empty after open".into()))
+}
