@@ -96,14 +96,13 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
 /// The field a serde data error is about: the path, or for missing/unknown fields the name
 /// serde quotes in backticks.
 fn field_of(path: &str, msg: &str) -> String {
-    let quoted = msg
-        .split('`')
-        .nth(1)
-        .filter(|_| msg.starts_with("missing field") || msg.starts_with("unknown field"));
-    match (quoted, path) {
-        (Some(name), ".") => name.to_string(),
-        (Some(name), p) => format!("{p}.{name}"),
-        (None, p) => p.to_string(),
+    let quoted = msg.split('`').nth(1);
+    match quoted {
+        // serde_path_to_error already ends the path with an unknown field's name.
+        Some(name) if msg.starts_with("missing field") && path == "." => name.to_string(),
+        Some(name) if msg.starts_with("missing field") => format!("{path}.{name}"),
+        Some(name) if msg.starts_with("unknown field") && path == "." => name.to_string(),
+        _ => path.to_string(),
     }
 }
 

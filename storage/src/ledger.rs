@@ -249,11 +249,11 @@ mod tests {
             stored.push((e.seq, encode(&e), e));
             a = next;
         }
-        let view = |s: &Vec<(u64, Vec<u8>, LedgerEntry)>| {
+        fn view(s: &[(u64, Vec<u8>, LedgerEntry)]) -> Vec<(u64, &[u8], LedgerEntry)> {
             s.iter()
                 .map(|(k, b, e)| (*k, b.as_slice(), e.clone()))
-                .collect::<Vec<_>>()
-        };
+                .collect()
+        }
         assert!(check_chain(&a, view(&stored)).is_empty());
         stored[1].2.description = "rewritten".into();
         stored[1].1 = encode(&stored[1].2);

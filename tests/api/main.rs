@@ -1,1 +1,10 @@
+//! Integration tests: the real app on port 0 with a fresh data folder per test, or the real
+//! binary for the CLI and crash tests.
 
+mod auth;
+mod cli;
+mod crash;
+mod credits;
+mod health;
+mod helpers;
+mod users;

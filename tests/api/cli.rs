@@ -1,0 +1,257 @@
+//! The binary's commands: configuration errors, `user create`, `verify` and `backup`, with and
+//! without a running server.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use storage::keys;
+use storage::records::{AccountRecord, EmailIndex};
+use storage::{Store, StoreOptions, WriteSet};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_creativeflow");
+
+pub fn run(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("CREATIVEFLOW_DATA_DIR", data_dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("binary runs")
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A server process on a free port; killed (SIGKILL) when dropped.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Server {
+    pub async fn start(data_dir: &Path) -> Server {
+        let port = free_port();
+        let child = Command::new(BIN)
+            .arg("serve")
+            .env("CREATIVEFLOW_DATA_DIR", data_dir)
+            .env("CREATIVEFLOW_LISTEN", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("server starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if client
+                .get(format!("{base}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return Server { child, base };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("server did not come up on {base}");
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+#[test]
+fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(BIN)
+        .arg("serve")
+        .env("CREATIVEFLOW_DATA_DIR", dir.path())
+        .env("CREATIVEFLOW_LISTEN", "not-an-address")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("CREATIVEFLOW_LISTEN"), "{err}");
+}
+
+#[test]
+fn user_create_then_verify_on_a_stopped_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(
+        dir.path(),
+        &[
+            "user",
+            "create",
+            "--email",
+            "Root@Example.com",
+            "--password",
+            "a long admin password",
+            "--role",
+            "admin",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("created admin root@example.com"));
+    let again = run(
+        dir.path(),
+        &[
+            "user",
+            "create",
+            "--email",
+            "root@example.com",
+            "--password",
+            "a long admin password",
+            "--role",
+            "admin",
+        ],
+    );
+    assert!(!again.status.success());
+    let bad = run(
+        dir.path(),
+        &[
+            "user",
+            "create",
+            "--email",
+            "nope",
+            "--password",
+            "a long admin password",
+            "--role",
+            "admin",
+        ],
+    );
+    assert!(!bad.status.success());
+    let v = run(dir.path(), &["verify"]);
+    assert!(v.status.success(), "{}", text(&v));
+    assert!(text(&v).contains("verify: ok"));
+}
+
+#[test]
+fn verify_names_a_balance_that_does_not_match_its_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(
+        dir.path(),
+        &[
+            "user",
+            "create",
+            "--email",
+            "a@example.com",
+            "--password",
+            "a long password",
+            "--role",
+            "user",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    {
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let ix = store
+            .get::<EmailIndex>(&keys::email("a@example.com"))
+            .unwrap()
+            .unwrap();
+        let mut account = store
+            .get::<AccountRecord>(&keys::account(ix.user_id))
+            .unwrap()
+            .unwrap();
+        account.balance += 1000;
+        let mut set = WriteSet::new();
+        set.put(keys::account(ix.user_id), &account);
+        store.write_blocking(set).unwrap();
+        store.shutdown();
+    }
+    let v = run(dir.path(), &["verify"]);
+    assert_eq!(v.status.code(), Some(1));
+    let out = text(&v);
+    assert!(
+        out.contains("VIOLATION") && out.contains("ledger sums to 10"),
+        "{out}"
+    );
+}
+
+#[actix_web::test]
+async fn backup_while_the_server_runs_is_consistent_and_restores() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path()).await;
+    // While the server holds the store, the CLI goes through its control socket.
+    let o = run(
+        dir.path(),
+        &[
+            "user",
+            "create",
+            "--email",
+            "ops@example.com",
+            "--password",
+            "a long admin password",
+            "--role",
+            "admin",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let client = reqwest::Client::new();
+    for i in 0..20 {
+        let r = client
+            .post(format!("{}/api/v1/auth/signup", server.base))
+            .json(&json!({"email": format!("u{i}@example.com"), "password": "long enough pw", "name": "U"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let out_dir = tempfile::tempdir().unwrap();
+    let file = out_dir.path().join("cf-backup.redb");
+    let b = run(dir.path(), &["backup", "--out", file.to_str().unwrap()]);
+    assert!(b.status.success(), "{}", text(&b));
+    assert!(file.is_file());
+    let again = run(dir.path(), &["backup", "--out", file.to_str().unwrap()]);
+    assert!(!again.status.success(), "a backup never overwrites");
+    let live = run(dir.path(), &["verify"]);
+    assert!(live.status.success(), "{}", text(&live));
+    server.terminate();
+
+    let restored = tempfile::tempdir().unwrap();
+    std::fs::copy(&file, restored.path().join("creativeflow.redb")).unwrap();
+    let v = run(restored.path(), &["verify"]);
+    assert!(v.status.success(), "{}", text(&v));
+    assert!(text(&v).contains("users=21"), "{}", text(&v));
+    let server = Server::start(restored.path()).await;
+    let r = client
+        .post(format!("{}/api/v1/auth/login", server.base))
+        .json(&json!({"email": "u7@example.com", "password": "long enough pw"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["user"]["credit_balance"], 10);
+}

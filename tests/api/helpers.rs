@@ -1,0 +1,211 @@
+use std::sync::Arc;
+
+use creativeflow::config::Config;
+use creativeflow::domain::{Email, Name};
+use creativeflow::mailer::{Mail, Mailer};
+use creativeflow::services::users::{create_user, NewUser};
+use creativeflow::startup::Application;
+use creativeflow::state::AppState;
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use storage::records::Role;
+
+/// Keeps every mail so tests can read reset codes.
+#[derive(Default)]
+pub struct CapturingMailer {
+    pub sent: Mutex<Vec<Mail>>,
+}
+
+impl Mailer for CapturingMailer {
+    fn send(&self, mail: Mail) {
+        self.sent.lock().push(mail);
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub mailer: Arc<CapturingMailer>,
+    pub state: actix_web::web::Data<AppState>,
+    pub _dir: tempfile::TempDir,
+}
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().to_string_lossy().to_string();
+    let mut all: Vec<(String, String)> = vec![
+        ("CREATIVEFLOW_DATA_DIR".into(), data_dir),
+        ("CREATIVEFLOW_LISTEN".into(), "127.0.0.1:0".into()),
+    ];
+    all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let config = Config::from_lookup(|k| all.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+        .expect("config");
+    let mailer = Arc::new(CapturingMailer::default());
+    let app = Application::build(config, mailer.clone())
+        .await
+        .expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()
+            .expect("client"),
+        mailer,
+        state,
+        _dir: dir,
+    }
+}
+
+pub fn unique_email(prefix: &str) -> String {
+    format!("{prefix}-{}@example.com", uuid::Uuid::new_v4().simple())
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
+        let mut r = self.client.post(self.url(path)).json(body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.expect("request")
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut r = self.client.get(self.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.expect("request")
+    }
+
+    pub async fn patch_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
+        let mut r = self.client.patch(self.url(path)).json(body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.expect("request")
+    }
+
+    pub async fn signup(&self, email: &str) -> reqwest::Response {
+        self.post_json(
+            "/api/v1/auth/signup",
+            None,
+            &json!({"email": email, "password": PASSWORD, "name": "Test User"}),
+        )
+        .await
+    }
+
+    /// Signs a new user up; returns (token, user id).
+    pub async fn new_user(&self) -> (String, String) {
+        let r = self.signup(&unique_email("user")).await;
+        assert_eq!(r.status(), 201);
+        let body: Value = r.json().await.expect("json");
+        (
+            body["token"].as_str().expect("token").to_string(),
+            body["user"]["id"].as_str().expect("id").to_string(),
+        )
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+        self.post_json(
+            "/api/v1/auth/login",
+            None,
+            &json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// A staff account created the way `creativeflow user create` does; returns its token.
+    pub async fn staff(&self, role: Role) -> String {
+        let email = unique_email(role.as_str());
+        let hash = creativeflow::auth::hash_password_now(PASSWORD).expect("hash");
+        create_user(
+            &self.state.store,
+            NewUser {
+                email: Email::parse(&email).expect("email"),
+                name: Name::parse("Staff", "name").expect("name"),
+                password_hash: hash,
+                role,
+                signup_grant: 0,
+            },
+        )
+        .await
+        .expect("staff created");
+        let r = self.login(&email, PASSWORD).await;
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.expect("json")["token"]
+            .as_str()
+            .expect("token")
+            .to_string()
+    }
+
+    pub async fn admin_adjust(
+        &self,
+        admin: &str,
+        user_id: &str,
+        amount: i64,
+        description: &str,
+    ) -> reqwest::Response {
+        self.post_json(
+            &format!("/api/v1/admin/users/{user_id}/credits"),
+            Some(admin),
+            &json!({"amount": amount, "description": description}),
+        )
+        .await
+    }
+
+    pub async fn balance(&self, token: &str) -> u64 {
+        let r = self.get("/api/v1/credits", Some(token)).await;
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.expect("json")["balance"]
+            .as_u64()
+            .expect("balance")
+    }
+
+    /// Runs `creativeflow verify`'s checks on a snapshot of the live store.
+    pub fn verify(&self) -> storage::verify::Report {
+        let snap = self.state.store.snapshot().expect("snapshot");
+        storage::verify::verify(&snap, &mut |_, _| {}).expect("verify runs")
+    }
+
+    pub fn assert_verified(&self) {
+        let report = self.verify();
+        assert!(
+            report.ok(),
+            "verify found violations: {:#?}",
+            report.violations
+        );
+    }
+}
+
+/// Asserts an error response: status, the envelope, and the code.
+pub async fn assert_error(r: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(r.status().as_u16(), status, "status for expected {code}");
+    let body: Value = r.json().await.expect("error body is JSON");
+    assert_eq!(body["error"]["code"], code, "body: {body}");
+    assert!(body["error"]["message"].is_string(), "body: {body}");
+    assert!(body["error"]["details"].is_object(), "body: {body}");
+    body
+}
