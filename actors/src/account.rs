@@ -147,6 +147,7 @@ async fn apply(
     (None, Err(AccountError::Contended))
 }
 
+#[allow(clippy::large_enum_variant)] // short-lived, never stored
 enum Attempt {
     Done(AccountRecord, Outcome),
     /// The stored account is not the one we hold: read it again.

@@ -76,7 +76,7 @@ fn copy_into(
                     let (k, v) = item?;
                     dest.insert(k.value(), v.value())?;
                     copied += 1;
-                    if copied % COPY_CHUNK_RECORDS == 0 {
+                    if copied.is_multiple_of(COPY_CHUNK_RECORDS) {
                         more = true;
                         break;
                     }

@@ -139,6 +139,11 @@ impl Store {
     }
 }
 
+type RangeItem<'a> = Result<
+    (redb::AccessGuard<'a, &'static [u8]>, redb::AccessGuard<'a, &'static [u8]>),
+    redb::StorageError,
+>;
+
 pub(crate) fn scan_table<R: Record, T: ReadableTable<&'static [u8], &'static [u8]>>(
     table: &T,
     prefix: &[u8],
@@ -155,11 +160,7 @@ pub(crate) fn scan_table<R: Record, T: ReadableTable<&'static [u8], &'static [u8
     };
     let range = table.range::<&[u8]>((lower, upper))?;
     let mut out = Vec::with_capacity(limit.min(256));
-    let mut push = |item: Result<
-        (redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>),
-        redb::StorageError,
-    >|
-     -> Result<bool, StorageError> {
+    let mut push = |item: RangeItem| -> Result<bool, StorageError> {
         let (k, v) = item?;
         if !k.value().starts_with(prefix) {
             return Ok(false);

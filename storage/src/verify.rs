@@ -48,7 +48,7 @@ impl Collector<'_> {
     fn seen(&mut self, table: Table) {
         let n = self.report.records.entry(table.name()).or_insert(0);
         *n += 1;
-        if *n % PROGRESS_EVERY == 0 {
+        if (*n).is_multiple_of(PROGRESS_EVERY) {
             let n = *n;
             (self.progress)(table.name(), n);
         }

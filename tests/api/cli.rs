@@ -46,7 +46,7 @@ pub struct Server {
 impl Server {
     pub async fn start(data_dir: &Path) -> Server {
         let port = free_port();
-        let child = Command::new(BIN)
+        let mut child = Command::new(BIN)
             .arg("serve")
             .env("CREATIVEFLOW_DATA_DIR", data_dir)
             .env("CREATIVEFLOW_LISTEN", format!("127.0.0.1:{port}"))
@@ -68,6 +68,8 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("server did not come up on {base}");
     }
 
