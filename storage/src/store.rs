@@ -140,7 +140,10 @@ impl Store {
 }
 
 type RangeItem<'a> = Result<
-    (redb::AccessGuard<'a, &'static [u8]>, redb::AccessGuard<'a, &'static [u8]>),
+    (
+        redb::AccessGuard<'a, &'static [u8]>,
+        redb::AccessGuard<'a, &'static [u8]>,
+    ),
     redb::StorageError,
 >;
 

@@ -1,0 +1,183 @@
+use storage::keys;
+use storage::ledger::Posting;
+use storage::records::{AccountRecord, EmailIndex, LedgerKind};
+use storage::{Store, StoreOptions, Table, WriteOutcome, WriteSet};
+use uuid::Uuid;
+
+fn open(dir: &std::path::Path, queue: usize) -> Store {
+    Store::open(
+        dir,
+        &StoreOptions {
+            cache_size_bytes: 8 << 20,
+            writer_queue_capacity: queue,
+            writer_batch_size_max: 256,
+        },
+    )
+    .unwrap()
+}
+
+fn account_with(user: Uuid, amounts: &[i64]) -> (WriteSet, AccountRecord) {
+    let mut a = AccountRecord::empty(user, 0);
+    let mut set = WriteSet::new();
+    for &amount in amounts {
+        let (next, e) = a
+            .post(
+                Posting {
+                    amount,
+                    kind: LedgerKind::AdminAdjustment,
+                    description: "t".into(),
+                    generation_request_id: None,
+                    invoice_id: None,
+                },
+                1,
+            )
+            .unwrap();
+        set.put(keys::ledger(user, e.seq), &e);
+        a = next;
+    }
+    set.put(keys::account(user), &a);
+    (set, a)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_commits_and_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 10_000);
+    let writes = (0..2000).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let (set, _) = account_with(Uuid::now_v7(), &[5]);
+            store.write(set).await.unwrap()
+        })
+    });
+    for w in futures_util::future::join_all(writes).await {
+        assert_eq!(w.unwrap(), WriteOutcome::Committed);
+    }
+    assert_eq!(store.count(Table::Accounts).unwrap(), 2000);
+    let batches = store
+        .stats()
+        .batches
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        batches < 2000,
+        "group commit: {batches} commits for 2000 writes"
+    );
+    let report = storage::verify::verify(&store.snapshot().unwrap(), &mut |_, _| {}).unwrap();
+    assert!(report.ok(), "{:?}", report.violations);
+}
+
+#[tokio::test]
+async fn a_failed_condition_skips_only_its_own_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 16);
+    let user = Uuid::now_v7();
+    let mut first = WriteSet::new();
+    first.require_absent::<EmailIndex>(keys::email("a@x.io"));
+    first.put(keys::email("a@x.io"), &EmailIndex { user_id: user });
+    assert_eq!(
+        store.write(first.clone()).await.unwrap(),
+        WriteOutcome::Committed
+    );
+    let mut second = first.clone();
+    second.put(keys::email("b@x.io"), &EmailIndex { user_id: user });
+    assert_eq!(
+        store.write(second).await.unwrap(),
+        WriteOutcome::ConditionFailed(0)
+    );
+    assert!(
+        store
+            .get::<EmailIndex>(&keys::email("b@x.io"))
+            .unwrap()
+            .is_none(),
+        "nothing of a refused set is written"
+    );
+}
+
+#[tokio::test]
+async fn writes_after_shutdown_are_refused_and_earlier_ones_are_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = Uuid::now_v7();
+    {
+        let store = open(dir.path(), 16);
+        let (set, _) = account_with(user, &[7, -2]);
+        store.write(set).await.unwrap();
+        store.shutdown();
+        let (set, _) = account_with(Uuid::now_v7(), &[1]);
+        assert!(matches!(
+            store.write(set).await,
+            Err(storage::StorageError::Closed)
+        ));
+    }
+    let store = open(dir.path(), 16);
+    let a = store
+        .get::<AccountRecord>(&keys::account(user))
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.balance, 5);
+}
+
+#[test]
+fn a_second_process_style_open_is_refused_while_the_store_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = open(dir.path(), 16);
+    assert!(matches!(
+        Store::open(dir.path(), &StoreOptions::default()),
+        Err(storage::StorageError::InUse { .. })
+    ));
+}
+
+#[tokio::test]
+async fn verify_names_orphans_gaps_and_rewrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 16);
+    // A ledger with no account.
+    let orphan = Uuid::now_v7();
+    let (set, _) = account_with(orphan, &[3]);
+    let mut only_ledger = WriteSet::new();
+    only_ledger.extend(set);
+    only_ledger.delete::<AccountRecord>(keys::account(orphan));
+    store.write(only_ledger).await.unwrap();
+    // A ledger with a removed entry in the middle.
+    let gap = Uuid::now_v7();
+    let (set, _) = account_with(gap, &[3, 4, 5]);
+    store.write(set).await.unwrap();
+    let mut remove = WriteSet::new();
+    remove.delete::<storage::records::LedgerEntry>(keys::ledger(gap, 1));
+    store.write(remove).await.unwrap();
+    let report = storage::verify::verify(&store.snapshot().unwrap(), &mut |_, _| {}).unwrap();
+    let all = report.violations.join("\n");
+    assert!(
+        all.contains(&format!(
+            "ledger entries of {orphan} have no account record"
+        )),
+        "{all}"
+    );
+    assert!(
+        all.contains(&format!("ledger of {gap} is not contiguous")),
+        "{all}"
+    );
+    assert!(
+        all.contains(&format!("ledger chain of {gap} is broken")),
+        "{all}"
+    );
+}
+
+#[tokio::test]
+async fn a_full_writer_queue_is_overloaded_not_unbounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 1);
+    let mut outcomes = Vec::new();
+    let futures = (0..500).map(|_| {
+        let (set, _) = account_with(Uuid::now_v7(), &[1]);
+        store.write(set)
+    });
+    for r in futures_util::future::join_all(futures).await {
+        outcomes.push(r);
+    }
+    assert!(outcomes
+        .iter()
+        .any(|r| matches!(r, Err(storage::StorageError::Overloaded))));
+    assert!(outcomes
+        .iter()
+        .any(|r| matches!(r, Ok(WriteOutcome::Committed))));
+}
