@@ -125,6 +125,27 @@ impl Application {
     }
 }
 
+/// Expired sessions and reset codes are purged every 10 minutes, a bounded number per run.
+fn spawn_token_janitor(store: Store) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+    const PER_RUN_MAX: usize = 10_000;
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(EVERY);
+        loop {
+            tick.tick().await;
+            match crate::services::users::purge_expired_tokens(&store, PER_RUN_MAX).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "expired tokens purged"),
+                Err(storage_closed @ AppError::Unavailable(_)) => {
+                    tracing::debug!(error = %storage_closed, "token janitor stops");
+                    break;
+                }
+                Err(e) => tracing::warn!(error = %e, "token purge failed"),
+            }
+        }
+    });
+}
+
 fn method_not_allowed<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
     let (req, _) = res.into_parts();
     let resp = actix_web::ResponseError::error_response(&AppError::MethodNotAllowed);

@@ -350,3 +350,46 @@ async fn a_weak_new_password_is_refused_and_the_code_stays_usable() {
         .await;
     assert_eq!(r.status(), 200);
 }
+
+#[actix_web::test]
+async fn expired_sessions_are_refused_and_purged() {
+    use storage::keys;
+    use storage::records::{TokenOfUser, TokenRecord};
+    let app = spawn_app().await;
+    let (token, id) = app.new_user().await;
+    let user = uuid::Uuid::parse_str(&id).unwrap();
+    let hash = creativeflow::auth::hash_token(&token);
+    let mut set = storage::WriteSet::new();
+    set.put(
+        keys::token(&hash),
+        &TokenRecord {
+            user_id: user,
+            created_at_us: 0,
+            expires_at_us: 1,
+        },
+    );
+    app.state.store.write(set).await.unwrap();
+    assert_error(
+        app.get("/api/v1/me", Some(&token)).await,
+        401,
+        "unauthenticated",
+    )
+    .await;
+    let purged = creativeflow::services::users::purge_expired_tokens(&app.state.store, 100)
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+    assert!(app
+        .state
+        .store
+        .get::<TokenRecord>(&keys::token(&hash))
+        .unwrap()
+        .is_none());
+    assert!(app
+        .state
+        .store
+        .get::<TokenOfUser>(&keys::token_by_user(user, &hash))
+        .unwrap()
+        .is_none());
+    app.assert_verified();
+}
