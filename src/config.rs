@@ -280,7 +280,7 @@ impl Config {
     pub fn registry_options(&self) -> actors::RegistryOptions {
         actors::RegistryOptions {
             idle_after_ms: self.file.accounts.idle_after_seconds * 1000,
-            live_accounts_max: self.file.accounts.live_accounts_max,
+            live_actors_max: self.file.accounts.live_accounts_max,
             ..actors::RegistryOptions::default()
         }
     }

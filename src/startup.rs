@@ -87,6 +87,7 @@ impl Application {
         .run();
         let control =
             crate::control::ControlServer::start(state.clone()).map_err(StartError::Control)?;
+        spawn_token_janitor(state.store.clone());
         tracing::info!(
             %listen, port, data_dir = %state.config.data_dir.display(),
             startup_ms = started.elapsed().as_millis() as u64,

@@ -77,6 +77,12 @@ impl Actor for CreditAccount {
     }
 }
 
+impl crate::registry::Keyed for CreditAccount {
+    fn for_key(user_id: Uuid, store: Store) -> Self {
+        CreditAccount::new(user_id, store)
+    }
+}
+
 impl Supervised for CreditAccount {
     /// After a failure the account forgets what it held and reads the store again: a caller may
     /// get an error, never a balance that is not the durable one.

@@ -7,4 +7,4 @@ mod account;
 mod registry;
 
 pub use account::{AccountError, Apply, CreditAccount, IdempotencyKey, Outcome, MAILBOX_CAPACITY};
-pub use registry::{AccountRegistry, RegistryOptions};
+pub use registry::{AccountRegistry, Keyed, Registry, RegistryOptions};

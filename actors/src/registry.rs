@@ -10,20 +10,25 @@ use uuid::Uuid;
 
 use crate::account::{AccountError, Apply, CreditAccount, Outcome};
 
+/// An actor that owns the state of one key (a user) and is rebuilt from the store on restart.
+pub trait Keyed: Actor<Context = Context<Self>> + Supervised {
+    fn for_key(key: Uuid, store: Store) -> Self;
+}
+
 /// Shards of the registry map: lookups from many HTTP workers rarely meet on one lock.
 const SHARDS: usize = 64;
 
 #[derive(Debug, Clone)]
 pub struct RegistryOptions {
-    /// An account actor with no message for this long is let go; it is restarted from the store
-    /// on its next message, so idle users cost no memory.
+    /// An actor with no message for this long is let go; it is restarted from the store on its
+    /// next message, so idle users cost no memory.
     pub idle_after_ms: u64,
     /// How often idle actors are looked for.
     pub sweep_every_ms: u64,
-    /// Arbiter threads the account actors are spread over.
+    /// Arbiter threads the actors are spread over.
     pub arbiters: usize,
-    /// Upper bound of live account actors; beyond it the least recently used idle ones go first.
-    pub live_accounts_max: usize,
+    /// Upper bound of live actors; beyond it the least recently used go first.
+    pub live_actors_max: usize,
 }
 
 impl Default for RegistryOptions {
@@ -32,25 +37,25 @@ impl Default for RegistryOptions {
             idle_after_ms: 60_000,
             sweep_every_ms: 5_000,
             arbiters: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            live_accounts_max: 100_000,
+            live_actors_max: 100_000,
         }
     }
 }
 
-struct Entry {
-    addr: Addr<CreditAccount>,
+struct Entry<A: Actor> {
+    addr: Addr<A>,
     last_used: Instant,
 }
 
-/// Finds or starts the one [`CreditAccount`] actor of a user.
+/// Finds or starts the one actor of a key (for money: the one [`CreditAccount`] of a user).
 ///
 /// A plain sharded map rather than a manager actor: a lookup is a hash probe, and routing every
 /// money operation through one more mailbox would make that mailbox the bottleneck. Correctness
 /// does not rest on the map: every write is conditioned on the stored account being the one the
 /// actor holds, so even two actors of one user (a lookup racing an eviction) cannot both spend.
-pub struct AccountRegistry {
+pub struct Registry<A: Keyed> {
     store: Store,
-    shards: Vec<Mutex<HashMap<Uuid, Entry>>>,
+    shards: Vec<Mutex<HashMap<Uuid, Entry<A>>>>,
     arbiters: Vec<Arbiter>,
     next_arbiter: AtomicUsize,
     live: AtomicU64,
@@ -58,12 +63,15 @@ pub struct AccountRegistry {
     options: RegistryOptions,
 }
 
-impl AccountRegistry {
+/// The registry of credit accounts.
+pub type AccountRegistry = Registry<CreditAccount>;
+
+impl<A: Keyed> Registry<A> {
     /// Must be called inside a running actix System (it starts arbiter threads).
-    pub fn start(store: Store, options: RegistryOptions) -> Arc<AccountRegistry> {
-        assert!(options.arbiters > 0 && options.live_accounts_max > 0);
+    pub fn start(store: Store, options: RegistryOptions) -> Arc<Registry<A>> {
+        assert!(options.arbiters > 0 && options.live_actors_max > 0);
         let arbiters = (0..options.arbiters).map(|_| Arbiter::new()).collect();
-        let registry = Arc::new(AccountRegistry {
+        let registry = Arc::new(Registry {
             store,
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             arbiters,
@@ -72,7 +80,7 @@ impl AccountRegistry {
             started_total: AtomicU64::new(0),
             options,
         });
-        let weak: Weak<AccountRegistry> = Arc::downgrade(&registry);
+        let weak: Weak<Registry<A>> = Arc::downgrade(&registry);
         let every = Duration::from_millis(registry.options.sweep_every_ms.max(10));
         actix::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -83,21 +91,21 @@ impl AccountRegistry {
                 };
                 let evicted = registry.evict_idle();
                 if evicted > 0 {
-                    tracing::debug!(evicted, "idle credit accounts let go");
+                    tracing::debug!(evicted, actor = std::any::type_name::<A>(), "idle actors let go");
                 }
             }
         });
         registry
     }
 
-    fn shard(&self, user_id: Uuid) -> &Mutex<HashMap<Uuid, Entry>> {
+    fn shard(&self, user_id: Uuid) -> &Mutex<HashMap<Uuid, Entry<A>>> {
         let h = user_id.as_u128();
         // UUID v7's leading bits are a timestamp; the low bits are random.
         &self.shards[(h as usize) % SHARDS]
     }
 
     /// The live actor of `user_id`, started if there is none.
-    pub fn account(&self, user_id: Uuid) -> Addr<CreditAccount> {
+    pub fn actor(&self, user_id: Uuid) -> Addr<A> {
         let mut shard = self.shard(user_id).lock();
         if let Some(entry) = shard.get_mut(&user_id) {
             if entry.addr.connected() {
@@ -109,7 +117,7 @@ impl AccountRegistry {
         let i = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
         let store = self.store.clone();
         let addr = Supervisor::start_in_arbiter(&self.arbiters[i].handle(), move |_| {
-            CreditAccount::new(user_id, store)
+            A::for_key(user_id, store)
         });
         shard.insert(
             user_id,
@@ -123,19 +131,24 @@ impl AccountRegistry {
         addr
     }
 
-    /// Sends one money movement to the user's account and waits for the durable answer.
-    /// `send().await`, never `do_send`: a full mailbox makes the caller wait.
-    pub async fn apply(&self, user_id: Uuid, msg: Apply) -> Result<Outcome, AccountError> {
-        // Closed means the actor stopped before the handler ran (it was let go, or its arbiter
-        // is stopping): nothing was written, so one retry on a fresh actor is safe.
+    /// Sends a message to the key's actor and waits for its answer. `send().await`, never
+    /// `do_send`: a full mailbox makes the caller wait. `Closed` means the actor stopped before
+    /// the handler ran (it was let go, or its arbiter is stopping): nothing was done, so one
+    /// retry on a fresh actor is safe.
+    pub async fn send<M>(&self, key: Uuid, msg: M) -> Result<M::Result, MailboxError>
+    where
+        M: actix::Message + Clone + Send + 'static,
+        M::Result: Send,
+        A: Handler<M>,
+    {
+        let mut last = MailboxError::Closed;
         for _ in 0..2 {
-            let addr = self.account(user_id);
-            match addr.send(msg.clone()).await {
-                Ok(result) => return result,
-                Err(MailboxError::Closed | MailboxError::Timeout) => continue,
+            match self.actor(key).send(msg.clone()).await {
+                Ok(result) => return Ok(result),
+                Err(e) => last = e,
             }
         }
-        Err(AccountError::Unavailable)
+        Err(last)
     }
 
     /// Lets go of actors idle for longer than the option says, and of the least recently used
@@ -144,7 +157,7 @@ impl AccountRegistry {
         let idle = Duration::from_millis(self.options.idle_after_ms);
         let now = Instant::now();
         let over = (self.live.load(Ordering::Relaxed) as usize)
-            .saturating_sub(self.options.live_accounts_max);
+            .saturating_sub(self.options.live_actors_max);
         // Beyond the bound, a shard gives up its share of the excess, oldest first.
         let per_shard_excess = over.div_ceil(SHARDS);
         let mut evicted = 0;
@@ -166,12 +179,12 @@ impl AccountRegistry {
         evicted
     }
 
-    /// Live account actors now.
+    /// Live actors now.
     pub fn live(&self) -> u64 {
         self.live.load(Ordering::Relaxed)
     }
 
-    /// Account actors started since the process began.
+    /// Actors started since the process began.
     pub fn started_total(&self) -> u64 {
         self.started_total.load(Ordering::Relaxed)
     }
@@ -189,5 +202,14 @@ impl AccountRegistry {
         for a in &self.arbiters {
             a.stop();
         }
+    }
+}
+
+impl Registry<CreditAccount> {
+    /// Sends one money movement to the user's account and waits for the durable answer.
+    pub async fn apply(&self, user_id: Uuid, msg: Apply) -> Result<Outcome, AccountError> {
+        self.send(user_id, msg)
+            .await
+            .unwrap_or(Err(AccountError::Unavailable))
     }
 }

@@ -150,7 +150,7 @@ async fn idle_accounts_are_let_go_and_come_back_from_the_store() {
 #[actix_rt::test]
 async fn the_live_bound_evicts_the_least_recently_used() {
     let options = RegistryOptions {
-        live_accounts_max: 64,
+        live_actors_max: 64,
         sweep_every_ms: 3_600_000,
         ..RegistryOptions::default()
     };
