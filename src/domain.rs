@@ -210,3 +210,212 @@ mod tests {
         assert_eq!(CreditDelta::parse(-5).unwrap().get(), -5);
     }
 }
+
+// --- Workspace fields ---------------------------------------------------------------------------
+
+use storage::records::{BrandColor, BrandFont};
+
+pub const COLORS_MAX: usize = 50;
+pub const FONTS_MAX: usize = 20;
+pub const LOGOS_MAX: usize = 20;
+const PATH_LEN_MAX: usize = 1024;
+const LABEL_LEN_MAX: usize = 100;
+
+/// A brand color as clients send it: `"#RRGGBB"` or `{"hex": "#RRGGBB", "name": "Primary"}`.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum ColorInput {
+    Hex(String),
+    Named { hex: String, name: Option<String> },
+}
+
+fn label(raw: &str, field: &str) -> Result<String, AppError> {
+    let t = raw.trim();
+    let n = t.chars().count();
+    if n == 0 || n > LABEL_LEN_MAX || t.chars().any(char::is_control) {
+        return Err(AppError::validation(field, "must be 1 to 100 characters"));
+    }
+    Ok(t.to_string())
+}
+
+pub fn parse_colors(input: Vec<ColorInput>) -> Result<Vec<BrandColor>, AppError> {
+    if input.len() > COLORS_MAX {
+        return Err(AppError::validation("colors", "at most 50 colors"));
+    }
+    input
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let field = format!("colors[{i}]");
+            let (hex, name) = match c {
+                ColorInput::Hex(h) => (h, None),
+                ColorInput::Named { hex, name } => (hex, name),
+            };
+            let ok = hex.len() == 7
+                && hex.starts_with('#')
+                && hex[1..].chars().all(|c| c.is_ascii_hexdigit());
+            if !ok {
+                return Err(AppError::validation(&field, "a color is #RRGGBB"));
+            }
+            Ok(BrandColor {
+                hex: hex.to_ascii_uppercase(),
+                name: name.map(|n| label(&n, &field)).transpose()?,
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FontInput {
+    pub family: String,
+    /// 100..900.
+    pub weight: Option<u16>,
+    pub usage: Option<String>,
+}
+
+pub fn parse_fonts(input: Vec<FontInput>) -> Result<Vec<BrandFont>, AppError> {
+    if input.len() > FONTS_MAX {
+        return Err(AppError::validation("fonts", "at most 20 fonts"));
+    }
+    input
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let field = format!("fonts[{i}]");
+            if f.weight.is_some_and(|w| !(100..=900).contains(&w)) {
+                return Err(AppError::validation(
+                    &format!("{field}.weight"),
+                    "weight is 100..900",
+                ));
+            }
+            Ok(BrandFont {
+                family: label(&f.family, &format!("{field}.family"))?,
+                weight: f.weight,
+                usage: f
+                    .usage
+                    .map(|u| label(&u, &format!("{field}.usage")))
+                    .transpose()?,
+            })
+        })
+        .collect()
+}
+
+/// An object-store path: relative, `/`-separated segments of letters, digits, `.`, `_`, `-`;
+/// no `..`, no empty segment, no scheme (absolute URLs to other hosts are refused).
+pub fn parse_object_path(raw: &str, field: &str) -> Result<String, AppError> {
+    let bad = || {
+        AppError::validation(
+            field,
+            "must be a relative object-store path without '..' or a scheme",
+        )
+    };
+    if raw.is_empty() || raw.len() > PATH_LEN_MAX || raw.starts_with('/') || raw.contains("://") {
+        return Err(bad());
+    }
+    let segment_ok = |s: &str| {
+        !s.is_empty()
+            && s != "."
+            && s != ".."
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    };
+    if !raw.split('/').all(segment_ok) {
+        return Err(bad());
+    }
+    Ok(raw.to_string())
+}
+
+pub fn parse_logos(input: Vec<String>) -> Result<Vec<String>, AppError> {
+    if input.len() > LOGOS_MAX {
+        return Err(AppError::validation("logos", "at most 20 logos"));
+    }
+    input
+        .iter()
+        .enumerate()
+        .map(|(i, p)| parse_object_path(p, &format!("logos[{i}]")))
+        .collect()
+}
+
+pub const ASSET_KINDS: [&str; 5] = ["image", "video", "audio", "document", "other"];
+/// 10 GiB: the largest asset recorded.
+pub const ASSET_SIZE_MAX: u64 = 10 * 1024 * 1024 * 1024;
+
+pub fn parse_asset_kind(raw: &str) -> Result<String, AppError> {
+    ASSET_KINDS
+        .contains(&raw)
+        .then(|| raw.to_string())
+        .ok_or_else(|| {
+            AppError::validation("kind", "must be image, video, audio, document or other")
+        })
+}
+
+/// `type/subtype` in the token characters of RFC 6838.
+pub fn parse_mime(raw: &str) -> Result<String, AppError> {
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 127
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+".contains(c))
+    };
+    match raw.split_once('/') {
+        Some((t, s)) if token(t) && token(s) => Ok(raw.to_ascii_lowercase()),
+        _ => Err(AppError::validation(
+            "mime",
+            "must be a media type like image/png",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod workspace_field_tests {
+    use super::*;
+
+    #[test]
+    fn colors_accept_both_forms_and_refuse_bad_hex() {
+        let ok = parse_colors(vec![
+            ColorInput::Hex("#ff00aa".into()),
+            ColorInput::Named {
+                hex: "#000000".into(),
+                name: Some(" Ink ".into()),
+            },
+        ])
+        .unwrap();
+        assert_eq!(ok[0].hex, "#FF00AA");
+        assert_eq!(ok[1].name.as_deref(), Some("Ink"));
+        for bad in ["ff00aa", "#ff00a", "#gg0000", "#ff00aa0"] {
+            assert!(
+                parse_colors(vec![ColorInput::Hex(bad.into())]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn object_paths_refuse_traversal_and_other_hosts() {
+        assert!(parse_object_path("brand/acme/logo-1.png", "p").is_ok());
+        for bad in [
+            "../etc/passwd",
+            "a/../b",
+            "/abs/path",
+            "https://evil.example/x.png",
+            "a//b",
+            "",
+            "a\\b",
+        ] {
+            assert!(parse_object_path(bad, "p").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn font_weights_are_100_to_900() {
+        let f = |w| FontInput {
+            family: "Inter".into(),
+            weight: Some(w),
+            usage: None,
+        };
+        assert!(parse_fonts(vec![f(400)]).is_ok());
+        assert!(parse_fonts(vec![f(50)]).is_err());
+        assert!(parse_fonts(vec![f(1000)]).is_err());
+    }
+}

@@ -28,6 +28,12 @@ pub enum AppError {
     EmailTaken,
     #[error("this idempotency key was used for a different request")]
     IdempotencyKeyReused,
+    #[error("brand kits need the pro, team or enterprise tier")]
+    TierRequired,
+    #[error("the brand kit is used by {workbenches} workbench(es) and {projects} project(s); clear those first")]
+    BrandKitInUse { workbenches: usize, projects: usize },
+    #[error("at most {limit} {what}")]
+    LimitReached { what: &'static str, limit: usize },
     #[error("the record was changed by someone else meanwhile; retry")]
     Conflict(&'static str),
     #[error("the balance of {balance} credits does not cover {required}")]
@@ -66,6 +72,24 @@ impl AppError {
             Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated", json!({})),
             InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials", json!({})),
             Forbidden => (StatusCode::FORBIDDEN, "forbidden", json!({})),
+            TierRequired => (
+                StatusCode::FORBIDDEN,
+                "tier_required",
+                json!({ "tiers": ["pro", "team", "enterprise"] }),
+            ),
+            BrandKitInUse {
+                workbenches,
+                projects,
+            } => (
+                StatusCode::CONFLICT,
+                "brand_kit_in_use",
+                json!({ "workbenches": workbenches, "projects": projects }),
+            ),
+            LimitReached { what, limit } => (
+                StatusCode::CONFLICT,
+                "limit_reached",
+                json!({ "what": what, "limit": limit }),
+            ),
             NotFound => (StatusCode::NOT_FOUND, "not_found", json!({})),
             MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,

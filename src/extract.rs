@@ -10,7 +10,6 @@ use actix_web::{FromRequest, HttpRequest};
 use base64::Engine;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 
 use crate::error::AppError;
 
@@ -106,48 +105,69 @@ fn field_of(path: &str, msg: &str) -> String {
     }
 }
 
-/// `?limit=` (1..200, default 50) and `?cursor=` (opaque).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PageQuery {
-    pub limit: Option<String>,
-    pub cursor: Option<String>,
-}
-
 pub const PAGE_LIMIT_DEFAULT: usize = 50;
 pub const PAGE_LIMIT_MAX: usize = 200;
 
+/// `?limit=` (1..200, default 50) and `?cursor=` (opaque), plus the filters a route allows.
 #[derive(Debug, Clone)]
 pub struct Page {
     pub limit: usize,
     /// The decoded cursor: the last key of the previous page.
     pub after: Option<Vec<u8>>,
+    filters: Vec<(String, String)>,
 }
 
 impl Page {
     pub fn from_query(req: &HttpRequest) -> Result<Page, AppError> {
-        let q = actix_web::web::Query::<PageQuery>::from_query(req.query_string())
+        Self::with_filters(req, &[])
+    }
+
+    /// Parses paging and the named filters; any other query parameter is refused (422).
+    pub fn with_filters(req: &HttpRequest, allowed: &[&str]) -> Result<Page, AppError> {
+        let pairs = actix_web::web::Query::<Vec<(String, String)>>::from_query(req.query_string())
             .map_err(|e| AppError::validation("query", e.to_string()))?
             .into_inner();
-        let limit = match q.limit {
-            None => PAGE_LIMIT_DEFAULT,
-            Some(s) => match s.parse::<usize>() {
-                Ok(n) if (1..=PAGE_LIMIT_MAX).contains(&n) => n,
-                _ => return Err(AppError::validation("limit", "limit must be 1..200")),
-            },
-        };
-        let after = match q.cursor {
-            None => None,
-            Some(c) if c.is_empty() => None,
-            Some(c) => Some(
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(c.as_bytes())
-                    .map_err(|_| {
-                        AppError::validation("cursor", "the cursor is not one we issued")
-                    })?,
-            ),
-        };
-        Ok(Page { limit, after })
+        let mut limit = PAGE_LIMIT_DEFAULT;
+        let mut after = None;
+        let mut filters = Vec::new();
+        for (k, v) in pairs {
+            match k.as_str() {
+                "limit" => {
+                    limit = match v.parse::<usize>() {
+                        Ok(n) if (1..=PAGE_LIMIT_MAX).contains(&n) => n,
+                        _ => return Err(AppError::validation("limit", "limit must be 1..200")),
+                    }
+                }
+                "cursor" if v.is_empty() => {}
+                "cursor" => {
+                    after = Some(
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD
+                            .decode(v.as_bytes())
+                            .map_err(|_| {
+                                AppError::validation("cursor", "the cursor is not one we issued")
+                            })?,
+                    )
+                }
+                other if allowed.contains(&other) => filters.push((k, v)),
+                other => return Err(AppError::validation(other, "unknown query parameter")),
+            }
+        }
+        Ok(Page {
+            limit,
+            after,
+            filters,
+        })
+    }
+
+    /// A filter parsed as a UUID (422 naming it when malformed).
+    pub fn uuid_filter(&self, name: &str) -> Result<Option<uuid::Uuid>, AppError> {
+        self.filters
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| {
+                uuid::Uuid::parse_str(v).map_err(|_| AppError::validation(name, "must be a UUID"))
+            })
+            .transpose()
     }
 
     /// The cursor of the next page when this page came back full.
@@ -163,7 +183,7 @@ impl Page {
 mod tests {
     use super::*;
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     struct Body {

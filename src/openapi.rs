@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{auth, credits, health, users};
+use crate::routes::{auth, credits, health, users, workspace};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -12,7 +12,12 @@ use crate::routes::{auth, credits, health, users};
         health::healthz, health::readyz, health::metrics, health::openapi,
         auth::signup, auth::login, auth::logout, auth::password_reset_request, auth::password_reset_confirm,
         users::me, users::admin_list_users, users::admin_update_user,
+        users::admin_delete_user,
         credits::my_credits, credits::admin_adjust_credits,
+        workspace::list_workbenches, workspace::create_workbench, workspace::get_workbench, workspace::update_workbench, workspace::delete_workbench,
+        workspace::list_projects, workspace::create_project, workspace::get_project, workspace::update_project, workspace::delete_project,
+        workspace::list_brand_kits, workspace::create_brand_kit, workspace::get_brand_kit, workspace::update_brand_kit, workspace::delete_brand_kit,
+        workspace::list_assets, workspace::create_asset, workspace::delete_asset,
     ),
     modifiers(&BearerAuth)
 )]

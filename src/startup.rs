@@ -10,6 +10,7 @@ use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::middleware::{from_fn, ErrorHandlerResponse, ErrorHandlers, Next};
 use actix_web::{web, App, HttpServer};
+use actors::workspace::WorkspaceRegistry;
 use actors::AccountRegistry;
 use storage::Store;
 
@@ -44,8 +45,15 @@ impl Application {
         let started = Instant::now();
         let store = Store::open(&config.data_dir, &config.store_options())?;
         let accounts = AccountRegistry::start(store.clone(), config.registry_options());
+        let workspaces = WorkspaceRegistry::start(store.clone(), config.registry_options());
         let listen = config.listen;
-        let state = web::Data::new(AppState::new(store, accounts, Arc::new(config), mailer));
+        let state = web::Data::new(AppState::new(
+            store,
+            accounts,
+            workspaces,
+            Arc::new(config),
+            mailer,
+        ));
         let listener = TcpListener::bind(listen).map_err(|source| StartError::Listen {
             addr: listen.to_string(),
             source,
@@ -120,6 +128,7 @@ impl Application {
         tracing::info!("HTTP stopped; flushing the store");
         self.control.stop();
         self.state.accounts.stop();
+        self.state.workspaces.stop();
         self.state.store.shutdown();
         tracing::info!("shutdown complete");
         result

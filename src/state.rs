@@ -1,6 +1,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actors::workspace::WorkspaceRegistry;
 use actors::AccountRegistry;
 use storage::Store;
 
@@ -13,6 +14,7 @@ use crate::ratelimit::LoginLimiter;
 pub struct AppState {
     pub store: Store,
     pub accounts: Arc<AccountRegistry>,
+    pub workspaces: Arc<WorkspaceRegistry>,
     pub config: Arc<Config>,
     pub mailer: Arc<dyn Mailer>,
     pub metrics: Arc<Metrics>,
@@ -24,6 +26,7 @@ impl AppState {
     pub fn new(
         store: Store,
         accounts: Arc<AccountRegistry>,
+        workspaces: Arc<WorkspaceRegistry>,
         config: Arc<Config>,
         mailer: Arc<dyn Mailer>,
     ) -> Self {
@@ -36,6 +39,7 @@ impl AppState {
         AppState {
             store,
             accounts,
+            workspaces,
             config,
             mailer,
             metrics: Arc::new(Metrics::default()),

@@ -88,3 +88,159 @@ pub struct ErrorDetail {
     #[schema(value_type = Object)]
     pub details: serde_json::Value,
 }
+
+// --- Workspace ----------------------------------------------------------------------------------
+
+use storage::records::{AssetRecord, BrandKitRecord, ProjectRecord, WorkbenchRecord};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkbenchView {
+    pub id: Uuid,
+    pub name: String,
+    pub user_id: Uuid,
+    pub default_brand_kit_id: Option<Uuid>,
+    pub project_ids: Vec<Uuid>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl WorkbenchView {
+    pub fn new(w: &WorkbenchRecord, project_ids: Vec<Uuid>) -> Self {
+        WorkbenchView {
+            id: w.id,
+            name: w.name.clone(),
+            user_id: w.user_id,
+            default_brand_kit_id: w.default_brand_kit_id,
+            project_ids,
+            created_at: rfc3339(w.created_at_us),
+            updated_at: rfc3339(w.updated_at_us),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectView {
+    pub id: Uuid,
+    pub name: String,
+    pub workbench_id: Uuid,
+    pub user_id: Uuid,
+    pub brand_kit_id: Option<Uuid>,
+    /// The kit a generation here uses: the project's, else the workbench default, else the
+    /// user's default kit.
+    pub effective_brand_kit_id: Option<Uuid>,
+    pub asset_ids: Vec<Uuid>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl ProjectView {
+    pub fn new(
+        p: &ProjectRecord,
+        effective_brand_kit_id: Option<Uuid>,
+        asset_ids: Vec<Uuid>,
+    ) -> Self {
+        ProjectView {
+            id: p.id,
+            name: p.name.clone(),
+            workbench_id: p.workbench_id,
+            user_id: p.user_id,
+            brand_kit_id: p.brand_kit_id,
+            effective_brand_kit_id,
+            asset_ids,
+            created_at: rfc3339(p.created_at_us),
+            updated_at: rfc3339(p.updated_at_us),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ColorView {
+    #[schema(example = "#1A2B3C")]
+    pub hex: String,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FontView {
+    pub family: String,
+    pub weight: Option<u16>,
+    pub usage: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BrandKitView {
+    pub id: Uuid,
+    pub name: String,
+    pub user_id: Uuid,
+    pub colors: Vec<ColorView>,
+    pub fonts: Vec<FontView>,
+    pub logos: Vec<String>,
+    pub is_default: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&BrandKitRecord> for BrandKitView {
+    fn from(k: &BrandKitRecord) -> Self {
+        BrandKitView {
+            id: k.id,
+            name: k.name.clone(),
+            user_id: k.user_id,
+            colors: k
+                .colors
+                .iter()
+                .map(|c| ColorView {
+                    hex: c.hex.clone(),
+                    name: c.name.clone(),
+                })
+                .collect(),
+            fonts: k
+                .fonts
+                .iter()
+                .map(|f| FontView {
+                    family: f.family.clone(),
+                    weight: f.weight,
+                    usage: f.usage.clone(),
+                })
+                .collect(),
+            logos: k.logos.clone(),
+            is_default: k.is_default,
+            created_at: rfc3339(k.created_at_us),
+            updated_at: rfc3339(k.updated_at_us),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AssetView {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub kind: String,
+    pub path: String,
+    pub mime: String,
+    pub size: u64,
+    pub generation_request_id: Option<Uuid>,
+    pub created_at: String,
+}
+
+impl From<&AssetRecord> for AssetView {
+    fn from(a: &AssetRecord) -> Self {
+        AssetView {
+            id: a.id,
+            project_id: a.project_id,
+            kind: a.kind.clone(),
+            path: a.path.clone(),
+            mime: a.mime.clone(),
+            size: a.size,
+            generation_request_id: a.generation_request_id,
+            created_at: rfc3339(a.created_at_us),
+        }
+    }
+}
+
+/// A page of a listing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Listing<T: ToSchema> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}

@@ -5,6 +5,7 @@
 
 mod account;
 mod registry;
+pub mod workspace;
 
 pub use account::{AccountError, Apply, CreditAccount, IdempotencyKey, Outcome, MAILBOX_CAPACITY};
 pub use registry::{AccountRegistry, Keyed, Registry, RegistryOptions};

@@ -91,7 +91,11 @@ impl<A: Keyed> Registry<A> {
                 };
                 let evicted = registry.evict_idle();
                 if evicted > 0 {
-                    tracing::debug!(evicted, actor = std::any::type_name::<A>(), "idle actors let go");
+                    tracing::debug!(
+                        evicted,
+                        actor = std::any::type_name::<A>(),
+                        "idle actors let go"
+                    );
                 }
             }
         });

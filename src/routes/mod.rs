@@ -4,6 +4,7 @@ pub mod auth;
 pub mod credits;
 pub mod health;
 pub mod users;
+pub mod workspace;
 
 use actix_web::web;
 
@@ -21,5 +22,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(users::admin_list_users)
         .service(users::admin_update_user)
         .service(credits::my_credits)
-        .service(credits::admin_adjust_credits);
+        .service(credits::admin_adjust_credits)
+        .service(workspace::list_workbenches)
+        .service(workspace::create_workbench)
+        .service(workspace::get_workbench)
+        .service(workspace::update_workbench)
+        .service(workspace::delete_workbench)
+        .service(workspace::list_projects)
+        .service(workspace::create_project)
+        .service(workspace::get_project)
+        .service(workspace::update_project)
+        .service(workspace::delete_project)
+        .service(workspace::list_brand_kits)
+        .service(workspace::create_brand_kit)
+        .service(workspace::get_brand_kit)
+        .service(workspace::update_brand_kit)
+        .service(workspace::delete_brand_kit)
+        .service(workspace::list_assets)
+        .service(workspace::create_asset)
+        .service(workspace::delete_asset)
+        .service(users::admin_delete_user);
 }

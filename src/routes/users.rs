@@ -94,3 +94,18 @@ pub async fn admin_update_user(
     let balance = users::balance_of(&state.store, id)?;
     Ok(HttpResponse::Ok().json(UserView::new(&user, balance)))
 }
+
+/// Delete a user and their workspace (admins). The ledger is kept.
+#[utoipa::path(delete, path = "/api/v1/admin/users/{id}", tag = "admin", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody), (status = 409, body = crate::views::ErrorBody)))]
+#[actix_web::delete("/api/v1/admin/users/{id}")]
+pub async fn admin_delete_user(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    caller.require_admin()?;
+    let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound)?;
+    users::delete_user(&state.store, &state.workspaces, &caller.user, id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -3,3 +3,4 @@
 
 pub mod credits;
 pub mod users;
+pub mod workspace;

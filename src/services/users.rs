@@ -337,3 +337,45 @@ pub async fn purge_expired_tokens(store: &Store, limit: usize) -> Result<usize, 
     }
     Ok(purged + resets)
 }
+
+/// Deletes a user with their whole workspace (workbenches, projects, assets, brand kits), their
+/// sessions and reset codes, in one atomic write. Their credit account and ledger stay:
+/// financial records are never deleted.
+pub async fn delete_user(
+    store: &Store,
+    workspaces: &actors::workspace::WorkspaceRegistry,
+    actor: &UserRecord,
+    id: Uuid,
+) -> Result<(), AppError> {
+    if actor.id == id {
+        return Err(AppError::Conflict("cannot_delete_self"));
+    }
+    let user = get_user(store, id)?;
+    let mut extra = WriteSet::new();
+    extra.require_equal(keys::user(id), &user);
+    extra.delete::<UserRecord>(keys::user(id));
+    extra.delete::<EmailIndex>(keys::email(&user.email));
+    revoke_all_tokens(store, id, &mut extra)?;
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let rows = store.scan::<ResetRecord>(
+            &[],
+            after.as_deref(),
+            Direction::Forward,
+            PURGE_SCAN_STEP,
+        )?;
+        let done = rows.len() < PURGE_SCAN_STEP;
+        after = rows.last().map(|(k, _)| k.clone());
+        for (k, _) in rows.into_iter().filter(|(_, r)| r.user_id == id) {
+            extra.delete::<ResetRecord>(k);
+        }
+        if done {
+            break;
+        }
+    }
+    workspaces
+        .change(id, actors::workspace::Command::DeleteEverything { extra })
+        .await?;
+    tracing::info!(admin = %actor.id, user = %id, "user deleted (ledger kept)");
+    Ok(())
+}

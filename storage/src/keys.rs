@@ -52,6 +52,24 @@ pub fn idempotency(user: Uuid, key_hash: &[u8; HASH_LEN]) -> Vec<u8> {
     token_by_user(user, key_hash)
 }
 
+/// An id as a key (workbenches, projects, brand kits, assets).
+pub fn id(id: Uuid) -> Vec<u8> {
+    id.as_bytes().to_vec()
+}
+
+/// An index key: (parent, child), both ids; scanning the parent's prefix lists its children.
+pub fn pair(parent: Uuid, child: Uuid) -> Vec<u8> {
+    let mut k = Vec::with_capacity(32);
+    k.extend_from_slice(parent.as_bytes());
+    k.extend_from_slice(child.as_bytes());
+    k
+}
+
+/// The child id of an index key made by [`pair`].
+pub fn pair_child(key: &[u8]) -> Option<Uuid> {
+    key.get(16..32).and_then(|b| Uuid::from_slice(b).ok())
+}
+
 /// The smallest key strictly greater than every key that starts with `prefix`, for range ends.
 pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();

@@ -237,3 +237,118 @@ impl Record for MetaRecord {
 
 pub const META_KEY: &[u8] = b"store";
 pub const SCHEMA_VERSION: u32 = 1;
+
+// --- Creative workspace -------------------------------------------------------------------------
+
+/// A workbench, keyed by its id. Owned by `user_id`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WorkbenchRecord {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    pub default_brand_kit_id: Option<Uuid>,
+    pub created_at_us: i64,
+    pub updated_at_us: i64,
+}
+
+impl Record for WorkbenchRecord {
+    const TABLE: Table = Table::Workbenches;
+    const VERSION: u8 = 1;
+}
+
+/// A project, keyed by its id; `user_id` is always its workbench's owner.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProjectRecord {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub workbench_id: Uuid,
+    pub name: String,
+    /// Overrides the workbench default.
+    pub brand_kit_id: Option<Uuid>,
+    pub created_at_us: i64,
+    pub updated_at_us: i64,
+}
+
+impl Record for ProjectRecord {
+    const TABLE: Table = Table::Projects;
+    const VERSION: u8 = 1;
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BrandColor {
+    /// `#RRGGBB`, upper-cased.
+    pub hex: String,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BrandFont {
+    pub family: String,
+    pub weight: Option<u16>,
+    pub usage: Option<String>,
+}
+
+/// A brand kit, keyed by its id. At most one per user has `is_default`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BrandKitRecord {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    pub colors: Vec<BrandColor>,
+    pub fonts: Vec<BrandFont>,
+    /// Object-store paths.
+    pub logos: Vec<String>,
+    pub is_default: bool,
+    pub created_at_us: i64,
+    pub updated_at_us: i64,
+}
+
+impl Record for BrandKitRecord {
+    const TABLE: Table = Table::BrandKits;
+    const VERSION: u8 = 1;
+}
+
+/// An asset of a project (an upload, or an output of a generation).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AssetRecord {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub project_id: Uuid,
+    pub kind: String,
+    pub path: String,
+    pub mime: String,
+    pub size: u64,
+    pub generation_request_id: Option<Uuid>,
+    pub created_at_us: i64,
+}
+
+impl Record for AssetRecord {
+    const TABLE: Table = Table::Assets;
+    const VERSION: u8 = 1;
+}
+
+macro_rules! index_record {
+    ($(#[$doc:meta] $name:ident => $table:expr),* $(,)?) => {$(
+        #[$doc]
+        #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+        pub struct $name;
+
+        impl Record for $name {
+            const TABLE: Table = $table;
+            const VERSION: u8 = 1;
+        }
+    )*};
+}
+
+index_record! {
+    /// `workbenches_by_user`: (user, workbench) → marker.
+    WorkbenchOfUser => Table::WorkbenchesByUser,
+    /// `projects_by_workbench`: (workbench, project) → marker.
+    ProjectOfWorkbench => Table::ProjectsByWorkbench,
+    /// `projects_by_user`: (user, project) → marker.
+    ProjectOfUser => Table::ProjectsByUser,
+    /// `brand_kits_by_user`: (user, kit) → marker.
+    BrandKitOfUser => Table::BrandKitsByUser,
+    /// `assets_by_project`: (project, asset) → marker.
+    AssetOfProject => Table::AssetsByProject,
+}

@@ -13,10 +13,19 @@ pub enum Table {
     Accounts,
     Ledger,
     Idempotency,
+    Workbenches,
+    WorkbenchesByUser,
+    Projects,
+    ProjectsByWorkbench,
+    ProjectsByUser,
+    BrandKits,
+    BrandKitsByUser,
+    Assets,
+    AssetsByProject,
 }
 
 impl Table {
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 18] = [
         Table::Meta,
         Table::Users,
         Table::UsersByEmail,
@@ -26,6 +35,15 @@ impl Table {
         Table::Accounts,
         Table::Ledger,
         Table::Idempotency,
+        Table::Workbenches,
+        Table::WorkbenchesByUser,
+        Table::Projects,
+        Table::ProjectsByWorkbench,
+        Table::ProjectsByUser,
+        Table::BrandKits,
+        Table::BrandKitsByUser,
+        Table::Assets,
+        Table::AssetsByProject,
     ];
 
     pub fn name(self) -> &'static str {
@@ -39,6 +57,15 @@ impl Table {
             Table::Accounts => "accounts",
             Table::Ledger => "ledger",
             Table::Idempotency => "idempotency",
+            Table::Workbenches => "workbenches",
+            Table::WorkbenchesByUser => "workbenches_by_user",
+            Table::Projects => "projects",
+            Table::ProjectsByWorkbench => "projects_by_workbench",
+            Table::ProjectsByUser => "projects_by_user",
+            Table::BrandKits => "brand_kits",
+            Table::BrandKitsByUser => "brand_kits_by_user",
+            Table::Assets => "assets",
+            Table::AssetsByProject => "assets_by_project",
         }
     }
 

@@ -56,6 +56,8 @@ impl Collector<'_> {
 }
 
 type RawTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+/// Reads the parent id out of a stored record.
+type ParentOf = fn(&[u8]) -> Option<Uuid>;
 
 fn open(txn: &ReadTransaction, t: Table) -> Result<RawTable, StorageError> {
     Ok(txn.open_table(t.def())?)
@@ -83,6 +85,7 @@ pub fn verify(
     check_tokens(txn, &mut c)?;
     check_ledger(txn, &mut c)?;
     check_idempotency(txn, &mut c)?;
+    check_workspace(txn, &mut c)?;
     if c.hidden > 0 {
         c.report
             .violations
@@ -332,4 +335,189 @@ fn check_idempotency(txn: &ReadTransaction, c: &mut Collector) -> Result<(), Sto
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Workspace invariants: no project without its workbench, no asset without its project, a
+/// project's owner is its workbench's owner, references point at the owner's own kits, at most
+/// one default kit per user, and every index entry matches its record both ways.
+fn check_workspace(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageError> {
+    let users = open(txn, Table::Users)?;
+    let workbenches = open(txn, Table::Workbenches)?;
+    let projects = open(txn, Table::Projects)?;
+    let kits = open(txn, Table::BrandKits)?;
+    let assets = open(txn, Table::Assets)?;
+    let indexes = [
+        (
+            Table::WorkbenchesByUser,
+            open(txn, Table::WorkbenchesByUser)?,
+        ),
+        (
+            Table::ProjectsByWorkbench,
+            open(txn, Table::ProjectsByWorkbench)?,
+        ),
+        (Table::ProjectsByUser, open(txn, Table::ProjectsByUser)?),
+        (Table::BrandKitsByUser, open(txn, Table::BrandKitsByUser)?),
+        (Table::AssetsByProject, open(txn, Table::AssetsByProject)?),
+    ];
+    let index = |t: Table| {
+        &indexes
+            .iter()
+            .find(|(n, _)| *n == t)
+            .expect("index table listed")
+            .1
+    };
+    let has = |table: &RawTable, key: Vec<u8>| -> Result<bool, StorageError> {
+        Ok(table.get(key.as_slice())?.is_some())
+    };
+    let kit_of = |id: Uuid| -> Result<Option<BrandKitRecord>, StorageError> {
+        Ok(get::<BrandKitRecord>(&kits, &keys::id(id))?.and_then(Result::ok))
+    };
+
+    let mut defaults: BTreeMap<Uuid, u32> = BTreeMap::new();
+    for item in kits.iter()? {
+        let (_, v) = item?;
+        c.seen(Table::BrandKits);
+        match decode::<BrandKitRecord>(v.value()) {
+            Ok(k) => {
+                if !has(index(Table::BrandKitsByUser), keys::pair(k.user_id, k.id))? {
+                    c.violation(format!("brand kit {} is not indexed under its user", k.id));
+                }
+                if !has(&users, keys::user(k.user_id))? {
+                    c.violation(format!(
+                        "brand kit {} belongs to missing user {}",
+                        k.id, k.user_id
+                    ));
+                }
+                if k.is_default {
+                    *defaults.entry(k.user_id).or_default() += 1;
+                }
+            }
+            Err(e) => c.violation(format!("brand kit unreadable: {e}")),
+        }
+    }
+    for (user, n) in defaults.into_iter().filter(|(_, n)| *n > 1) {
+        c.violation(format!("user {user} has {n} default brand kits"));
+    }
+    for item in workbenches.iter()? {
+        let (_, v) = item?;
+        c.seen(Table::Workbenches);
+        match decode::<WorkbenchRecord>(v.value()) {
+            Ok(w) => {
+                if !has(index(Table::WorkbenchesByUser), keys::pair(w.user_id, w.id))? {
+                    c.violation(format!("workbench {} is not indexed under its user", w.id));
+                }
+                if !has(&users, keys::user(w.user_id))? {
+                    c.violation(format!(
+                        "workbench {} belongs to missing user {}",
+                        w.id, w.user_id
+                    ));
+                }
+                if let Some(k) = w.default_brand_kit_id {
+                    if kit_of(k)?.is_none_or(|k| k.user_id != w.user_id) {
+                        c.violation(format!("workbench {} defaults to brand kit {k} that is missing or not its owner's", w.id));
+                    }
+                }
+            }
+            Err(e) => c.violation(format!("workbench unreadable: {e}")),
+        }
+    }
+    for item in projects.iter()? {
+        let (_, v) = item?;
+        c.seen(Table::Projects);
+        match decode::<ProjectRecord>(v.value()) {
+            Ok(p) => {
+                match get::<WorkbenchRecord>(&workbenches, &keys::id(p.workbench_id))? {
+                    Some(Ok(w)) if w.user_id == p.user_id => {}
+                    Some(Ok(w)) => c.violation(format!(
+                        "project {} has owner {} but its workbench belongs to {}",
+                        p.id, p.user_id, w.user_id
+                    )),
+                    Some(Err(_)) => {}
+                    None => c.violation(format!(
+                        "project {} has no workbench (orphan of {})",
+                        p.id, p.workbench_id
+                    )),
+                }
+                if !has(
+                    index(Table::ProjectsByWorkbench),
+                    keys::pair(p.workbench_id, p.id),
+                )? || !has(index(Table::ProjectsByUser), keys::pair(p.user_id, p.id))?
+                {
+                    c.violation(format!("project {} is missing from an index", p.id));
+                }
+                if let Some(k) = p.brand_kit_id {
+                    if kit_of(k)?.is_none_or(|k| k.user_id != p.user_id) {
+                        c.violation(format!(
+                            "project {} uses brand kit {k} that is missing or not its owner's",
+                            p.id
+                        ));
+                    }
+                }
+            }
+            Err(e) => c.violation(format!("project unreadable: {e}")),
+        }
+    }
+    for item in assets.iter()? {
+        let (_, v) = item?;
+        c.seen(Table::Assets);
+        match decode::<AssetRecord>(v.value()) {
+            Ok(a) => {
+                match get::<ProjectRecord>(&projects, &keys::id(a.project_id))? {
+                    Some(Ok(p)) if p.user_id == a.user_id => {}
+                    Some(Ok(_)) => {
+                        c.violation(format!("asset {} has another owner than its project", a.id))
+                    }
+                    Some(Err(_)) => {}
+                    None => c.violation(format!(
+                        "asset {} has no project (orphan of {})",
+                        a.id, a.project_id
+                    )),
+                }
+                if !has(
+                    index(Table::AssetsByProject),
+                    keys::pair(a.project_id, a.id),
+                )? {
+                    c.violation(format!("asset {} is not indexed under its project", a.id));
+                }
+            }
+            Err(e) => c.violation(format!("asset unreadable: {e}")),
+        }
+    }
+    // Every index entry points at a record with the same parent.
+    let targets: [(Table, &RawTable, ParentOf); 5] = [
+        (Table::WorkbenchesByUser, &workbenches, |v| {
+            decode::<WorkbenchRecord>(v).ok().map(|r| r.user_id)
+        }),
+        (Table::ProjectsByWorkbench, &projects, |v| {
+            decode::<ProjectRecord>(v).ok().map(|r| r.workbench_id)
+        }),
+        (Table::ProjectsByUser, &projects, |v| {
+            decode::<ProjectRecord>(v).ok().map(|r| r.user_id)
+        }),
+        (Table::BrandKitsByUser, &kits, |v| {
+            decode::<BrandKitRecord>(v).ok().map(|r| r.user_id)
+        }),
+        (Table::AssetsByProject, &assets, |v| {
+            decode::<AssetRecord>(v).ok().map(|r| r.project_id)
+        }),
+    ];
+    for (table, records, parent_of) in targets {
+        for item in index(table).iter()? {
+            let (k, _) = item?;
+            c.seen(table);
+            let parent = k.value().get(..16).and_then(|b| Uuid::from_slice(b).ok());
+            let child = keys::pair_child(k.value());
+            let (Some(parent), Some(child)) = (parent, child) else {
+                c.violation(format!("{table} key {} is malformed", hex(k.value())));
+                continue;
+            };
+            let stored_parent = records
+                .get(keys::id(child).as_slice())?
+                .and_then(|v| parent_of(v.value()));
+            if stored_parent != Some(parent) {
+                c.violation(format!("{table} entry ({parent}, {child}) points at a record that is missing or elsewhere"));
+            }
+        }
+    }
+    Ok(())
 }

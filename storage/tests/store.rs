@@ -181,3 +181,71 @@ async fn a_full_writer_queue_is_overloaded_not_unbounded() {
         .iter()
         .any(|r| matches!(r, Ok(WriteOutcome::Committed))));
 }
+
+#[tokio::test]
+async fn verify_names_orphan_projects_assets_and_double_defaults() {
+    use storage::records::*;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 16);
+    let user = Uuid::now_v7();
+    let project = ProjectRecord {
+        id: Uuid::now_v7(),
+        user_id: user,
+        workbench_id: Uuid::now_v7(),
+        name: "p".into(),
+        brand_kit_id: None,
+        created_at_us: 0,
+        updated_at_us: 0,
+    };
+    let asset = AssetRecord {
+        id: Uuid::now_v7(),
+        user_id: user,
+        project_id: Uuid::now_v7(),
+        kind: "image".into(),
+        path: "a.png".into(),
+        mime: "image/png".into(),
+        size: 1,
+        generation_request_id: None,
+        created_at_us: 0,
+    };
+    let kit = |default| BrandKitRecord {
+        id: Uuid::now_v7(),
+        user_id: user,
+        name: "k".into(),
+        colors: vec![],
+        fonts: vec![],
+        logos: vec![],
+        is_default: default,
+        created_at_us: 0,
+        updated_at_us: 0,
+    };
+    let (k1, k2) = (kit(true), kit(true));
+    let mut set = WriteSet::new();
+    set.put(keys::id(project.id), &project);
+    set.put(
+        keys::pair(project.workbench_id, project.id),
+        &ProjectOfWorkbench,
+    );
+    set.put(keys::pair(user, project.id), &ProjectOfUser);
+    set.put(keys::id(asset.id), &asset);
+    set.put(keys::pair(asset.project_id, asset.id), &AssetOfProject);
+    for k in [&k1, &k2] {
+        set.put(keys::id(k.id), k);
+        set.put(keys::pair(user, k.id), &BrandKitOfUser);
+    }
+    store.write(set).await.unwrap();
+    let report = storage::verify::verify(&store.snapshot().unwrap(), &mut |_, _| {}).unwrap();
+    let all = report.violations.join("\n");
+    assert!(
+        all.contains(&format!("project {} has no workbench", project.id)),
+        "{all}"
+    );
+    assert!(
+        all.contains(&format!("asset {} has no project", asset.id)),
+        "{all}"
+    );
+    assert!(
+        all.contains(&format!("user {user} has 2 default brand kits")),
+        "{all}"
+    );
+}

@@ -58,6 +58,14 @@ async fn the_openapi_document_lists_every_route() {
         "/healthz",
         "/readyz",
         "/metrics",
+        "/api/v1/workbenches",
+        "/api/v1/workbenches/{id}",
+        "/api/v1/projects",
+        "/api/v1/projects/{id}",
+        "/api/v1/brand-kits",
+        "/api/v1/brand-kits/{id}",
+        "/api/v1/projects/{id}/assets",
+        "/api/v1/projects/{id}/assets/{asset_id}",
     ] {
         assert!(
             doc["paths"][path].is_object(),

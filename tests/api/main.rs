@@ -8,3 +8,4 @@ mod credits;
 mod health;
 mod helpers;
 mod users;
+mod workspace;

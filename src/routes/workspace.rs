@@ -1,0 +1,617 @@
+//! Workbenches, projects, brand kits and assets (SPEC §6). Reads go straight to the store;
+//! every change goes through the owner's workspace actor.
+
+use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
+use actors::workspace::{BrandKitPatch, Changed, Command, NewAsset, NewBrandKit};
+use serde::{Deserialize, Deserializer};
+use storage::records::*;
+use storage::Table;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::domain::{self, ColorInput, FontInput, Name};
+use crate::error::AppError;
+use crate::extract::{ApiJson, Page};
+use crate::services::workspace::{self as ws, Access};
+use crate::state::AppState;
+use crate::views::{AssetView, BrandKitView, Listing, ProjectView, WorkbenchView};
+
+/// `null` and absent told apart: `Some(None)` clears, `None` leaves unchanged.
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, AppError> {
+    Uuid::parse_str(raw).map_err(|_| AppError::NotFound)
+}
+
+async fn change(state: &AppState, owner: Uuid, command: Command) -> Result<Changed, AppError> {
+    Ok(state.workspaces.change(owner, command).await?)
+}
+
+fn workbench_view(state: &AppState, w: &WorkbenchRecord) -> Result<WorkbenchView, AppError> {
+    Ok(WorkbenchView::new(w, ws::project_ids(&state.store, w.id)?))
+}
+
+fn project_view(state: &AppState, p: &ProjectRecord) -> Result<ProjectView, AppError> {
+    Ok(ProjectView::new(
+        p,
+        ws::effective_kit_id(&state.store, p)?,
+        ws::asset_ids(&state.store, p.id)?,
+    ))
+}
+
+fn unexpected(c: Changed) -> AppError {
+    AppError::Internal(format!("unexpected workspace answer {c:?}"))
+}
+
+// --- Workbenches --------------------------------------------------------------------------------
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkbenchCreate {
+    name: String,
+    default_brand_kit_id: Option<Uuid>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkbenchPatch {
+    name: Option<String>,
+    /// `null` clears the default.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Uuid>)]
+    default_brand_kit_id: Option<Option<Uuid>>,
+}
+
+/// The caller's workbenches (staff: everyone's, or one user's with `user_id`).
+#[utoipa::path(get, path = "/api/v1/workbenches", tag = "workspace", security(("bearer" = [])),
+    params(("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query), ("user_id" = Option<Uuid>, Query, description = "staff only")),
+    responses((status = 200, body = Listing<WorkbenchView>)))]
+#[get("/api/v1/workbenches")]
+pub async fn list_workbenches(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, AppError> {
+    let page = Page::with_filters(&req, &["user_id"])?;
+    let (items, next_cursor) = ws::page_owned::<WorkbenchRecord>(
+        &state.store,
+        &caller.user,
+        Table::WorkbenchesByUser,
+        &page,
+    )?;
+    let items = items
+        .iter()
+        .map(|w| workbench_view(&state, w))
+        .collect::<Result<_, _>>()?;
+    Ok(HttpResponse::Ok().json(Listing { items, next_cursor }))
+}
+
+/// Create a workbench owned by the caller.
+#[utoipa::path(post, path = "/api/v1/workbenches", tag = "workspace", security(("bearer" = [])), request_body = WorkbenchCreate,
+    responses((status = 201, body = WorkbenchView), (status = 409, description = "limit_reached", body = crate::views::ErrorBody), (status = 422, body = crate::views::ErrorBody)))]
+#[post("/api/v1/workbenches")]
+pub async fn create_workbench(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: ApiJson<WorkbenchCreate>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.0;
+    let name = Name::parse(&body.name, "name")?.into_inner();
+    let command = Command::CreateWorkbench {
+        name,
+        default_brand_kit_id: body.default_brand_kit_id,
+    };
+    match change(&state, caller.user.id, command).await? {
+        Changed::Workbench(w) => Ok(HttpResponse::Created().json(workbench_view(&state, &w)?)),
+        other => Err(unexpected(other)),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/workbenches/{id}", tag = "workspace", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = WorkbenchView), (status = 404, body = crate::views::ErrorBody)))]
+#[get("/api/v1/workbenches/{id}")]
+pub async fn get_workbench(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let w = ws::load::<WorkbenchRecord>(
+        &state.store,
+        &caller.user,
+        parse_id(&id)?,
+        Access::Read,
+        |w| w.user_id,
+    )?;
+    Ok(HttpResponse::Ok().json(workbench_view(&state, &w)?))
+}
+
+#[utoipa::path(patch, path = "/api/v1/workbenches/{id}", tag = "workspace", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = WorkbenchPatch,
+    responses((status = 200, body = WorkbenchView), (status = 404, body = crate::views::ErrorBody), (status = 422, body = crate::views::ErrorBody)))]
+#[patch("/api/v1/workbenches/{id}")]
+pub async fn update_workbench(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: ApiJson<WorkbenchPatch>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.0;
+    let name = body
+        .name
+        .map(|n| Name::parse(&n, "name").map(Name::into_inner))
+        .transpose()?;
+    let w = ws::load::<WorkbenchRecord>(
+        &state.store,
+        &caller.user,
+        parse_id(&id)?,
+        Access::Write,
+        |w| w.user_id,
+    )?;
+    let command = Command::UpdateWorkbench {
+        id: w.id,
+        name,
+        default_brand_kit_id: body.default_brand_kit_id,
+    };
+    match change(&state, w.user_id, command).await? {
+        Changed::Workbench(w) => Ok(HttpResponse::Ok().json(workbench_view(&state, &w)?)),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Delete a workbench with its projects and their assets, in one atomic write.
+#[utoipa::path(delete, path = "/api/v1/workbenches/{id}", tag = "workspace", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = crate::views::ErrorBody)))]
+#[delete("/api/v1/workbenches/{id}")]
+pub async fn delete_workbench(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let w = ws::load::<WorkbenchRecord>(
+        &state.store,
+        &caller.user,
+        parse_id(&id)?,
+        Access::Write,
+        |w| w.user_id,
+    )?;
+    change(&state, w.user_id, Command::DeleteWorkbench { id: w.id }).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+// --- Projects -----------------------------------------------------------------------------------
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectCreate {
+    name: String,
+    workbench_id: Uuid,
+    brand_kit_id: Option<Uuid>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectPatch {
+    name: Option<String>,
+    /// `null` clears the override.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Uuid>)]
+    brand_kit_id: Option<Option<Uuid>>,
+}
+
+/// Projects: of one workbench (`workbench_id`), else the caller's (staff: everyone's).
+#[utoipa::path(get, path = "/api/v1/projects", tag = "workspace", security(("bearer" = [])),
+    params(("workbench_id" = Option<Uuid>, Query), ("user_id" = Option<Uuid>, Query, description = "staff only"), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = Listing<ProjectView>), (status = 404, body = crate::views::ErrorBody)))]
+#[get("/api/v1/projects")]
+pub async fn list_projects(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, AppError> {
+    let page = Page::with_filters(&req, &["workbench_id", "user_id"])?;
+    let (items, next_cursor) = match page.uuid_filter("workbench_id")? {
+        Some(wb) => {
+            let w =
+                ws::load::<WorkbenchRecord>(&state.store, &caller.user, wb, Access::Read, |w| {
+                    w.user_id
+                })?;
+            ws::page_by_index::<ProjectRecord>(
+                &state.store,
+                Table::ProjectsByWorkbench,
+                w.id,
+                &page,
+            )?
+        }
+        None => ws::page_owned::<ProjectRecord>(
+            &state.store,
+            &caller.user,
+            Table::ProjectsByUser,
+            &page,
+        )?,
+    };
+    let items = items
+        .iter()
+        .map(|p| project_view(&state, p))
+        .collect::<Result<_, _>>()?;
+    Ok(HttpResponse::Ok().json(Listing { items, next_cursor }))
+}
+
+/// Create a project in one of the caller's workbenches; its `user_id` is the workbench's owner.
+#[utoipa::path(post, path = "/api/v1/projects", tag = "workspace", security(("bearer" = [])), request_body = ProjectCreate,
+    responses((status = 201, body = ProjectView), (status = 409, body = crate::views::ErrorBody), (status = 422, body = crate::views::ErrorBody)))]
+#[post("/api/v1/projects")]
+pub async fn create_project(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: ApiJson<ProjectCreate>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.0;
+    let name = Name::parse(&body.name, "name")?.into_inner();
+    // The workbench must be the caller's own; anyone else's reads as nonexistent.
+    let owner = match state
+        .store
+        .get::<WorkbenchRecord>(&storage::keys::id(body.workbench_id))?
+    {
+        Some(w) if w.user_id == caller.user.id || caller.user.role == Role::Admin => w.user_id,
+        _ => {
+            return Err(AppError::validation(
+                "workbench_id",
+                "does not name one of your workbenches",
+            ))
+        }
+    };
+    let command = Command::CreateProject {
+        workbench_id: body.workbench_id,
+        name,
+        brand_kit_id: body.brand_kit_id,
+    };
+    match change(&state, owner, command).await? {
+        Changed::Project(p) => Ok(HttpResponse::Created().json(project_view(&state, &p)?)),
+        other => Err(unexpected(other)),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{id}", tag = "workspace", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = ProjectView), (status = 404, body = crate::views::ErrorBody)))]
+#[get("/api/v1/projects/{id}")]
+pub async fn get_project(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let p = ws::load::<ProjectRecord>(
+        &state.store,
+        &caller.user,
+        parse_id(&id)?,
+        Access::Read,
+        |p| p.user_id,
+    )?;
+    Ok(HttpResponse::Ok().json(project_view(&state, &p)?))
+}
+
+#[utoipa::path(patch, path = "/api/v1/projects/{id}", tag = "workspace", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = ProjectPatch,
+    responses((status = 200, body = ProjectView), (status = 404, body = crate::views::ErrorBody), (status = 422, body = crate::views::ErrorBody)))]
+#[patch("/api/v1/projects/{id}")]
+pub async fn update_project(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: ApiJson<ProjectPatch>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.0;
+    let name = body
+        .name
+        .map(|n| Name::parse(&n, "name").map(Name::into_inner))
+        .transpose()?;
+    let p = ws::load::<ProjectRecord>(
+        &state.store,
+        &caller.user,
+        parse_id(&id)?,
+        Access::Write,
+        |p| p.user_id,
+    )?;
+    match change(
+        &state,
+        p.user_id,
+        Command::UpdateProject {
+            id: p.id,
+            name,
+            brand_kit_id: body.brand_kit_id,
+        },
+    )
+    .await?
+    {
+        Changed::Project(p) => Ok(HttpResponse::Ok().json(project_view(&state, &p)?)),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Delete a project and its assets.
+#[utoipa::path(delete, path = "/api/v1/projects/{id}", tag = "workspace", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = crate::views::ErrorBody)))]
+#[delete("/api/v1/projects/{id}")]
+pub async fn delete_project(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let p = ws::load::<ProjectRecord>(
+        &state.store,
+        &caller.user,
+        parse_id(&id)?,
+        Access::Write,
+        |p| p.user_id,
+    )?;
+    change(&state, p.user_id, Command::DeleteProject { id: p.id }).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+// --- Brand kits ---------------------------------------------------------------------------------
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BrandKitCreate {
+    name: String,
+    #[serde(default)]
+    colors: Vec<ColorInput>,
+    #[serde(default)]
+    fonts: Vec<FontInput>,
+    #[serde(default)]
+    logos: Vec<String>,
+    #[serde(default)]
+    is_default: bool,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BrandKitPatchBody {
+    name: Option<String>,
+    colors: Option<Vec<ColorInput>>,
+    fonts: Option<Vec<FontInput>>,
+    logos: Option<Vec<String>>,
+    is_default: Option<bool>,
+}
+
+#[utoipa::path(get, path = "/api/v1/brand-kits", tag = "workspace", security(("bearer" = [])),
+    params(("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query), ("user_id" = Option<Uuid>, Query, description = "staff only")),
+    responses((status = 200, body = Listing<BrandKitView>)))]
+#[get("/api/v1/brand-kits")]
+pub async fn list_brand_kits(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, AppError> {
+    let page = Page::with_filters(&req, &["user_id"])?;
+    let (items, next_cursor) = ws::page_owned::<BrandKitRecord>(
+        &state.store,
+        &caller.user,
+        Table::BrandKitsByUser,
+        &page,
+    )?;
+    Ok(HttpResponse::Ok().json(Listing {
+        items: items.iter().map(BrandKitView::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// Create a brand kit (tiers pro, team, enterprise). `is_default: true` clears the caller's other
+/// default in the same write.
+#[utoipa::path(post, path = "/api/v1/brand-kits", tag = "workspace", security(("bearer" = [])), request_body = BrandKitCreate,
+    responses((status = 201, body = BrandKitView), (status = 403, description = "tier_required", body = crate::views::ErrorBody), (status = 422, body = crate::views::ErrorBody)))]
+#[post("/api/v1/brand-kits")]
+pub async fn create_brand_kit(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: ApiJson<BrandKitCreate>,
+) -> Result<HttpResponse, AppError> {
+    let b = body.0;
+    let kit = NewBrandKit {
+        name: Name::parse(&b.name, "name")?.into_inner(),
+        colors: domain::parse_colors(b.colors)?,
+        fonts: domain::parse_fonts(b.fonts)?,
+        logos: domain::parse_logos(b.logos)?,
+        is_default: b.is_default,
+    };
+    let command = Command::CreateBrandKit {
+        kit,
+        tier_exempt: caller.user.role == Role::Admin,
+    };
+    match change(&state, caller.user.id, command).await? {
+        Changed::BrandKit(k) => Ok(HttpResponse::Created().json(BrandKitView::from(&k))),
+        other => Err(unexpected(other)),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/brand-kits/{id}", tag = "workspace", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = BrandKitView), (status = 404, body = crate::views::ErrorBody)))]
+#[get("/api/v1/brand-kits/{id}")]
+pub async fn get_brand_kit(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let k = ws::load::<BrandKitRecord>(
+        &state.store,
+        &caller.user,
+        parse_id(&id)?,
+        Access::Read,
+        |k| k.user_id,
+    )?;
+    Ok(HttpResponse::Ok().json(BrandKitView::from(&k)))
+}
+
+#[utoipa::path(patch, path = "/api/v1/brand-kits/{id}", tag = "workspace", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = BrandKitPatchBody,
+    responses((status = 200, body = BrandKitView), (status = 404, body = crate::views::ErrorBody), (status = 422, body = crate::views::ErrorBody)))]
+#[patch("/api/v1/brand-kits/{id}")]
+pub async fn update_brand_kit(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: ApiJson<BrandKitPatchBody>,
+) -> Result<HttpResponse, AppError> {
+    let b = body.0;
+    let patch = BrandKitPatch {
+        name: b
+            .name
+            .map(|n| Name::parse(&n, "name").map(Name::into_inner))
+            .transpose()?,
+        colors: b.colors.map(domain::parse_colors).transpose()?,
+        fonts: b.fonts.map(domain::parse_fonts).transpose()?,
+        logos: b.logos.map(domain::parse_logos).transpose()?,
+        is_default: b.is_default,
+    };
+    let k = ws::load::<BrandKitRecord>(
+        &state.store,
+        &caller.user,
+        parse_id(&id)?,
+        Access::Write,
+        |k| k.user_id,
+    )?;
+    match change(
+        &state,
+        k.user_id,
+        Command::UpdateBrandKit { id: k.id, patch },
+    )
+    .await?
+    {
+        Changed::BrandKit(k) => Ok(HttpResponse::Ok().json(BrandKitView::from(&k))),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Delete a brand kit; 409 `brand_kit_in_use` while a workbench default or a project uses it.
+#[utoipa::path(delete, path = "/api/v1/brand-kits/{id}", tag = "workspace", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = crate::views::ErrorBody), (status = 409, description = "brand_kit_in_use", body = crate::views::ErrorBody)))]
+#[delete("/api/v1/brand-kits/{id}")]
+pub async fn delete_brand_kit(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let k = ws::load::<BrandKitRecord>(
+        &state.store,
+        &caller.user,
+        parse_id(&id)?,
+        Access::Write,
+        |k| k.user_id,
+    )?;
+    change(&state, k.user_id, Command::DeleteBrandKit { id: k.id }).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+// --- Assets -------------------------------------------------------------------------------------
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssetCreate {
+    #[schema(example = "image")]
+    kind: String,
+    /// Object-store path, relative.
+    path: String,
+    #[schema(example = "image/png")]
+    mime: String,
+    size: u64,
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{id}/assets", tag = "workspace", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = Listing<AssetView>), (status = 404, body = crate::views::ErrorBody)))]
+#[get("/api/v1/projects/{id}/assets")]
+pub async fn list_assets(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let page = Page::from_query(&req)?;
+    let p = ws::load::<ProjectRecord>(
+        &state.store,
+        &caller.user,
+        parse_id(&id)?,
+        Access::Read,
+        |p| p.user_id,
+    )?;
+    let (items, next_cursor) =
+        ws::page_by_index::<AssetRecord>(&state.store, Table::AssetsByProject, p.id, &page)?;
+    Ok(HttpResponse::Ok().json(Listing {
+        items: items.iter().map(AssetView::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// Record an asset (an uploaded object) in a project.
+#[utoipa::path(post, path = "/api/v1/projects/{id}/assets", tag = "workspace", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = AssetCreate,
+    responses((status = 201, body = AssetView), (status = 404, body = crate::views::ErrorBody), (status = 409, body = crate::views::ErrorBody), (status = 422, body = crate::views::ErrorBody)))]
+#[post("/api/v1/projects/{id}/assets")]
+pub async fn create_asset(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: ApiJson<AssetCreate>,
+) -> Result<HttpResponse, AppError> {
+    let b = body.0;
+    let asset = NewAsset {
+        kind: domain::parse_asset_kind(&b.kind)?,
+        path: domain::parse_object_path(&b.path, "path")?,
+        mime: domain::parse_mime(&b.mime)?,
+        size: if b.size <= domain::ASSET_SIZE_MAX {
+            b.size
+        } else {
+            return Err(AppError::validation("size", "at most 10 GiB"));
+        },
+        generation_request_id: None,
+    };
+    let p = ws::load::<ProjectRecord>(
+        &state.store,
+        &caller.user,
+        parse_id(&id)?,
+        Access::Write,
+        |p| p.user_id,
+    )?;
+    match change(
+        &state,
+        p.user_id,
+        Command::CreateAsset {
+            project_id: p.id,
+            asset,
+        },
+    )
+    .await?
+    {
+        Changed::Asset(a) => Ok(HttpResponse::Created().json(AssetView::from(&a))),
+        other => Err(unexpected(other)),
+    }
+}
+
+#[utoipa::path(delete, path = "/api/v1/projects/{id}/assets/{asset_id}", tag = "workspace", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("asset_id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = crate::views::ErrorBody)))]
+#[delete("/api/v1/projects/{id}/assets/{asset_id}")]
+pub async fn delete_asset(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AppError> {
+    let (project, asset) = path.into_inner();
+    let p = ws::load::<ProjectRecord>(
+        &state.store,
+        &caller.user,
+        parse_id(&project)?,
+        Access::Write,
+        |p| p.user_id,
+    )?;
+    change(
+        &state,
+        p.user_id,
+        Command::DeleteAsset {
+            project_id: p.id,
+            id: parse_id(&asset)?,
+        },
+    )
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

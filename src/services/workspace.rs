@@ -1,0 +1,128 @@
+//! Workspace reads (straight from the store) and the record rules: who may see or change what.
+
+use actors::workspace::{child_ids, effective_brand_kit, index_keys, WorkspaceError};
+use storage::keys;
+use storage::records::*;
+use storage::{Direction, Record, Store, Table};
+use uuid::Uuid;
+
+use crate::error::AppError;
+use crate::extract::Page;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// A user sees and changes only their own records (another user's answer 404, never revealing
+/// they exist); an agent reads everything and changes only their own; an admin does everything.
+pub fn authorize(caller: &UserRecord, owner: Uuid, access: Access) -> Result<(), AppError> {
+    if caller.id == owner {
+        return Ok(());
+    }
+    match (caller.role, access) {
+        (Role::Admin, _) | (Role::Agent, Access::Read) => Ok(()),
+        (Role::Agent, Access::Write) => Err(AppError::Forbidden),
+        (Role::User, _) => Err(AppError::NotFound),
+    }
+}
+
+/// A record by id that the caller may access; its owner comes from `owner_of`.
+pub fn load<R: Record>(
+    store: &Store,
+    caller: &UserRecord,
+    id: Uuid,
+    access: Access,
+    owner_of: impl Fn(&R) -> Uuid,
+) -> Result<R, AppError> {
+    let record = store.get::<R>(&keys::id(id))?.ok_or(AppError::NotFound)?;
+    authorize(caller, owner_of(&record), access)?;
+    Ok(record)
+}
+
+/// One page of the records listed under `parent` in an index table.
+pub fn page_by_index<R: Record>(
+    store: &Store,
+    index: Table,
+    parent: Uuid,
+    page: &Page,
+) -> Result<(Vec<R>, Option<String>), AppError> {
+    let prefix = keys::id(parent);
+    if page.after.as_ref().is_some_and(|a| !a.starts_with(&prefix)) {
+        return Err(AppError::validation(
+            "cursor",
+            "the cursor is not one we issued",
+        ));
+    }
+    // Index keys are (parent, child): the page is taken over the index, then records fetched.
+    let index_page = index_keys(store, index, &prefix, page.after.as_deref(), page.limit)?;
+    let mut records = Vec::with_capacity(index_page.len());
+    for id in index_page.iter().filter_map(|k| keys::pair_child(k)) {
+        if let Some(r) = store.get::<R>(&keys::id(id))? {
+            records.push(r);
+        }
+    }
+    let next = page.next_cursor(index_page.len(), index_page.last().map(Vec::as_slice));
+    Ok((records, next))
+}
+
+/// One page of every record of a table (staff listings).
+pub fn page_all<R: Record>(
+    store: &Store,
+    page: &Page,
+) -> Result<(Vec<R>, Option<String>), AppError> {
+    let rows = store.scan::<R>(&[], page.after.as_deref(), Direction::Forward, page.limit)?;
+    let next = page.next_cursor(rows.len(), rows.last().map(|(k, _)| k.as_slice()));
+    Ok((rows.into_iter().map(|(_, r)| r).collect(), next))
+}
+
+/// A listing: the caller's own records, or for staff everyone's (or one user's with `user_id`).
+pub fn page_owned<R: Record>(
+    store: &Store,
+    caller: &UserRecord,
+    index: Table,
+    page: &Page,
+) -> Result<(Vec<R>, Option<String>), AppError> {
+    match (caller.role, page.uuid_filter("user_id")?) {
+        (Role::User, Some(u)) if u != caller.id => Err(AppError::NotFound),
+        (Role::User, _) => page_by_index(store, index, caller.id, page),
+        (_, Some(u)) => page_by_index(store, index, u, page),
+        (_, None) => page_all(store, page),
+    }
+}
+
+pub fn project_ids(store: &Store, workbench: Uuid) -> Result<Vec<Uuid>, AppError> {
+    Ok(child_ids(store, Table::ProjectsByWorkbench, workbench)?)
+}
+
+pub fn asset_ids(store: &Store, project: Uuid) -> Result<Vec<Uuid>, AppError> {
+    Ok(child_ids(store, Table::AssetsByProject, project)?)
+}
+
+pub fn effective_kit_id(store: &Store, project: &ProjectRecord) -> Result<Option<Uuid>, AppError> {
+    Ok(effective_brand_kit(store, project)?.map(|k| k.id))
+}
+
+impl From<WorkspaceError> for AppError {
+    fn from(e: WorkspaceError) -> Self {
+        match e {
+            WorkspaceError::NotFound => AppError::NotFound,
+            WorkspaceError::TierRequired => AppError::TierRequired,
+            WorkspaceError::BrandKitInUse {
+                workbenches,
+                projects,
+            } => AppError::BrandKitInUse {
+                workbenches,
+                projects,
+            },
+            WorkspaceError::LimitReached { what, limit } => AppError::LimitReached { what, limit },
+            WorkspaceError::BadReference { field, what } => {
+                AppError::validation(field, format!("does not name one of the owner's {what}"))
+            }
+            WorkspaceError::Conflict => AppError::Conflict("concurrent_update"),
+            WorkspaceError::Unavailable => AppError::Overloaded,
+            WorkspaceError::Storage(s) => s.into(),
+        }
+    }
+}
