@@ -120,15 +120,85 @@ impl Default for AccountsConfig {
     }
 }
 
+/// The `[queues]` section: RabbitMQ names (SPEC §7 defaults).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueuesConfig {
+    pub exchange: String,
+    pub jobs: String,
+    pub routing_key: String,
+    pub results: String,
+    pub results_dlq: String,
+    /// Prefix of our connection names as the broker lists them.
+    pub connection_name: String,
+}
+
+impl Default for QueuesConfig {
+    fn default() -> Self {
+        let d = actors::broker::BrokerConfig::default();
+        QueuesConfig {
+            exchange: d.exchange,
+            jobs: d.jobs_queue,
+            routing_key: d.routing_key,
+            results: d.results_queue,
+            results_dlq: d.results_dlq,
+            connection_name: d.connection_name,
+        }
+    }
+}
+
+/// The `[generation]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GenerationConfig {
+    /// A request with no result within this fails with `generation_timeout` and is refunded.
+    pub deadline_seconds: u64,
+    pub timeout_check_seconds: u64,
+    /// Unconfirmed publishes in flight at most.
+    pub confirm_window: usize,
+    /// Unacked result deliveries at most.
+    pub prefetch: u16,
+}
+
+impl Default for GenerationConfig {
+    fn default() -> Self {
+        GenerationConfig {
+            deadline_seconds: 30 * 60,
+            timeout_check_seconds: 30,
+            confirm_window: 1000,
+            prefetch: 64,
+        }
+    }
+}
+
+/// SPEC §7 default price table (credits per variation).
+pub fn default_prices() -> std::collections::BTreeMap<String, u64> {
+    [
+        ("social_post", 1),
+        ("story", 1),
+        ("banner", 1),
+        ("image_hd", 2),
+        ("video_short", 10),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 /// The optional TOML file (`CREATIVEFLOW_CONFIG`). Unknown keys are refused: a typo in a money
 /// setting must not be silently ignored.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileConfig {
     pub credits: CreditsConfig,
     pub auth: AuthConfig,
     pub store: StoreConfig,
     pub accounts: AccountsConfig,
+    /// `[prices]`: format → credits per variation. Replaces the default table when given.
+    #[serde(default = "default_prices")]
+    pub prices: std::collections::BTreeMap<String, u64>,
+    pub queues: QueuesConfig,
+    pub generation: GenerationConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -179,10 +249,11 @@ impl Config {
         }
         let amqp_url = var("CREATIVEFLOW_AMQP_URL")
             .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-        if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
+        if !amqp_url.starts_with("amqp://") {
+            // This build has no TLS stack for AMQP; refuse rather than connect in clear text.
             return Err(bad(
                 "CREATIVEFLOW_AMQP_URL",
-                "must start with amqp:// or amqps://",
+                "must start with amqp:// (amqps is not supported by this build)",
             ));
         }
         let stripe_webhook_secret = match var("CREATIVEFLOW_STRIPE_WEBHOOK_SECRET") {
@@ -277,6 +348,22 @@ impl Config {
         }
     }
 
+    pub fn broker_config(&self) -> actors::broker::BrokerConfig {
+        let q = &self.file.queues;
+        actors::broker::BrokerConfig {
+            amqp_url: self.amqp_url.expose().to_string(),
+            exchange: q.exchange.clone(),
+            jobs_queue: q.jobs.clone(),
+            routing_key: q.routing_key.clone(),
+            results_queue: q.results.clone(),
+            results_dlq: q.results_dlq.clone(),
+            confirm_window: self.file.generation.confirm_window,
+            prefetch: self.file.generation.prefetch,
+            connection_name: q.connection_name.clone(),
+            ..actors::broker::BrokerConfig::default()
+        }
+    }
+
     pub fn registry_options(&self) -> actors::RegistryOptions {
         actors::RegistryOptions {
             idle_after_ms: self.file.accounts.idle_after_seconds * 1000,
@@ -290,8 +377,58 @@ fn valid_cert_prefix(p: &str) -> bool {
     (p.starts_with("https://") || p.starts_with("http://")) && p.ends_with('/')
 }
 
+impl Default for FileConfig {
+    fn default() -> Self {
+        FileConfig {
+            credits: CreditsConfig::default(),
+            auth: AuthConfig::default(),
+            store: StoreConfig::default(),
+            accounts: AccountsConfig::default(),
+            prices: default_prices(),
+            queues: QueuesConfig::default(),
+            generation: GenerationConfig::default(),
+        }
+    }
+}
+
 impl FileConfig {
     fn validate(&self) -> Result<(), String> {
+        for (format, credits) in &self.prices {
+            let name_ok = !format.is_empty()
+                && format.len() <= 64
+                && format
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !name_ok || !(1..=10_000).contains(credits) {
+                return Err(format!(
+                    "prices.{format} must be a lower_snake name priced 1..10000 credits"
+                ));
+            }
+        }
+        if self.prices.is_empty() {
+            return Err("prices must list at least one format".into());
+        }
+        let q = &self.queues;
+        for (name, v) in [
+            ("exchange", &q.exchange),
+            ("jobs", &q.jobs),
+            ("routing_key", &q.routing_key),
+            ("results", &q.results),
+            ("results_dlq", &q.results_dlq),
+            ("connection_name", &q.connection_name),
+        ] {
+            if v.is_empty() || v.len() > 200 {
+                return Err(format!("queues.{name} must be 1..200 characters"));
+            }
+        }
+        let g = &self.generation;
+        if g.deadline_seconds == 0
+            || g.timeout_check_seconds == 0
+            || !(1..=10_000).contains(&g.confirm_window)
+            || g.prefetch == 0
+        {
+            return Err("generation: deadline_seconds, timeout_check_seconds and prefetch must be at least 1; confirm_window 1..10000".into());
+        }
         let a = &self.auth;
         let s = &self.store;
         let checks: [(bool, &str); 9] = [

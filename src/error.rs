@@ -34,6 +34,8 @@ pub enum AppError {
     BrandKitInUse { workbenches: usize, projects: usize },
     #[error("at most {limit} {what}")]
     LimitReached { what: &'static str, limit: usize },
+    #[error("not allowed while the request is {0}")]
+    InvalidStatus(&'static str),
     #[error("the record was changed by someone else meanwhile; retry")]
     Conflict(&'static str),
     #[error("the balance of {balance} credits does not cover {required}")]
@@ -103,6 +105,11 @@ impl AppError {
             ),
             IdempotencyKeyReused => (StatusCode::CONFLICT, "idempotency_key_reused", json!({})),
             Conflict(code) => (StatusCode::CONFLICT, code, json!({})),
+            InvalidStatus(status) => (
+                StatusCode::CONFLICT,
+                "invalid_status",
+                json!({ "status": status }),
+            ),
             InsufficientCredits { balance, required } => (
                 StatusCode::PAYMENT_REQUIRED,
                 "insufficient_credits",

@@ -92,6 +92,16 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
     })
 }
 
+/// Converts an already-parsed JSON value (e.g. JSON-RPC `params`) into `T`; errors name the
+/// field as for a body.
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, AppError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let msg = e.into_inner().to_string();
+        AppError::validation(&field_of(&path, &msg), msg)
+    })
+}
+
 /// The field a serde data error is about: the path, or for missing/unknown fields the name
 /// serde quotes in backticks.
 fn field_of(path: &str, msg: &str) -> String {
@@ -159,6 +169,14 @@ impl Page {
         })
     }
 
+    /// A filter's raw value.
+    pub fn filter(&self, name: &str) -> Option<&str> {
+        self.filters
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// A filter parsed as a UUID (422 naming it when malformed).
     pub fn uuid_filter(&self, name: &str) -> Result<Option<uuid::Uuid>, AppError> {
         self.filters
@@ -175,8 +193,13 @@ impl Page {
         if returned < self.limit {
             return None;
         }
-        last_key.map(|k| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k))
+        last_key.map(encode_cursor)
     }
+}
+
+/// An opaque cursor for a key.
+pub fn encode_cursor(key: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)
 }
 
 #[cfg(test)]

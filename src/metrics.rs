@@ -22,6 +22,8 @@ pub struct Metrics {
     pub ledger_insufficient: AtomicU64,
     pub ledger_replayed: AtomicU64,
     pub logins_failed: AtomicU64,
+    pub generations_created: AtomicU64,
+    pub generations_timed_out: AtomicU64,
     pub logins_rate_limited: AtomicU64,
 }
 

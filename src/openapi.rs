@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{auth, credits, health, users, workspace};
+use crate::routes::{auth, credits, generation, health, users, workspace};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,6 +18,7 @@ use crate::routes::{auth, credits, health, users, workspace};
         workspace::list_projects, workspace::create_project, workspace::get_project, workspace::update_project, workspace::delete_project,
         workspace::list_brand_kits, workspace::create_brand_kit, workspace::get_brand_kit, workspace::update_brand_kit, workspace::delete_brand_kit,
         workspace::list_assets, workspace::create_asset, workspace::delete_asset,
+        generation::create, generation::status, generation::cancel, generation::list,
     ),
     modifiers(&BearerAuth)
 )]

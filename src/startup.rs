@@ -34,6 +34,7 @@ pub enum StartError {
 
 pub struct Application {
     port: u16,
+    bus: actix::Arbiter,
     server: Server,
     state: web::Data<AppState>,
     control: crate::control::ControlServer,
@@ -46,11 +47,18 @@ impl Application {
         let store = Store::open(&config.data_dir, &config.store_options())?;
         let accounts = AccountRegistry::start(store.clone(), config.registry_options());
         let workspaces = WorkspaceRegistry::start(store.clone(), config.registry_options());
+        let (publisher, bus) = actors::broker::start_bus(
+            store.clone(),
+            accounts.clone(),
+            workspaces.clone(),
+            config.broker_config(),
+        );
         let listen = config.listen;
         let state = web::Data::new(AppState::new(
             store,
             accounts,
             workspaces,
+            publisher,
             Arc::new(config),
             mailer,
         ));
@@ -96,6 +104,7 @@ impl Application {
         let control =
             crate::control::ControlServer::start(state.clone()).map_err(StartError::Control)?;
         spawn_token_janitor(state.store.clone());
+        spawn_timeout_sweeper(state.clone());
         tracing::info!(
             %listen, port, data_dir = %state.config.data_dir.display(),
             startup_ms = started.elapsed().as_millis() as u64,
@@ -103,6 +112,7 @@ impl Application {
         );
         Ok(Application {
             port,
+            bus,
             server,
             state,
             control,
@@ -127,6 +137,7 @@ impl Application {
         let result = self.server.await;
         tracing::info!("HTTP stopped; flushing the store");
         self.control.stop();
+        self.bus.stop();
         self.state.accounts.stop();
         self.state.workspaces.stop();
         self.state.store.shutdown();
@@ -151,6 +162,24 @@ fn spawn_token_janitor(store: Store) {
                     break;
                 }
                 Err(e) => tracing::warn!(error = %e, "token purge failed"),
+            }
+        }
+    });
+}
+
+/// Requests past their deadline fail and are refunded; the live index is in the store, so
+/// deadlines survive restarts.
+fn spawn_timeout_sweeper(state: web::Data<AppState>) {
+    const PER_RUN_MAX: usize = 1000;
+    let every = std::time::Duration::from_secs(state.config.file.generation.timeout_check_seconds);
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            match crate::services::generation::sweep_timeouts(&state, PER_RUN_MAX).await {
+                Ok(_) => {}
+                Err(AppError::Unavailable(_)) => break,
+                Err(e) => tracing::warn!(error = %e, "timeout sweep failed"),
             }
         }
     });

@@ -1,6 +1,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actors::broker::PublisherHandle;
 use actors::workspace::WorkspaceRegistry;
 use actors::AccountRegistry;
 use storage::Store;
@@ -15,6 +16,7 @@ pub struct AppState {
     pub store: Store,
     pub accounts: Arc<AccountRegistry>,
     pub workspaces: Arc<WorkspaceRegistry>,
+    pub publisher: PublisherHandle,
     pub config: Arc<Config>,
     pub mailer: Arc<dyn Mailer>,
     pub metrics: Arc<Metrics>,
@@ -27,6 +29,7 @@ impl AppState {
         store: Store,
         accounts: Arc<AccountRegistry>,
         workspaces: Arc<WorkspaceRegistry>,
+        publisher: PublisherHandle,
         config: Arc<Config>,
         mailer: Arc<dyn Mailer>,
     ) -> Self {
@@ -40,6 +43,7 @@ impl AppState {
             store,
             accounts,
             workspaces,
+            publisher,
             config,
             mailer,
             metrics: Arc::new(Metrics::default()),

@@ -2,7 +2,7 @@ use actix::prelude::*;
 use storage::codec::encode;
 use storage::keys;
 use storage::ledger::{entry_hash, Posting, PostingError};
-use storage::records::{AccountRecord, IdempotencyRecord, LedgerEntry};
+use storage::records::{AccountRecord, IdempotencyRecord, LedgerEntry, IDEMPOTENCY_TTL_US};
 use storage::{now_us, StorageError, Store, WriteOutcome, WriteSet};
 use uuid::Uuid;
 
@@ -166,21 +166,30 @@ async fn attempt(
     msg: &Apply,
 ) -> Result<Attempt, AccountError> {
     let user_id = current.user_id;
+    let now = now_us();
+    // An expired record is treated as absent and overwritten (the write is conditioned on it).
+    let mut expired: Option<IdempotencyRecord> = None;
     if let Some(idem) = msg.idempotency {
         let key = keys::idempotency(user_id, &idem.key_hash);
-        if let Some(seen) = store.get::<IdempotencyRecord>(&key)? {
-            if seen.request_hash != idem.request_hash {
+        match store.get::<IdempotencyRecord>(&key)? {
+            Some(seen) if now - seen.created_at_us >= IDEMPOTENCY_TTL_US => expired = Some(seen),
+            Some(seen) if seen.request_hash != idem.request_hash => {
                 return Ok(Attempt::Done(*current, Outcome::IdempotencyKeyReused));
             }
-            let entry = store
-                .get::<LedgerEntry>(&keys::ledger(user_id, seen.ledger_seq))?
-                .ok_or_else(|| {
-                    AccountError::Corrupt(user_id, "idempotency record without its entry".into())
-                })?;
-            return Ok(Attempt::Done(*current, Outcome::AlreadyApplied { entry }));
+            Some(seen) => {
+                let entry = store
+                    .get::<LedgerEntry>(&keys::ledger(user_id, seen.ledger_seq))?
+                    .ok_or_else(|| {
+                        AccountError::Corrupt(
+                            user_id,
+                            "idempotency record without its entry".into(),
+                        )
+                    })?;
+                return Ok(Attempt::Done(*current, Outcome::AlreadyApplied { entry }));
+            }
+            None => {}
         }
     }
-    let now = now_us();
     let (next, entry) = match current.post(msg.posting.clone(), now) {
         Ok(v) => v,
         Err(PostingError::InsufficientCredits { balance, .. }) => {
@@ -198,7 +207,10 @@ async fn attempt(
     set.put(keys::ledger(user_id, entry.seq), &entry);
     let own_conditions = if let Some(idem) = msg.idempotency {
         let key = keys::idempotency(user_id, &idem.key_hash);
-        set.require_absent::<IdempotencyRecord>(key.clone());
+        match &expired {
+            Some(old) => set.require_equal(key.clone(), old),
+            None => set.require_absent::<IdempotencyRecord>(key.clone()),
+        };
         set.put(
             key,
             &IdempotencyRecord {

@@ -4,6 +4,8 @@
 #![forbid(unsafe_code)]
 
 mod account;
+pub mod broker;
+pub mod generation;
 mod registry;
 pub mod workspace;
 

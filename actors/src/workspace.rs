@@ -126,6 +126,13 @@ pub enum Command {
         project_id: Uuid,
         id: Uuid,
     },
+    /// Completes a generation request: its new record and the assets it produced, created in
+    /// its project, in one write (so a concurrent project deletion cannot orphan them).
+    CompleteGeneration {
+        generation: Box<GenerationRecord>,
+        completed: Box<GenerationRecord>,
+        assets: Vec<NewAsset>,
+    },
     /// Deletes everything the owner has in the workspace, plus `extra` (the caller's records,
     /// e.g. the user itself), in one atomic write.
     DeleteEverything {
@@ -139,6 +146,7 @@ pub enum Changed {
     Project(ProjectRecord),
     BrandKit(BrandKitRecord),
     Asset(AssetRecord),
+    Generation(Box<GenerationRecord>),
     Deleted,
 }
 
@@ -445,6 +453,18 @@ async fn execute(store: &Store, owner: Uuid, command: Command) -> Result<Changed
             set.delete::<AssetRecord>(keys::id(id));
             set.delete::<AssetOfProject>(keys::pair(project_id, id));
             (set, Changed::Deleted)
+        }
+        Command::CompleteGeneration {
+            generation,
+            completed,
+            assets,
+        } => {
+            if generation.user_id != owner {
+                return Err(WorkspaceError::NotFound);
+            }
+            let (set, done) =
+                crate::generation::completion_set(store, &generation, &completed, &assets)?;
+            (set, Changed::Generation(Box::new(done)))
         }
         Command::DeleteEverything { extra } => {
             let mut set = WriteSet::new();

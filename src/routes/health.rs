@@ -17,13 +17,18 @@ pub async fn healthz() -> HttpResponse {
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let store_ok = state.store.snapshot().is_ok();
+    let broker = &state.publisher.status;
     let body = json!({
         "status": if store_ok { "ready" } else { "not_ready" },
         "store": if store_ok { "open" } else { "unavailable" },
         "writer_queue_depth": state.store.stats().queue_depth(),
-        // The job publisher arrives with the generation pipeline; until then nothing is queued.
-        "broker": { "connected": false, "state": "not_started" },
-        "outbox_backlog": 0,
+        "broker": {
+            "connected": broker.publisher_connected.load(std::sync::atomic::Ordering::Relaxed),
+            "results_consumer_connected": broker.consumer_connected.load(std::sync::atomic::Ordering::Relaxed),
+            "last_error": broker.last_error.lock().clone(),
+        },
+        "outbox_backlog": crate::services::generation::outbox_backlog(&state),
+        "publish_lag_p99_ms": broker.lag_percentile_ms(99.0),
         "uptime_seconds": state.started.elapsed().as_secs(),
     });
     if store_ok {
@@ -39,6 +44,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     use std::sync::atomic::Ordering::Relaxed;
     let s = state.store.stats();
+    let b = &state.publisher.status;
     let batches = s.batches.load(Relaxed);
     let sets = s.completed.load(Relaxed);
     let gauges = [
@@ -90,12 +96,52 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, AppErro
         (
             "creativeflow_broker_connected",
             "1 when the job publisher holds a broker connection.",
-            0.0,
+            f64::from(u8::from(b.publisher_connected.load(Relaxed))),
+        ),
+        (
+            "creativeflow_results_consumer_connected",
+            "1 when the results consumer holds a broker connection.",
+            f64::from(u8::from(b.consumer_connected.load(Relaxed))),
         ),
         (
             "creativeflow_outbox_backlog",
             "Jobs accepted and not yet confirmed by the broker.",
-            0.0,
+            crate::services::generation::outbox_backlog(&state) as f64,
+        ),
+        (
+            "creativeflow_jobs_published_total",
+            "Job publishes (first attempts).",
+            b.published_total.load(Relaxed) as f64,
+        ),
+        (
+            "creativeflow_jobs_republished_total",
+            "Job publishes after a nack or return.",
+            b.republished_total.load(Relaxed) as f64,
+        ),
+        (
+            "creativeflow_jobs_confirmed_total",
+            "Jobs confirmed by the broker and removed from the outbox.",
+            b.confirmed_total.load(Relaxed) as f64,
+        ),
+        (
+            "creativeflow_broker_reconnects_total",
+            "Publisher reconnects.",
+            b.reconnects_total.load(Relaxed) as f64,
+        ),
+        (
+            "creativeflow_results_applied_total",
+            "Result messages applied and acked.",
+            b.results_applied_total.load(Relaxed) as f64,
+        ),
+        (
+            "creativeflow_results_dead_lettered_total",
+            "Result messages sent to the dead-letter queue.",
+            b.results_dead_lettered_total.load(Relaxed) as f64,
+        ),
+        (
+            "creativeflow_publish_lag_p99_seconds",
+            "p99 of accept-to-confirm lag over recent jobs.",
+            b.lag_percentile_ms(99.0) / 1000.0,
         ),
         (
             "creativeflow_uptime_seconds",

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod credits;
+pub mod generation;
 pub mod health;
 pub mod users;
 pub mod workspace;
@@ -41,5 +42,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(workspace::list_assets)
         .service(workspace::create_asset)
         .service(workspace::delete_asset)
-        .service(users::admin_delete_user);
+        .service(users::admin_delete_user)
+        .service(generation::create)
+        .service(generation::status)
+        .service(generation::cancel)
+        .service(generation::list);
 }

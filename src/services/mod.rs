@@ -2,5 +2,6 @@
 //! handlers parse, call one of these, and map the error.
 
 pub mod credits;
+pub mod generation;
 pub mod users;
 pub mod workspace;

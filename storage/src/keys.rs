@@ -70,6 +70,23 @@ pub fn pair_child(key: &[u8]) -> Option<Uuid> {
     key.get(16..32).and_then(|b| Uuid::from_slice(b).ok())
 }
 
+/// `generations_live` key: deadline (big-endian, so the scan meets the earliest first), then id.
+pub fn live_generation(deadline_at_us: i64, id: Uuid) -> Vec<u8> {
+    let mut k = Vec::with_capacity(24);
+    k.extend_from_slice(&(deadline_at_us.max(0) as u64).to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// (deadline, id) of a `generations_live` key.
+pub fn parse_live_generation(key: &[u8]) -> Option<(i64, Uuid)> {
+    let deadline = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
+    Some((
+        i64::try_from(deadline).ok()?,
+        Uuid::from_slice(key.get(8..24)?).ok()?,
+    ))
+}
+
 /// The smallest key strictly greater than every key that starts with `prefix`, for range ends.
 pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();

@@ -209,6 +209,10 @@ impl Record for LedgerEntry {
     const VERSION: u8 = 1;
 }
 
+/// How long an idempotency key is remembered (SPEC §7: 24 h); older records are ignored and
+/// purged.
+pub const IDEMPOTENCY_TTL_US: i64 = 24 * 3600 * 1_000_000;
+
 /// A remembered idempotency key of a money operation: (user, SHA-256 of scope and key).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct IdempotencyRecord {
@@ -351,4 +355,111 @@ index_record! {
     BrandKitOfUser => Table::BrandKitsByUser,
     /// `assets_by_project`: (project, asset) → marker.
     AssetOfProject => Table::AssetsByProject,
+}
+
+// --- Generation requests ------------------------------------------------------------------------
+
+/// SPEC §7 statuses. The order of the variants is the order a request moves in; the last three
+/// are terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GenStatus {
+    Pending,
+    Queued,
+    Processing,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl GenStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GenStatus::Pending => "pending",
+            GenStatus::Queued => "queued",
+            GenStatus::Processing => "processing",
+            GenStatus::Completed => "completed",
+            GenStatus::Failed => "failed",
+            GenStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<GenStatus> {
+        [
+            GenStatus::Pending,
+            GenStatus::Queued,
+            GenStatus::Processing,
+            GenStatus::Completed,
+            GenStatus::Failed,
+            GenStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|g| g.as_str() == s)
+    }
+
+    /// How far along: a status never moves to a lower rank.
+    pub fn rank(self) -> u8 {
+        match self {
+            GenStatus::Pending => 0,
+            GenStatus::Queued => 1,
+            GenStatus::Processing => 2,
+            GenStatus::Completed | GenStatus::Failed | GenStatus::Cancelled => 3,
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        self.rank() == 3
+    }
+
+    /// Terminal states whose cost goes back to the user.
+    pub fn is_refunded(self) -> bool {
+        matches!(self, GenStatus::Failed | GenStatus::Cancelled)
+    }
+}
+
+/// A generation request, keyed by its id (UUID v7).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GenerationRecord {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub project_id: Uuid,
+    pub prompt: String,
+    pub format: String,
+    pub variations: u8,
+    /// The client's `params` object, as JSON text.
+    pub params_json: String,
+    pub cost: u64,
+    pub status: GenStatus,
+    pub error: Option<String>,
+    /// Assets the worker produced (created in the project on completion).
+    pub asset_ids: Vec<Uuid>,
+    /// Past this, a request that has not completed fails with `generation_timeout`.
+    pub deadline_at_us: i64,
+    pub created_at_us: i64,
+    pub updated_at_us: i64,
+}
+
+impl Record for GenerationRecord {
+    const TABLE: Table = Table::Generations;
+    const VERSION: u8 = 1;
+}
+
+/// `outbox`: generation id → the job message, until the broker confirms it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OutboxRecord {
+    pub generation_id: Uuid,
+    /// The JSON job message, exactly as published.
+    pub payload: Vec<u8>,
+    pub created_at_us: i64,
+}
+
+impl Record for OutboxRecord {
+    const TABLE: Table = Table::Outbox;
+    const VERSION: u8 = 1;
+}
+
+index_record! {
+    /// `generations_by_user`: (user, generation) → marker.
+    GenerationOfUser => Table::GenerationsByUser,
+    /// `generations_live`: (deadline, generation) → marker, for every request not yet terminal.
+    LiveGeneration => Table::GenerationsLive,
 }

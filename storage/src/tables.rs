@@ -22,10 +22,14 @@ pub enum Table {
     BrandKitsByUser,
     Assets,
     AssetsByProject,
+    Generations,
+    GenerationsByUser,
+    GenerationsLive,
+    Outbox,
 }
 
 impl Table {
-    pub const ALL: [Table; 18] = [
+    pub const ALL: [Table; 22] = [
         Table::Meta,
         Table::Users,
         Table::UsersByEmail,
@@ -44,6 +48,10 @@ impl Table {
         Table::BrandKitsByUser,
         Table::Assets,
         Table::AssetsByProject,
+        Table::Generations,
+        Table::GenerationsByUser,
+        Table::GenerationsLive,
+        Table::Outbox,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +74,10 @@ impl Table {
             Table::BrandKitsByUser => "brand_kits_by_user",
             Table::Assets => "assets",
             Table::AssetsByProject => "assets_by_project",
+            Table::Generations => "generations",
+            Table::GenerationsByUser => "generations_by_user",
+            Table::GenerationsLive => "generations_live",
+            Table::Outbox => "outbox",
         }
     }
 

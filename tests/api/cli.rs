@@ -16,6 +16,7 @@ pub fn run(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
         .env("CREATIVEFLOW_DATA_DIR", data_dir)
+        .env("CREATIVEFLOW_AMQP_URL", crate::helpers::NO_BROKER)
         .env("RUST_LOG", "warn")
         .output()
         .expect("binary runs")
@@ -45,10 +46,17 @@ pub struct Server {
 
 impl Server {
     pub async fn start(data_dir: &Path) -> Server {
+        Self::start_with(data_dir, &[]).await
+    }
+
+    /// With extra environment (e.g. a real broker and a config file).
+    pub async fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let mut child = Command::new(BIN)
             .arg("serve")
             .env("CREATIVEFLOW_DATA_DIR", data_dir)
+            .env("CREATIVEFLOW_AMQP_URL", crate::helpers::NO_BROKER)
+            .envs(env.iter().copied())
             .env("CREATIVEFLOW_LISTEN", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

@@ -31,6 +31,8 @@ pub struct TestApp {
 }
 
 pub const PASSWORD: &str = "correct horse battery";
+/// An AMQP address where nothing listens.
+pub const NO_BROKER: &str = "amqp://guest:guest@127.0.0.1:1/%2f";
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
@@ -42,8 +44,13 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
     let mut all: Vec<(String, String)> = vec![
         ("CREATIVEFLOW_DATA_DIR".into(), data_dir),
         ("CREATIVEFLOW_LISTEN".into(), "127.0.0.1:0".into()),
+        // Tests that do not exercise the job bus keep off the shared broker.
+        ("CREATIVEFLOW_AMQP_URL".into(), NO_BROKER.into()),
     ];
-    all.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    for (k, v) in vars {
+        all.retain(|(n, _)| n != k);
+        all.push((k.to_string(), v.to_string()));
+    }
     let config = Config::from_lookup(|k| all.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
         .expect("config");
     let mailer = Arc::new(CapturingMailer::default());

@@ -2,9 +2,11 @@
 //! binary for the CLI and crash tests.
 
 mod auth;
+mod bus;
 mod cli;
 mod crash;
 mod credits;
+mod generation;
 mod health;
 mod helpers;
 mod users;

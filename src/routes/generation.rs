@@ -1,0 +1,241 @@
+//! Generation requests (SPEC §7). The create route also speaks the Odoo JSON-RPC envelope.
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse, ResponseError};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use storage::records::GenerationRecord;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::domain::IdempotencyKeyValue;
+use crate::error::AppError;
+use crate::extract::{from_value, ApiJson, Page};
+use crate::services::generation::{self as gen, Cancelled, CreateRequest};
+use crate::state::AppState;
+use crate::views::{rfc3339, AssetView, Listing};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    project_id: Uuid,
+    /// 1..4000 characters.
+    prompt: String,
+    /// A format of the price table (default: social_post, story, banner, image_hd, video_short).
+    format: String,
+    /// 1..4, default 1.
+    variations: Option<i64>,
+    /// An object under 16 KiB, passed to the worker.
+    #[schema(value_type = Option<Object>)]
+    params: Option<Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedView {
+    id: Uuid,
+    #[schema(example = "pending")]
+    status: &'static str,
+    cost: u64,
+    credit_balance: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct GenerationView {
+    id: Uuid,
+    status: String,
+    project_id: Uuid,
+    format: String,
+    variations: u8,
+    cost: u64,
+    prompt: String,
+    created_at: String,
+    updated_at: String,
+    assets: Vec<AssetView>,
+    error: Option<String>,
+    /// True once the cost went back to the balance (failed, cancelled, timed out).
+    refunded: bool,
+}
+
+impl GenerationView {
+    fn new(g: &GenerationRecord, assets: Vec<AssetView>) -> Self {
+        GenerationView {
+            id: g.id,
+            status: g.status.as_str().into(),
+            project_id: g.project_id,
+            format: g.format.clone(),
+            variations: g.variations,
+            cost: g.cost,
+            prompt: g.prompt.clone(),
+            created_at: rfc3339(g.created_at_us),
+            updated_at: rfc3339(g.updated_at_us),
+            assets,
+            error: g.error.clone(),
+            refunded: g.status.is_refunded(),
+        }
+    }
+}
+
+fn idempotency(req: &HttpRequest) -> Result<Option<IdempotencyKeyValue>, AppError> {
+    req.headers()
+        .get("Idempotency-Key")
+        .map(|v| IdempotencyKeyValue::parse(v.to_str().unwrap_or("\u{0}")))
+        .transpose()
+}
+
+async fn create_from(
+    state: &AppState,
+    caller: &Caller,
+    req: &HttpRequest,
+    body: Value,
+) -> Result<CreatedView, AppError> {
+    let b: CreateBody = from_value(body)?;
+    let request = CreateRequest::parse(
+        state,
+        b.project_id,
+        b.prompt,
+        b.format,
+        b.variations,
+        b.params,
+    )?;
+    let created = gen::create(state, &caller.user, request, idempotency(req)?).await?;
+    Ok(CreatedView {
+        id: created.id,
+        status: "pending",
+        cost: created.cost,
+        credit_balance: created.credit_balance,
+    })
+}
+
+/// Charge the cost and accept a generation request; its job goes to the AI workers through the
+/// outbox. Honours `Idempotency-Key` (24 h). Also accepts the Odoo JSON-RPC envelope
+/// `{"jsonrpc":"2.0","method":"call","params":{...},"id":N}`, answered in kind.
+#[utoipa::path(post, path = "/api/v1/generation/create", tag = "generation", security(("bearer" = [])), request_body = CreateBody,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 202, body = CreatedView), (status = 402, body = crate::views::ErrorBody), (status = 409, description = "idempotency_key_reused", body = crate::views::ErrorBody),
+        (status = 422, body = crate::views::ErrorBody)))]
+#[post("/api/v1/generation/create")]
+pub async fn create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: ApiJson<Value>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.0;
+    if body.get("jsonrpc").is_none() {
+        let created = create_from(&state, &caller, &req, body).await?;
+        return Ok(HttpResponse::Accepted().json(created));
+    }
+    // JSON-RPC: every outcome is a 200 carrying a result or an error object.
+    let id = body.get("id").cloned().unwrap_or(Value::Null);
+    let outcome = match (
+        body.get("jsonrpc").and_then(Value::as_str),
+        body.get("params"),
+    ) {
+        (Some("2.0"), Some(params)) if params.is_object() => {
+            create_from(&state, &caller, &req, params.clone()).await
+        }
+        _ => Err(AppError::MalformedJson(
+            "a JSON-RPC 2.0 call with an object in params".into(),
+        )),
+    };
+    Ok(HttpResponse::Ok().json(match outcome {
+        Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
+        Err(e) => {
+            let envelope: Value = serde_json::from_slice(
+                &actix_web::body::to_bytes(e.error_response().into_body())
+                    .await
+                    .unwrap_or_default(),
+            )
+            .unwrap_or(Value::Null);
+            let inner = &envelope["error"];
+            json!({"jsonrpc": "2.0", "id": id, "error": {
+                "code": e.status_code().as_u16(),
+                "message": inner["message"],
+                "data": {"code": inner["code"], "details": inner["details"]},
+            }})
+        }
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/generation/{id}/status", tag = "generation", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = GenerationView), (status = 404, body = crate::views::ErrorBody)))]
+#[get("/api/v1/generation/{id}/status")]
+pub async fn status(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound)?;
+    let g = gen::get_visible(&state, &caller.user, id)?;
+    let assets = gen::assets_of(&state, &g)?
+        .iter()
+        .map(AssetView::from)
+        .collect();
+    Ok(HttpResponse::Ok().json(GenerationView::new(&g, assets)))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CancelView {
+    id: Uuid,
+    status: String,
+    refunded: u64,
+    credit_balance: u64,
+}
+
+/// Cancel while pending or queued: the cost is refunded once. Cancelling a cancelled request
+/// answers the same; any other status is 409 `invalid_status`.
+#[utoipa::path(post, path = "/api/v1/generation/{id}/cancel", tag = "generation", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = CancelView), (status = 404, body = crate::views::ErrorBody), (status = 409, description = "invalid_status", body = crate::views::ErrorBody)))]
+#[post("/api/v1/generation/{id}/cancel")]
+pub async fn cancel(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound)?;
+    let view = match gen::cancel(&state, &caller.user, id).await? {
+        Cancelled::Now {
+            generation,
+            credit_balance,
+        } => CancelView {
+            id,
+            status: generation.status.as_str().into(),
+            refunded: generation.cost,
+            credit_balance,
+        },
+        Cancelled::Already(g) => CancelView {
+            id,
+            status: g.status.as_str().into(),
+            refunded: g.cost,
+            credit_balance: crate::services::users::balance_of(&state.store, g.user_id)?,
+        },
+    };
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// The caller's requests, newest first; filters `project_id`, `status` (staff: `user_id`).
+#[utoipa::path(get, path = "/api/v1/generation", tag = "generation", security(("bearer" = [])),
+    params(("project_id" = Option<Uuid>, Query), ("status" = Option<String>, Query), ("user_id" = Option<Uuid>, Query, description = "staff only"), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = Listing<GenerationView>)))]
+#[get("/api/v1/generation")]
+pub async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, AppError> {
+    let page = Page::with_filters(&req, &["project_id", "status", "user_id"])?;
+    let (items, next_cursor) = gen::list(&state, &caller.user, &page)?;
+    let items = items
+        .iter()
+        .map(|g| {
+            Ok(GenerationView::new(
+                g,
+                gen::assets_of(&state, g)?
+                    .iter()
+                    .map(AssetView::from)
+                    .collect(),
+            ))
+        })
+        .collect::<Result<Vec<_>, AppError>>()?;
+    Ok(HttpResponse::Ok().json(Listing { items, next_cursor }))
+}

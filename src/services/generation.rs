@@ -1,0 +1,446 @@
+//! Generation requests (SPEC §7): create (charge + request + outbox job in one durable write),
+//! status, cancel, listing, and the timeout sweep.
+
+use std::sync::atomic::Ordering;
+
+use actors::generation::{
+    apply_event, creation_set, Event, EventOutcome, GenerationError, JobBrandKit, JobMessage,
+};
+use actors::{Apply, IdempotencyKey, Outcome};
+use sha2::{Digest, Sha256};
+use storage::keys;
+use storage::ledger::Posting;
+use storage::records::*;
+use storage::{now_us, Direction, Record, Table};
+use uuid::Uuid;
+
+use crate::domain::IdempotencyKeyValue;
+use crate::error::AppError;
+use crate::extract::Page;
+use crate::state::AppState;
+
+pub const PROMPT_CHARS_MAX: usize = 4000;
+pub const VARIATIONS_MAX: u8 = 4;
+pub const PARAMS_BYTES_MAX: usize = 16 * 1024;
+/// Index entries examined at most to fill one filtered page.
+const LIST_SCAN_MAX: usize = 5000;
+
+/// A validated create request.
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    pub project_id: Uuid,
+    pub prompt: String,
+    pub format: String,
+    pub variations: u8,
+    pub params: serde_json::Value,
+}
+
+impl CreateRequest {
+    /// Validates the raw fields against SPEC §7 and the price table.
+    pub fn parse(
+        state: &AppState,
+        project_id: Uuid,
+        prompt: String,
+        format: String,
+        variations: Option<i64>,
+        params: Option<serde_json::Value>,
+    ) -> Result<Self, AppError> {
+        let chars = prompt.chars().count();
+        if prompt.trim().is_empty() || chars > PROMPT_CHARS_MAX {
+            return Err(AppError::validation(
+                "prompt",
+                "the prompt must be 1 to 4000 characters",
+            ));
+        }
+        if !state.config.file.prices.contains_key(&format) {
+            let known: Vec<&str> = state
+                .config
+                .file
+                .prices
+                .keys()
+                .map(String::as_str)
+                .collect();
+            return Err(AppError::validation(
+                "format",
+                format!("unknown format; one of {}", known.join(", ")),
+            ));
+        }
+        let variations = match variations.unwrap_or(1) {
+            v @ 1..=4 => v as u8,
+            _ => {
+                return Err(AppError::validation(
+                    "variations",
+                    "variations must be 1 to 4",
+                ))
+            }
+        };
+        let params = params.unwrap_or_else(|| serde_json::json!({}));
+        if !params.is_object() {
+            return Err(AppError::validation("params", "params must be an object"));
+        }
+        if params.to_string().len() >= PARAMS_BYTES_MAX {
+            return Err(AppError::validation(
+                "params",
+                "params must be under 16 KiB",
+            ));
+        }
+        Ok(CreateRequest {
+            project_id,
+            prompt,
+            format,
+            variations,
+            params,
+        })
+    }
+
+    /// What an idempotent retry must repeat exactly (serde_json sorts object keys).
+    fn fingerprint(&self) -> [u8; 32] {
+        let canonical = serde_json::json!({
+            "project_id": self.project_id, "prompt": self.prompt, "format": self.format,
+            "variations": self.variations, "params": self.params,
+        });
+        Sha256::digest(canonical.to_string().as_bytes()).into()
+    }
+}
+
+/// The 202 answer (also what a replay returns).
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub id: Uuid,
+    pub cost: u64,
+    pub credit_balance: u64,
+    pub replayed: bool,
+}
+
+pub async fn create(
+    state: &AppState,
+    caller: &UserRecord,
+    req: CreateRequest,
+    idempotency: Option<IdempotencyKeyValue>,
+) -> Result<Created, AppError> {
+    let project = match state
+        .store
+        .get::<ProjectRecord>(&keys::id(req.project_id))?
+    {
+        Some(p) if p.user_id == caller.id => p,
+        _ => {
+            return Err(AppError::validation(
+                "project_id",
+                "does not name one of your projects",
+            ))
+        }
+    };
+    let price = state
+        .config
+        .file
+        .prices
+        .get(&req.format)
+        .copied()
+        .ok_or_else(|| AppError::validation("format", "unknown format"))?;
+    let cost = price * u64::from(req.variations);
+    let kit = actors::workspace::effective_brand_kit(&state.store, &project)?;
+    let now = now_us();
+    let deadline_us = i64::try_from(
+        state
+            .config
+            .file
+            .generation
+            .deadline_seconds
+            .saturating_mul(1_000_000),
+    )
+    .unwrap_or(i64::MAX);
+    let generation = GenerationRecord {
+        id: Uuid::now_v7(),
+        user_id: caller.id,
+        project_id: project.id,
+        prompt: req.prompt.clone(),
+        format: req.format.clone(),
+        variations: req.variations,
+        params_json: req.params.to_string(),
+        cost,
+        status: GenStatus::Pending,
+        error: None,
+        asset_ids: Vec::new(),
+        deadline_at_us: now.saturating_add(deadline_us),
+        created_at_us: now,
+        updated_at_us: now,
+    };
+    let job = JobMessage {
+        generation_id: generation.id,
+        user_id: caller.id,
+        project_id: project.id,
+        prompt: &generation.prompt,
+        format: &generation.format,
+        variations: generation.variations,
+        params: &req.params,
+        brand_kit: kit.as_ref().map(|k| JobBrandKit {
+            colors: &k.colors,
+            fonts: &k.fonts,
+            logos: &k.logos,
+        }),
+        cost,
+        created_at: crate::views::rfc3339(now),
+    };
+    let payload = serde_json::to_vec(&job).map_err(|e| AppError::Internal(e.to_string()))?;
+    let idempotency = idempotency.map(|k| IdempotencyKey {
+        key_hash: Sha256::digest(format!("generation\0{}", k.as_str())).into(),
+        request_hash: req.fingerprint(),
+    });
+    let apply = Apply {
+        posting: Posting {
+            amount: -i64::try_from(cost)
+                .map_err(|_| AppError::Internal("cost out of range".into()))?,
+            kind: LedgerKind::GenerationCharge,
+            description: format!(
+                "Generation: {} x{}",
+                generation.format, generation.variations
+            ),
+            generation_request_id: Some(generation.id),
+            invoice_id: None,
+        },
+        idempotency,
+        extra: creation_set(&generation, payload),
+    };
+    let m = &state.metrics;
+    match state.accounts.apply(caller.id, apply).await? {
+        Outcome::Applied { entry } => {
+            m.ledger_applied.fetch_add(1, Ordering::Relaxed);
+            m.generations_created.fetch_add(1, Ordering::Relaxed);
+            state.publisher.wake();
+            Ok(Created {
+                id: generation.id,
+                cost,
+                credit_balance: entry.balance_after,
+                replayed: false,
+            })
+        }
+        Outcome::AlreadyApplied { entry } => {
+            m.ledger_replayed.fetch_add(1, Ordering::Relaxed);
+            let id = entry
+                .generation_request_id
+                .ok_or_else(|| AppError::Internal("replayed entry without its request".into()))?;
+            Ok(Created {
+                id,
+                cost: entry.amount.unsigned_abs(),
+                credit_balance: entry.balance_after,
+                replayed: true,
+            })
+        }
+        Outcome::InsufficientCredits { balance } => {
+            m.ledger_insufficient.fetch_add(1, Ordering::Relaxed);
+            Err(AppError::InsufficientCredits {
+                balance,
+                required: cost,
+            })
+        }
+        Outcome::IdempotencyKeyReused => Err(AppError::IdempotencyKeyReused),
+        Outcome::ExtraConditionFailed { .. } => Err(AppError::validation(
+            "project_id",
+            "does not name one of your projects",
+        )),
+    }
+}
+
+/// The request if the caller may see it (owner, or staff); others get 404.
+pub fn get_visible(
+    state: &AppState,
+    caller: &UserRecord,
+    id: Uuid,
+) -> Result<GenerationRecord, AppError> {
+    let g = state
+        .store
+        .get::<GenerationRecord>(&keys::id(id))?
+        .ok_or(AppError::NotFound)?;
+    crate::services::workspace::authorize(
+        caller,
+        g.user_id,
+        crate::services::workspace::Access::Read,
+    )?;
+    Ok(g)
+}
+
+pub fn assets_of(state: &AppState, g: &GenerationRecord) -> Result<Vec<AssetRecord>, AppError> {
+    let mut out = Vec::with_capacity(g.asset_ids.len());
+    for id in &g.asset_ids {
+        if let Some(a) = state.store.get::<AssetRecord>(&keys::id(*id))? {
+            out.push(a);
+        }
+    }
+    Ok(out)
+}
+
+pub enum Cancelled {
+    Now {
+        generation: GenerationRecord,
+        credit_balance: u64,
+    },
+    Already(GenerationRecord),
+}
+
+pub async fn cancel(
+    state: &AppState,
+    caller: &UserRecord,
+    id: Uuid,
+) -> Result<Cancelled, AppError> {
+    let g = get_visible(state, caller, id)?;
+    crate::services::workspace::authorize(
+        caller,
+        g.user_id,
+        crate::services::workspace::Access::Write,
+    )?;
+    match apply_event(
+        &state.store,
+        &state.accounts,
+        &state.workspaces,
+        id,
+        Event::Cancel,
+    )
+    .await?
+    {
+        EventOutcome::Applied {
+            generation,
+            balance_after,
+        } => {
+            let credit_balance = balance_after.unwrap_or_default();
+            Ok(Cancelled::Now {
+                generation,
+                credit_balance,
+            })
+        }
+        EventOutcome::Ignored(g) => Ok(Cancelled::Already(g)),
+        EventOutcome::Refused(g) => Err(AppError::InvalidStatus(g.status.as_str())),
+    }
+}
+
+/// The caller's requests newest first (staff: `user_id`), filtered by project and status.
+pub fn list(
+    state: &AppState,
+    caller: &UserRecord,
+    page: &Page,
+) -> Result<(Vec<GenerationRecord>, Option<String>), AppError> {
+    let owner = match (caller.role, page.uuid_filter("user_id")?) {
+        (Role::User, Some(u)) if u != caller.id => return Err(AppError::NotFound),
+        (_, Some(u)) => u,
+        (_, None) => caller.id,
+    };
+    let project = page.uuid_filter("project_id")?;
+    let status = match page.filter("status") {
+        Some(s) => Some(
+            GenStatus::parse(s).ok_or_else(|| AppError::validation("status", "unknown status"))?,
+        ),
+        None => None,
+    };
+    let prefix = keys::user(owner);
+    if page.after.as_ref().is_some_and(|a| !a.starts_with(&prefix)) {
+        return Err(AppError::validation(
+            "cursor",
+            "the cursor is not one we issued",
+        ));
+    }
+    let mut after = page.after.clone();
+    let mut items = Vec::new();
+    let mut examined = 0;
+    let mut last_key: Option<Vec<u8>> = None;
+    let mut exhausted = false;
+    while items.len() < page.limit && examined < LIST_SCAN_MAX {
+        let keys = state.store.scan::<GenerationOfUser>(
+            &prefix,
+            after.as_deref(),
+            Direction::Backward,
+            256,
+        )?;
+        if keys.is_empty() {
+            exhausted = true;
+            break;
+        }
+        for (k, _) in &keys {
+            examined += 1;
+            last_key = Some(k.clone());
+            let Some(g) = keys::pair_child(k)
+                .map(|id| state.store.get::<GenerationRecord>(&keys::id(id)))
+                .transpose()?
+                .flatten()
+            else {
+                continue;
+            };
+            if project.is_some_and(|p| p != g.project_id) || status.is_some_and(|s| s != g.status) {
+                continue;
+            }
+            items.push(g);
+            if items.len() == page.limit {
+                break;
+            }
+        }
+        after = last_key.clone();
+    }
+    let next = if exhausted {
+        None
+    } else {
+        last_key.map(|k| crate::extract::encode_cursor(&k))
+    };
+    Ok((items, next))
+}
+
+/// Fails and refunds every request past its deadline (at most `limit` per run). Returns how many.
+pub async fn sweep_timeouts(state: &AppState, limit: usize) -> Result<usize, AppError> {
+    let now = now_us();
+    let due = state
+        .store
+        .scan::<LiveGeneration>(&[], None, Direction::Forward, limit)?;
+    let mut timed_out = 0;
+    for (k, _) in due {
+        let Some((deadline, id)) = keys::parse_live_generation(&k) else {
+            continue;
+        };
+        if deadline > now {
+            break;
+        }
+        match apply_event(
+            &state.store,
+            &state.accounts,
+            &state.workspaces,
+            id,
+            Event::Timeout,
+        )
+        .await
+        {
+            Ok(EventOutcome::Applied { .. }) => timed_out += 1,
+            Ok(_) => {}
+            Err(GenerationError::Unknown(_)) => {
+                tracing::warn!(%id, "live index names a missing request")
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if timed_out > 0 {
+        state
+            .metrics
+            .generations_timed_out
+            .fetch_add(timed_out as u64, Ordering::Relaxed);
+        tracing::info!(timed_out, "generation requests timed out and refunded");
+    }
+    Ok(timed_out)
+}
+
+pub fn outbox_backlog(state: &AppState) -> u64 {
+    state
+        .store
+        .count(<OutboxRecord as Record>::TABLE)
+        .unwrap_or(0)
+}
+
+pub fn table_len(state: &AppState, t: Table) -> u64 {
+    state.store.count(t).unwrap_or(0)
+}
+
+impl From<GenerationError> for AppError {
+    fn from(e: GenerationError) -> Self {
+        match e {
+            GenerationError::Unknown(_) => AppError::NotFound,
+            GenerationError::Contended => AppError::Conflict("concurrent_update"),
+            GenerationError::Account(a) => a.into(),
+            GenerationError::Workspace(w) => w.into(),
+            GenerationError::Storage(s) => s.into(),
+        }
+    }
+}

@@ -1,0 +1,587 @@
+//! The generation pipeline against the real RabbitMQ on 127.0.0.1:5672. Each test has its own
+//! exchange and queues and deletes them at the end.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use storage::records::Role;
+use storage::Table;
+
+use crate::bus::Bus;
+use crate::helpers::{assert_error, spawn_app_with, TestApp};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn app_on(bus: &Bus, extra: &str) -> TestApp {
+    let env = bus.env(extra);
+    let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    spawn_app_with(&vars).await
+}
+
+/// A user with a project; returns (token, user id, project id).
+async fn user_with_project(app: &TestApp) -> (String, String, String) {
+    let (token, id) = app.new_user().await;
+    let wb: Value = app
+        .post_json("/api/v1/workbenches", Some(&token), &json!({"name": "W"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let p: Value = app
+        .post_json(
+            "/api/v1/projects",
+            Some(&token),
+            &json!({"name": "P", "workbench_id": wb["id"]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    (token, id, p["id"].as_str().unwrap().to_string())
+}
+
+async fn create(app: &TestApp, token: &str, body: &Value) -> reqwest::Response {
+    app.post_json("/api/v1/generation/create", Some(token), body)
+        .await
+}
+
+async fn status(app: &TestApp, token: &str, id: &str) -> Value {
+    app.get(&format!("/api/v1/generation/{id}/status"), Some(token))
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn wait_status(app: &TestApp, token: &str, id: &str, want: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let s = status(app, token, id).await;
+        if s["status"] == want {
+            return s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "status stayed {} (wanted {want})",
+            s["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_balance(app: &TestApp, token: &str, want: u64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app.balance(token).await != want {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "balance never reached {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_create_publishes_the_job_with_the_spec_fields_and_becomes_queued() {
+    let bus = Bus::new().await;
+    let app = app_on(&bus, "").await;
+    let (token, user_id, project_id) = user_with_project(&app).await;
+    let r = create(&app, &token, &json!({"project_id": project_id, "prompt": "A red bicycle", "format": "image_hd", "variations": 2, "params": {"style": "flat"}})).await;
+    assert_eq!(r.status(), 202);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "pending");
+    assert_eq!(body["cost"], 4);
+    assert_eq!(body["credit_balance"], 6);
+    let id = body["id"].as_str().unwrap();
+    let (job, props) = bus.next_job(WAIT).await.expect("a job on the queue");
+    assert_eq!(job["generation_id"], id);
+    assert_eq!(job["user_id"], user_id);
+    assert_eq!(job["project_id"], project_id);
+    assert_eq!(job["prompt"], "A red bicycle");
+    assert_eq!(job["format"], "image_hd");
+    assert_eq!(job["variations"], 2);
+    assert_eq!(job["params"], json!({"style": "flat"}));
+    assert_eq!(job["brand_kit"], Value::Null);
+    assert_eq!(job["cost"], 4);
+    assert!(job["created_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(props.delivery_mode(), &Some(2));
+    assert_eq!(
+        props.content_type().as_ref().map(|s| s.as_str()),
+        Some("application/json")
+    );
+    assert_eq!(props.message_id().as_ref().map(|s| s.as_str()), Some(id));
+    wait_status(&app, &token, id, "queued").await;
+    let credits: Value = app
+        .get("/api/v1/credits", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(credits["transactions"][0]["kind"], "generation_charge");
+    assert_eq!(credits["transactions"][0]["generation_request_id"], id);
+    app.assert_verified();
+    bus.cleanup().await;
+}
+
+#[actix_web::test]
+async fn refused_creates_charge_nothing_and_publish_nothing() {
+    let bus = Bus::new().await;
+    let app = app_on(&bus, "").await;
+    let (token, _, project_id) = user_with_project(&app).await;
+    let (_, _, other_project) = user_with_project(&app).await;
+    let r = create(
+        &app,
+        &token,
+        &json!({"project_id": project_id, "prompt": "x", "format": "video_short", "variations": 2}),
+    )
+    .await;
+    let e = assert_error(r, 402, "insufficient_credits").await;
+    assert_eq!(
+        e["error"]["details"],
+        json!({"balance": 10, "required": 20})
+    );
+    let big = "x".repeat(17 * 1024);
+    for (body, field) in [
+        (
+            json!({"project_id": project_id, "prompt": "", "format": "banner"}),
+            "prompt",
+        ),
+        (
+            json!({"project_id": project_id, "prompt": "x".repeat(4001), "format": "banner"}),
+            "prompt",
+        ),
+        (
+            json!({"project_id": project_id, "prompt": "x", "format": "hologram"}),
+            "format",
+        ),
+        (
+            json!({"project_id": project_id, "prompt": "x", "format": "banner", "variations": 5}),
+            "variations",
+        ),
+        (
+            json!({"project_id": project_id, "prompt": "x", "format": "banner", "variations": 0}),
+            "variations",
+        ),
+        (
+            json!({"project_id": project_id, "prompt": "x", "format": "banner", "params": [1]}),
+            "params",
+        ),
+        (
+            json!({"project_id": project_id, "prompt": "x", "format": "banner", "params": {"k": big}}),
+            "params",
+        ),
+        (
+            json!({"project_id": project_id, "prompt": "x", "format": "banner", "cost": 0}),
+            "cost",
+        ),
+        (
+            json!({"project_id": other_project, "prompt": "x", "format": "banner"}),
+            "project_id",
+        ),
+        (
+            json!({"project_id": "nope", "prompt": "x", "format": "banner"}),
+            "project_id",
+        ),
+    ] {
+        let e = assert_error(create(&app, &token, &body).await, 422, "validation_failed").await;
+        assert_eq!(e["error"]["details"]["field"], field, "{field}");
+    }
+    assert_eq!(app.balance(&token).await, 10);
+    assert_eq!(app.state.store.count(Table::Generations).unwrap(), 0);
+    assert_eq!(app.state.store.count(Table::Outbox).unwrap(), 0);
+    assert!(bus.next_job(Duration::from_millis(500)).await.is_none());
+    bus.cleanup().await;
+}
+
+#[actix_web::test]
+async fn an_idempotent_retry_returns_the_first_answer_and_charges_once() {
+    let bus = Bus::new().await;
+    let app = app_on(&bus, "").await;
+    let (token, _, project_id) = user_with_project(&app).await;
+    let send = |body: Value| {
+        app.client
+            .post(app.url("/api/v1/generation/create"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", "order-7")
+            .json(&body)
+            .send()
+    };
+    let body = json!({"project_id": project_id, "prompt": "Logo", "format": "banner"});
+    let first: Value = send(body.clone()).await.unwrap().json().await.unwrap();
+    let again = send(body).await.unwrap();
+    assert_eq!(again.status(), 202);
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    let other = send(json!({"project_id": project_id, "prompt": "Another", "format": "banner"}))
+        .await
+        .unwrap();
+    assert_error(other, 409, "idempotency_key_reused").await;
+    assert_eq!(app.balance(&token).await, 9);
+    assert_eq!(bus.drain_jobs(Duration::from_millis(800)).await.len(), 1);
+    bus.cleanup().await;
+}
+
+#[actix_web::test]
+async fn the_odoo_json_rpc_envelope_is_accepted_and_answered_in_kind() {
+    let bus = Bus::new().await;
+    let app = app_on(&bus, "").await;
+    let (token, _, project_id) = user_with_project(&app).await;
+    let call = json!({"jsonrpc": "2.0", "method": "call", "id": 7, "params": {"project_id": project_id, "prompt": "Poster", "format": "story"}});
+    let r = create(&app, &token, &call).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["jsonrpc"], "2.0");
+    assert_eq!(body["id"], 7);
+    assert_eq!(body["result"]["status"], "pending");
+    assert_eq!(body["result"]["cost"], 1);
+    let bad = json!({"jsonrpc": "2.0", "method": "call", "id": 8, "params": {"project_id": project_id, "prompt": "x", "format": "video_short", "variations": 4}});
+    let body: Value = create(&app, &token, &bad).await.json().await.unwrap();
+    assert_eq!(body["id"], 8);
+    assert_eq!(body["error"]["code"], 402);
+    assert_eq!(body["error"]["data"]["code"], "insufficient_credits");
+    assert_eq!(app.balance(&token).await, 9);
+    bus.cleanup().await;
+}
+
+fn result(id: &str, status: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({"generation_id": id, "status": status})).unwrap()
+}
+
+#[actix_web::test]
+async fn results_move_a_request_to_completed_with_its_assets_and_never_back() {
+    let bus = Bus::new().await;
+    let app = app_on(&bus, "").await;
+    let (token, _, project_id) = user_with_project(&app).await;
+    let created: Value = create(
+        &app,
+        &token,
+        &json!({"project_id": project_id, "prompt": "p", "format": "banner", "variations": 2}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = created["id"].as_str().unwrap();
+    bus.next_job(WAIT).await.expect("job");
+    bus.send_result(&result(id, "processing")).await;
+    wait_status(&app, &token, id, "processing").await;
+    let done = json!({"generation_id": id, "status": "completed", "assets": [
+        {"path": "out/1.png", "mime": "image/png", "size": 1000},
+        {"path": "out/2.png", "mime": "image/png", "size": 2000}]});
+    bus.send_result(&serde_json::to_vec(&done).unwrap()).await;
+    let s = wait_status(&app, &token, id, "completed").await;
+    assert_eq!(s["assets"].as_array().unwrap().len(), 2);
+    assert_eq!(s["assets"][0]["generation_request_id"], id);
+    // Duplicates and late messages change nothing.
+    bus.send_result(&serde_json::to_vec(&done).unwrap()).await;
+    bus.send_result(&result(id, "processing")).await;
+    bus.send_result(
+        &serde_json::to_vec(&json!({"generation_id": id, "status": "failed", "error": "late"}))
+            .unwrap(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let s = status(&app, &token, id).await;
+    assert_eq!(s["status"], "completed");
+    assert_eq!(s["refunded"], false);
+    let project: Value = app
+        .get(&format!("/api/v1/projects/{project_id}"), Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        project["asset_ids"].as_array().unwrap().len(),
+        2,
+        "assets created once"
+    );
+    assert_eq!(app.balance(&token).await, 8);
+    app.assert_verified();
+    bus.cleanup().await;
+}
+
+#[actix_web::test]
+async fn a_failure_delivered_three_times_refunds_once() {
+    let bus = Bus::new().await;
+    let app = app_on(&bus, "").await;
+    let (token, _, project_id) = user_with_project(&app).await;
+    let created: Value = create(
+        &app,
+        &token,
+        &json!({"project_id": project_id, "prompt": "p", "format": "image_hd"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(app.balance(&token).await, 8);
+    let failed = serde_json::to_vec(
+        &json!({"generation_id": id, "status": "failed", "error": "gpu on fire"}),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        bus.send_result(&failed).await;
+    }
+    let s = wait_status(&app, &token, id, "failed").await;
+    assert_eq!(s["error"], "gpu on fire");
+    assert_eq!(s["refunded"], true);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(app.balance(&token).await, 10);
+    let credits: Value = app
+        .get("/api/v1/credits", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let refunds = credits["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"] == "generation_refund")
+        .count();
+    assert_eq!(refunds, 1);
+    app.assert_verified();
+    bus.cleanup().await;
+}
+
+#[actix_web::test]
+async fn malformed_and_unknown_results_go_to_the_dlq_and_the_consumer_carries_on() {
+    let bus = Bus::new().await;
+    let app = app_on(&bus, "").await;
+    let (token, _, project_id) = user_with_project(&app).await;
+    let created: Value = create(
+        &app,
+        &token,
+        &json!({"project_id": project_id, "prompt": "p", "format": "banner"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = created["id"].as_str().unwrap();
+    wait_status(&app, &token, id, "queued").await;
+    bus.send_result(b"{not json").await;
+    bus.send_result(&result(&uuid::Uuid::now_v7().to_string(), "completed"))
+        .await;
+    bus.send_result(&result(id, "exploded")).await;
+    for _ in 0..3 {
+        assert!(bus.next_dead_letter(WAIT).await.is_some(), "a dead letter");
+    }
+    bus.send_result(&result(id, "processing")).await;
+    wait_status(&app, &token, id, "processing").await;
+    bus.cleanup().await;
+}
+
+#[actix_web::test]
+async fn cancel_while_queued_refunds_and_cancel_after_completion_is_409() {
+    let bus = Bus::new().await;
+    let app = app_on(&bus, "").await;
+    let (token, _, project_id) = user_with_project(&app).await;
+    let a: Value = create(
+        &app,
+        &token,
+        &json!({"project_id": project_id, "prompt": "a", "format": "image_hd"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let a_id = a["id"].as_str().unwrap();
+    wait_status(&app, &token, a_id, "queued").await;
+    let r = app
+        .post_json(
+            &format!("/api/v1/generation/{a_id}/cancel"),
+            Some(&token),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "cancelled");
+    assert_eq!(body["refunded"], 2);
+    assert_eq!(body["credit_balance"], 10);
+    let again = app
+        .post_json(
+            &format!("/api/v1/generation/{a_id}/cancel"),
+            Some(&token),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(app.balance(&token).await, 10, "cancel twice refunds once");
+    let b: Value = create(
+        &app,
+        &token,
+        &json!({"project_id": project_id, "prompt": "b", "format": "banner"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let b_id = b["id"].as_str().unwrap();
+    bus.send_result(&result(b_id, "completed")).await;
+    wait_status(&app, &token, b_id, "completed").await;
+    let r = app
+        .post_json(
+            &format!("/api/v1/generation/{b_id}/cancel"),
+            Some(&token),
+            &json!({}),
+        )
+        .await;
+    let e = assert_error(r, 409, "invalid_status").await;
+    assert_eq!(e["error"]["details"]["status"], "completed");
+    let (stranger, _) = app.new_user().await;
+    assert_error(
+        app.post_json(
+            &format!("/api/v1/generation/{b_id}/cancel"),
+            Some(&stranger),
+            &json!({}),
+        )
+        .await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_error(
+        app.get(
+            &format!("/api/v1/generation/{b_id}/status"),
+            Some(&stranger),
+        )
+        .await,
+        404,
+        "not_found",
+    )
+    .await;
+    app.assert_verified();
+    bus.cleanup().await;
+}
+
+#[actix_web::test]
+async fn requests_past_their_deadline_fail_with_a_timeout_and_are_refunded_once() {
+    let bus = Bus::new().await;
+    let app = app_on(
+        &bus,
+        "[generation]\ndeadline_seconds = 1\ntimeout_check_seconds = 1\n",
+    )
+    .await;
+    let (token, _, project_id) = user_with_project(&app).await;
+    let a: Value = create(
+        &app,
+        &token,
+        &json!({"project_id": project_id, "prompt": "slow", "format": "image_hd"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let s = wait_status(&app, &token, a["id"].as_str().unwrap(), "failed").await;
+    assert_eq!(s["error"], "generation_timeout");
+    wait_balance(&app, &token, 10).await;
+    app.assert_verified();
+    bus.cleanup().await;
+}
+
+#[actix_web::test]
+async fn listing_filters_by_project_and_status() {
+    let bus = Bus::new().await;
+    let app = app_on(&bus, "").await;
+    let (token, _, project_id) = user_with_project(&app).await;
+    for _ in 0..3 {
+        create(
+            &app,
+            &token,
+            &json!({"project_id": project_id, "prompt": "p", "format": "banner"}),
+        )
+        .await;
+    }
+    let list: Value = app
+        .get(
+            &format!("/api/v1/generation?project_id={project_id}&limit=2"),
+            Some(&token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    assert!(list["next_cursor"].is_string());
+    let none: Value = app
+        .get("/api/v1/generation?status=completed", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(none["items"], json!([]));
+    assert_error(
+        app.get("/api/v1/generation?status=weird", Some(&token))
+            .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    bus.cleanup().await;
+}
+
+#[actix_web::test]
+async fn five_hundred_simultaneous_creates_with_credits_for_300_accept_exactly_300() {
+    let bus = Bus::new().await;
+    let app = app_on(&bus, "").await;
+    let admin = app.staff(Role::Admin).await;
+    let (token, id, project_id) = user_with_project(&app).await;
+    app.admin_adjust(&admin, &id, 290, "to 300").await;
+    let body = json!({"project_id": project_id, "prompt": "burst", "format": "banner"});
+    let results =
+        futures_util::future::join_all((0..500).map(|_| create(&app, &token, &body))).await;
+    assert_eq!(results.iter().filter(|r| r.status() == 202).count(), 300);
+    assert_eq!(results.iter().filter(|r| r.status() == 402).count(), 200);
+    assert_eq!(app.balance(&token).await, 0);
+    let jobs = bus.drain_jobs(Duration::from_secs(2)).await;
+    let ids: std::collections::HashSet<String> = jobs
+        .iter()
+        .map(|(j, _)| j["generation_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 300);
+    app.assert_verified();
+    bus.cleanup().await;
+}
+
+#[actix_web::test]
+async fn every_accepted_job_reaches_the_queue_when_the_broker_cuts_the_connection() {
+    let bus = Bus::new().await;
+    let app = app_on(&bus, "").await;
+    let admin = app.staff(Role::Admin).await;
+    let (token, id, project_id) = user_with_project(&app).await;
+    app.admin_adjust(&admin, &id, 10_000, "float").await;
+    let body = json!({"project_id": project_id, "prompt": "cut", "format": "banner"});
+    let mut accepted = std::collections::HashSet::new();
+    for round in 0..10 {
+        let batch =
+            futures_util::future::join_all((0..50).map(|_| create(&app, &token, &body))).await;
+        for r in batch {
+            assert_eq!(r.status(), 202);
+            accepted.insert(
+                r.json::<Value>().await.unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        if round == 3 || round == 6 {
+            assert!(
+                bus.cut_server_connections() > 0,
+                "found the server's connections"
+            );
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while seen.len() < accepted.len() && tokio::time::Instant::now() < deadline {
+        for (job, _) in bus.drain_jobs(Duration::from_millis(500)).await {
+            seen.insert(job["generation_id"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(
+        seen, accepted,
+        "every accepted job was published (duplicates allowed)"
+    );
+    bus.cleanup().await;
+}
