@@ -146,7 +146,7 @@ impl Application {
     }
 }
 
-/// Expired sessions and reset codes are purged every 10 minutes, a bounded number per run.
+/// Expired sessions, reset codes and idempotency keys are purged every 10 minutes, a bounded number per run.
 fn spawn_token_janitor(store: Store) {
     const EVERY: std::time::Duration = std::time::Duration::from_secs(600);
     const PER_RUN_MAX: usize = 10_000;
@@ -154,6 +154,11 @@ fn spawn_token_janitor(store: Store) {
         let mut tick = tokio::time::interval(EVERY);
         loop {
             tick.tick().await;
+            match crate::services::credits::purge_expired_idempotency(&store, PER_RUN_MAX).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "expired idempotency keys purged"),
+                Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
+            }
             match crate::services::users::purge_expired_tokens(&store, PER_RUN_MAX).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(purged = n, "expired tokens purged"),

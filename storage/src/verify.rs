@@ -30,8 +30,19 @@ impl Report {
 /// Violations beyond this many are counted, not listed, to keep the report bounded.
 pub const VIOLATIONS_LISTED_MAX: usize = 1000;
 
+/// What the ledger says about one generation request.
+#[derive(Debug, Default, Clone, Copy)]
+struct GenLinks {
+    user: Option<Uuid>,
+    charges: u32,
+    charged: i64,
+    refunds: u32,
+    refunded: i64,
+}
+
 struct Collector<'p> {
     report: Report,
+    gen_links: std::collections::HashMap<Uuid, GenLinks>,
     hidden: u64,
     progress: &'p mut dyn FnMut(&str, u64),
 }
@@ -77,6 +88,7 @@ pub fn verify(
 ) -> Result<Report, StorageError> {
     let mut c = Collector {
         report: Report::default(),
+        gen_links: Default::default(),
         hidden: 0,
         progress,
     };
@@ -86,6 +98,7 @@ pub fn verify(
     check_ledger(txn, &mut c)?;
     check_idempotency(txn, &mut c)?;
     check_workspace(txn, &mut c)?;
+    check_generations(txn, &mut c)?;
     if c.hidden > 0 {
         c.report
             .violations
@@ -265,6 +278,21 @@ fn check_ledger(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageE
             Ok(entry) => {
                 if let Some(check) = current.as_mut() {
                     check.step(seq, v.value(), &entry);
+                }
+                if let Some(g) = entry.generation_request_id {
+                    let l = c.gen_links.entry(g).or_default();
+                    l.user = Some(entry.user_id);
+                    match entry.kind {
+                        LedgerKind::GenerationCharge => {
+                            l.charges += 1;
+                            l.charged += entry.amount;
+                        }
+                        LedgerKind::GenerationRefund => {
+                            l.refunds += 1;
+                            l.refunded += entry.amount;
+                        }
+                        _ => {}
+                    }
                 }
             }
             Err(e) => c.violation(format!("ledger entry {user}/{seq} unreadable: {e}")),
@@ -517,6 +545,124 @@ fn check_workspace(txn: &ReadTransaction, c: &mut Collector) -> Result<(), Stora
             if stored_parent != Some(parent) {
                 c.violation(format!("{table} entry ({parent}, {child}) points at a record that is missing or elsewhere"));
             }
+        }
+    }
+    Ok(())
+}
+
+/// Money and dispatch invariants of generation requests: each request was charged exactly once
+/// (its cost), refunded at most once and exactly when failed or cancelled; a pending request's
+/// job is in the outbox; a request is in the live index exactly while not terminal.
+fn check_generations(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageError> {
+    let gens = open(txn, Table::Generations)?;
+    let outbox = open(txn, Table::Outbox)?;
+    let live = open(txn, Table::GenerationsLive)?;
+    let by_user = open(txn, Table::GenerationsByUser)?;
+    let mut links = std::mem::take(&mut c.gen_links);
+    for item in gens.iter()? {
+        let (_, v) = item?;
+        c.seen(Table::Generations);
+        let g = match decode::<GenerationRecord>(v.value()) {
+            Ok(g) => g,
+            Err(e) => {
+                c.violation(format!("generation unreadable: {e}"));
+                continue;
+            }
+        };
+        let l = links.remove(&g.id).unwrap_or_default();
+        let cost = i64::try_from(g.cost).unwrap_or(i64::MAX);
+        if l.charges != 1 || l.charged != -cost || l.user.is_some_and(|u| u != g.user_id) {
+            c.violation(format!(
+                "generation {} should be charged {} once; the ledger has {} charge(s) totalling {}",
+                g.id, g.cost, l.charges, l.charged
+            ));
+        }
+        let refunds_expected = u32::from(g.status.is_refunded());
+        if l.refunds != refunds_expected || l.refunded != cost * i64::from(refunds_expected) {
+            c.violation(format!(
+                "generation {} is {} with {} refund(s) totalling {}",
+                g.id,
+                g.status.as_str(),
+                l.refunds,
+                l.refunded
+            ));
+        }
+        if g.status == GenStatus::Pending && outbox.get(keys::id(g.id).as_slice())?.is_none() {
+            c.violation(format!(
+                "pending generation {} is neither queued nor in the outbox",
+                g.id
+            ));
+        }
+        let in_live = live
+            .get(keys::live_generation(g.deadline_at_us, g.id).as_slice())?
+            .is_some();
+        if in_live == g.status.is_terminal() {
+            c.violation(format!(
+                "generation {} ({}) is {} the live index",
+                g.id,
+                g.status.as_str(),
+                if in_live { "still in" } else { "missing from" }
+            ));
+        }
+        if by_user
+            .get(keys::pair(g.user_id, g.id).as_slice())?
+            .is_none()
+        {
+            c.violation(format!("generation {} is not indexed under its user", g.id));
+        }
+    }
+    for (id, _) in links {
+        c.violation(format!(
+            "ledger entries name generation {id}, which does not exist"
+        ));
+    }
+    for item in outbox.iter()? {
+        let (k, v) = item?;
+        c.seen(Table::Outbox);
+        let pending = Uuid::from_slice(k.value())
+            .ok()
+            .map(|id| get::<GenerationRecord>(&gens, &keys::id(id)))
+            .transpose()?
+            .flatten()
+            .and_then(Result::ok)
+            .is_some_and(|g| g.status == GenStatus::Pending);
+        if decode::<OutboxRecord>(v.value()).is_err() || !pending {
+            c.violation(format!(
+                "outbox entry {} is unreadable or its request is not pending",
+                hex(k.value())
+            ));
+        }
+    }
+    for item in live.iter()? {
+        let (k, _) = item?;
+        c.seen(Table::GenerationsLive);
+        let ok = keys::parse_live_generation(k.value())
+            .and_then(|(deadline, id)| {
+                Some((
+                    deadline,
+                    get::<GenerationRecord>(&gens, &keys::id(id)).ok()??.ok()?,
+                ))
+            })
+            .is_some_and(|(deadline, g)| {
+                g.deadline_at_us.max(0) == deadline && !g.status.is_terminal()
+            });
+        if !ok {
+            c.violation(format!(
+                "live index entry {} names a missing, finished or re-timed request",
+                hex(k.value())
+            ));
+        }
+    }
+    for item in by_user.iter()? {
+        let (k, _) = item?;
+        c.seen(Table::GenerationsByUser);
+        let ok = keys::pair_child(k.value())
+            .is_some_and(|id| gens.get(keys::id(id).as_slice()).ok().flatten().is_some());
+        if !ok {
+            c.violation(format!(
+                "generations_by_user entry {} names a missing request",
+                hex(k.value())
+            ));
         }
     }
     Ok(())

@@ -249,3 +249,80 @@ async fn verify_names_orphan_projects_assets_and_double_defaults() {
         "{all}"
     );
 }
+
+#[tokio::test]
+async fn verify_names_a_request_refunded_twice_and_a_pending_one_without_its_job() {
+    use storage::records::*;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 16);
+    let user = Uuid::now_v7();
+    let g = GenerationRecord {
+        id: Uuid::now_v7(),
+        user_id: user,
+        project_id: Uuid::now_v7(),
+        prompt: "p".into(),
+        format: "banner".into(),
+        variations: 1,
+        params_json: "{}".into(),
+        cost: 2,
+        status: GenStatus::Failed,
+        error: None,
+        asset_ids: vec![],
+        deadline_at_us: 5,
+        created_at_us: 0,
+        updated_at_us: 0,
+    };
+    let pending = GenerationRecord {
+        id: Uuid::now_v7(),
+        status: GenStatus::Pending,
+        ..g.clone()
+    };
+    let mut a = AccountRecord::empty(user, 0);
+    let mut set = WriteSet::new();
+    let postings = [
+        (10, LedgerKind::SignupGrant, None),
+        (-2, LedgerKind::GenerationCharge, Some(g.id)),
+        (2, LedgerKind::GenerationRefund, Some(g.id)),
+        (2, LedgerKind::GenerationRefund, Some(g.id)),
+        (-2, LedgerKind::GenerationCharge, Some(pending.id)),
+    ];
+    for (amount, kind, gid) in postings {
+        let (next, e) = a
+            .post(
+                Posting {
+                    amount,
+                    kind,
+                    description: "t".into(),
+                    generation_request_id: gid,
+                    invoice_id: None,
+                },
+                1,
+            )
+            .unwrap();
+        set.put(keys::ledger(user, e.seq), &e);
+        a = next;
+    }
+    set.put(keys::account(user), &a);
+    for r in [&g, &pending] {
+        set.put(keys::id(r.id), r);
+        set.put(keys::pair(user, r.id), &GenerationOfUser);
+    }
+    set.put(
+        keys::live_generation(pending.deadline_at_us, pending.id),
+        &LiveGeneration,
+    );
+    store.write(set).await.unwrap();
+    let report = storage::verify::verify(&store.snapshot().unwrap(), &mut |_, _| {}).unwrap();
+    let all = report.violations.join("\n");
+    assert!(
+        all.contains(&format!("generation {} is failed with 2 refund(s)", g.id)),
+        "{all}"
+    );
+    assert!(
+        all.contains(&format!(
+            "pending generation {} is neither queued nor in the outbox",
+            pending.id
+        )),
+        "{all}"
+    );
+}

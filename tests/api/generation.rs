@@ -585,3 +585,159 @@ async fn every_accepted_job_reaches_the_queue_when_the_broker_cuts_the_connectio
     );
     bus.cleanup().await;
 }
+
+#[actix_web::test]
+async fn an_idempotency_key_is_forgotten_after_24_hours_and_purged() {
+    use storage::records::IdempotencyRecord;
+    let app = crate::helpers::spawn_app().await; // no broker: creates are accepted all the same
+    let (token, _, project_id) = user_with_project(&app).await;
+    let send = || {
+        app.client
+            .post(app.url("/api/v1/generation/create"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", "daily")
+            .json(&json!({"project_id": project_id, "prompt": "p", "format": "banner"}))
+            .send()
+    };
+    let first: Value = send().await.unwrap().json().await.unwrap();
+    // Age the remembered key past its window.
+    let store = &app.state.store;
+    let (k, mut r) = store
+        .scan::<IdempotencyRecord>(&[], None, storage::Direction::Forward, 10)
+        .unwrap()
+        .remove(0);
+    r.created_at_us -= 25 * 3600 * 1_000_000;
+    let mut set = storage::WriteSet::new();
+    set.put(k.clone(), &r);
+    store.write(set).await.unwrap();
+    assert_eq!(
+        creativeflow::services::credits::purge_expired_idempotency(store, 100)
+            .await
+            .unwrap(),
+        1
+    );
+    let second: Value = send().await.unwrap().json().await.unwrap();
+    assert_ne!(second["id"], first["id"], "a new request after the window");
+    assert_eq!(app.balance(&token).await, 8);
+    app.assert_verified();
+}
+
+#[actix_web::test]
+async fn a_job_accepted_while_the_broker_is_down_is_published_after_a_kill_9_and_restart() {
+    use crate::cli::Server;
+    let bus = Bus::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let mut server = Server::start(dir.path()).await; // CREATIVEFLOW_AMQP_URL points nowhere
+    let post = |base: &str, path: &str, token: Option<&str>, body: Value| {
+        let mut r = client.post(format!("{base}{path}")).json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let s: Value = post(
+        &server.base,
+        "/api/v1/auth/signup",
+        None,
+        json!({"email": "down@example.com", "password": "long enough pw", "name": "D"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let token = s["token"].as_str().unwrap().to_string();
+    let wb: Value = post(
+        &server.base,
+        "/api/v1/workbenches",
+        Some(&token),
+        json!({"name": "W"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let p: Value = post(
+        &server.base,
+        "/api/v1/projects",
+        Some(&token),
+        json!({"name": "P", "workbench_id": wb["id"]}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let r = post(
+        &server.base,
+        "/api/v1/generation/create",
+        Some(&token),
+        json!({"project_id": p["id"], "prompt": "offline", "format": "banner"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ready: Value = client
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["broker"]["connected"], false);
+    assert_eq!(ready["outbox_backlog"], 1);
+    server.kill9();
+
+    let env = bus.env("");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let server = Server::start_with(dir.path(), &env).await;
+    let (job, props) = bus
+        .next_job(WAIT)
+        .await
+        .expect("the job is published after the restart");
+    assert_eq!(job["generation_id"], id.as_str());
+    assert_eq!(
+        props.message_id().as_ref().map(|m| m.as_str()),
+        Some(id.as_str())
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let s: Value = client
+            .get(format!("{}/api/v1/generation/{id}/status", server.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if s["status"] == "queued" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {}",
+            s["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ready: Value = client
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["broker"]["connected"], true);
+    assert_eq!(ready["outbox_backlog"], 0);
+    drop(server);
+    bus.cleanup().await;
+}
