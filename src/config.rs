@@ -171,6 +171,69 @@ impl Default for GenerationConfig {
     }
 }
 
+/// A subscription plan (`[plans.pro]`, `[plans.team]`, `[plans.enterprise]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    /// Credits granted once per paid invoice (each period).
+    pub monthly_credits: u64,
+    #[serde(default)]
+    pub stripe_price_ids: Vec<String>,
+    #[serde(default)]
+    pub paypal_plan_ids: Vec<String>,
+}
+
+/// A credit pack (`[packs.credits_100]` …).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackConfig {
+    pub credits: u64,
+    pub price_minor: u64,
+    /// ISO 4217, lower case (as Stripe sends it).
+    pub currency: String,
+    #[serde(default)]
+    pub stripe_price_ids: Vec<String>,
+}
+
+/// SPEC §8 default plans.
+pub fn default_plans() -> std::collections::BTreeMap<String, PlanConfig> {
+    [("pro", 500), ("team", 2000), ("enterprise", 10_000)]
+        .into_iter()
+        .map(|(k, c)| {
+            (
+                k.to_string(),
+                PlanConfig {
+                    monthly_credits: c,
+                    stripe_price_ids: vec![],
+                    paypal_plan_ids: vec![],
+                },
+            )
+        })
+        .collect()
+}
+
+/// SPEC §8 default packs.
+pub fn default_packs() -> std::collections::BTreeMap<String, PackConfig> {
+    [
+        ("credits_100", 100, 999),
+        ("credits_500", 500, 3999),
+        ("credits_2000", 2000, 12999),
+    ]
+    .into_iter()
+    .map(|(k, credits, price)| {
+        (
+            k.to_string(),
+            PackConfig {
+                credits,
+                price_minor: price,
+                currency: "usd".into(),
+                stripe_price_ids: vec![],
+            },
+        )
+    })
+    .collect()
+}
+
 /// SPEC §7 default price table (credits per variation).
 pub fn default_prices() -> std::collections::BTreeMap<String, u64> {
     [
@@ -199,6 +262,12 @@ pub struct FileConfig {
     pub prices: std::collections::BTreeMap<String, u64>,
     pub queues: QueuesConfig,
     pub generation: GenerationConfig,
+    /// `[plans.<tier>]`; replaces the default plans when given.
+    #[serde(default = "default_plans")]
+    pub plans: std::collections::BTreeMap<String, PlanConfig>,
+    /// `[packs.<code>]`; replaces the default packs when given.
+    #[serde(default = "default_packs")]
+    pub packs: std::collections::BTreeMap<String, PackConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -387,6 +456,8 @@ impl Default for FileConfig {
             prices: default_prices(),
             queues: QueuesConfig::default(),
             generation: GenerationConfig::default(),
+            plans: default_plans(),
+            packs: default_packs(),
         }
     }
 }
@@ -403,6 +474,24 @@ impl FileConfig {
                 return Err(format!(
                     "prices.{format} must be a lower_snake name priced 1..10000 credits"
                 ));
+            }
+        }
+        for (tier, plan) in &self.plans {
+            if !matches!(tier.as_str(), "pro" | "team" | "enterprise")
+                || plan.monthly_credits > 10_000_000
+            {
+                return Err(format!("plans.{tier}: plans are pro, team or enterprise with at most 10000000 monthly credits"));
+            }
+        }
+        for (code, pack) in &self.packs {
+            let currency_ok =
+                pack.currency.len() == 3 && pack.currency.chars().all(|c| c.is_ascii_lowercase());
+            if !currency_ok
+                || pack.credits == 0
+                || pack.credits > 10_000_000
+                || pack.price_minor == 0
+            {
+                return Err(format!("packs.{code}: credits 1..10000000, price_minor above 0, currency a lower-case ISO 4217 code"));
             }
         }
         if self.prices.is_empty() {

@@ -34,6 +34,12 @@ pub enum AppError {
     BrandKitInUse { workbenches: usize, projects: usize },
     #[error("at most {limit} {what}")]
     LimitReached { what: &'static str, limit: usize },
+    #[error("{0}")]
+    NotConfigured(&'static str),
+    #[error("the webhook signature is invalid: {0}")]
+    InvalidSignature(String),
+    #[error("this feature is disabled")]
+    FeatureDisabled { status_404: bool },
     #[error("not allowed while the request is {0}")]
     InvalidStatus(&'static str),
     #[error("the record was changed by someone else meanwhile; retry")]
@@ -105,6 +111,18 @@ impl AppError {
             ),
             IdempotencyKeyReused => (StatusCode::CONFLICT, "idempotency_key_reused", json!({})),
             Conflict(code) => (StatusCode::CONFLICT, code, json!({})),
+            NotConfigured(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "webhook_not_configured",
+                json!({}),
+            ),
+            InvalidSignature(_) => (StatusCode::BAD_REQUEST, "invalid_signature", json!({})),
+            FeatureDisabled { status_404: true } => {
+                (StatusCode::NOT_FOUND, "feature_disabled", json!({}))
+            }
+            FeatureDisabled { status_404: false } => {
+                (StatusCode::FORBIDDEN, "feature_disabled", json!({}))
+            }
             InvalidStatus(status) => (
                 StatusCode::CONFLICT,
                 "invalid_status",

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod billing;
 pub mod commands;
 pub mod config;
 pub mod control;

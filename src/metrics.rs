@@ -23,6 +23,8 @@ pub struct Metrics {
     pub ledger_replayed: AtomicU64,
     pub logins_failed: AtomicU64,
     pub generations_created: AtomicU64,
+    pub payment_mismatches: AtomicU64,
+    pub payment_events_ignored: AtomicU64,
     pub generations_timed_out: AtomicU64,
     pub logins_rate_limited: AtomicU64,
 }
@@ -114,6 +116,26 @@ impl Metrics {
                 "creativeflow_logins_rate_limited_total",
                 "Logins refused by the rate limiter.",
                 &self.logins_rate_limited,
+            ),
+            (
+                "creativeflow_generations_created_total",
+                "Generation requests accepted.",
+                &self.generations_created,
+            ),
+            (
+                "creativeflow_generations_timed_out_total",
+                "Generation requests failed by the deadline.",
+                &self.generations_timed_out,
+            ),
+            (
+                "creativeflow_payment_mismatches_total",
+                "Pack payments whose amount or currency did not match.",
+                &self.payment_mismatches,
+            ),
+            (
+                "creativeflow_payment_events_ignored_total",
+                "Payment events acknowledged and ignored (unhandled types).",
+                &self.payment_events_ignored,
             ),
         ];
         for (name, help, v) in counters {

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{auth, credits, generation, health, users, workspace};
+use crate::routes::{auth, billing, credits, generation, health, users, workspace};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,7 @@ use crate::routes::{auth, credits, generation, health, users, workspace};
         workspace::list_brand_kits, workspace::create_brand_kit, workspace::get_brand_kit, workspace::update_brand_kit, workspace::delete_brand_kit,
         workspace::list_assets, workspace::create_asset, workspace::delete_asset,
         generation::create, generation::status, generation::cancel, generation::list,
+        billing::stripe_webhook, billing::paypal_webhook, billing::invoices, billing::subscription, billing::owed,
     ),
     modifiers(&BearerAuth)
 )]

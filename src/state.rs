@@ -21,10 +21,20 @@ pub struct AppState {
     pub mailer: Arc<dyn Mailer>,
     pub metrics: Arc<Metrics>,
     pub login_limiter: LoginLimiter,
+    /// The feature toggles now (initial values from the environment).
+    pub features: parking_lot::RwLock<crate::config::Features>,
+    /// PayPal transmission verifier; `None` while `CREATIVEFLOW_PAYPAL_WEBHOOK_ID` is unset.
+    pub paypal: Option<crate::billing::paypal_verify::PaypalVerifier>,
+    /// Payment events are applied one at a time (see `billing`).
+    pub billing_lock: tokio::sync::Mutex<()>,
     pub started: Instant,
 }
 
 impl AppState {
+    pub fn features(&self) -> crate::config::Features {
+        *self.features.read()
+    }
+
     pub fn new(
         store: Store,
         accounts: Arc<AccountRegistry>,
@@ -33,6 +43,17 @@ impl AppState {
         config: Arc<Config>,
         mailer: Arc<dyn Mailer>,
     ) -> Self {
+        let paypal = config.paypal_webhook_id.as_ref().and_then(|id| {
+            let ca = config.paypal_ca_file.as_ref().and_then(|f| std::fs::read(f).ok());
+            match crate::billing::paypal_verify::PaypalVerifier::new(id.clone(), config.paypal_cert_url_prefixes.clone(), ca, 64, 300) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::error!(error = %e, "PayPal verifier unavailable; the PayPal webhook answers 503");
+                    None
+                }
+            }
+        });
+        let initial_features = config.features;
         let a = &config.file.auth;
         let login_limiter = LoginLimiter::new(
             Duration::from_secs(a.failed_login_window_seconds),
@@ -48,6 +69,9 @@ impl AppState {
             mailer,
             metrics: Arc::new(Metrics::default()),
             login_limiter,
+            features: parking_lot::RwLock::new(initial_features),
+            paypal,
+            billing_lock: tokio::sync::Mutex::new(()),
             started: Instant::now(),
         }
     }

@@ -1,6 +1,7 @@
 //! HTTP routes. Handlers are thin: parse into domain types, call one service, map the error.
 
 pub mod auth;
+pub mod billing;
 pub mod credits;
 pub mod generation;
 pub mod health;
@@ -46,5 +47,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(generation::create)
         .service(generation::status)
         .service(generation::cancel)
-        .service(generation::list);
+        .service(generation::list)
+        .service(billing::stripe_webhook)
+        .service(billing::paypal_webhook)
+        .service(billing::invoices)
+        .service(billing::subscription)
+        .service(billing::owed);
 }

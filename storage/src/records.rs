@@ -463,3 +463,154 @@ index_record! {
     /// `generations_live`: (deadline, generation) → marker, for every request not yet terminal.
     LiveGeneration => Table::GenerationsLive,
 }
+
+// --- Billing ------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Provider {
+    Stripe,
+    Paypal,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Stripe => "stripe",
+            Provider::Paypal => "paypal",
+        }
+    }
+}
+
+/// `processed_events`: "provider:event id" → when and what. Written in the same atomic write as
+/// the event's effect, so an event applies at most once.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProcessedEvent {
+    pub event_type: String,
+    /// What was done: "applied", "ignored: …", "mismatch: …".
+    pub outcome: String,
+    pub received_at_us: i64,
+}
+
+impl Record for ProcessedEvent {
+    const TABLE: Table = Table::ProcessedEvents;
+    const VERSION: u8 = 1;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SubStatus {
+    Active,
+    PastDue,
+    Cancelled,
+}
+
+impl SubStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubStatus::Active => "active",
+            SubStatus::PastDue => "past_due",
+            SubStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// `subscriptions`: user → their subscription with a provider.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SubscriptionRecord {
+    pub user_id: Uuid,
+    pub provider: Provider,
+    pub customer_id: Option<String>,
+    pub subscription_id: String,
+    pub tier: Tier,
+    pub status: SubStatus,
+    pub current_period_end_us: Option<i64>,
+    /// The provider's `created` time of the last event applied: older events do not roll back.
+    pub last_event_at_us: i64,
+    pub updated_at_us: i64,
+}
+
+impl Record for SubscriptionRecord {
+    const TABLE: Table = Table::Subscriptions;
+    const VERSION: u8 = 1;
+}
+
+/// `billing_refs`: a provider's id ("stripe:cus:…", "stripe:sub:…", "paypal:sub:…", and natural
+/// keys of effects such as "stripe:invoice:…") → the user, and the invoice it produced if any.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BillingRef {
+    pub user_id: Uuid,
+    pub invoice_id: Option<Uuid>,
+}
+
+impl Record for BillingRef {
+    const TABLE: Table = Table::BillingRefs;
+    const VERSION: u8 = 1;
+}
+
+/// `purchases`: "stripe:pi:…" / "paypal:capture:…" → a credit pack purchase, for refunds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PurchaseRecord {
+    pub user_id: Uuid,
+    pub pack: String,
+    pub credits: u64,
+    pub amount_minor: u64,
+    pub currency: String,
+    pub invoice_id: Uuid,
+    /// Cumulative refunded money, and the credits reversed for it so far.
+    pub refunded_minor: u64,
+    pub reversed_credits: u64,
+    /// Credits that should have been reversed but the balance could not cover.
+    pub owed_credits: u64,
+    pub created_at_us: i64,
+    pub updated_at_us: i64,
+}
+
+impl Record for PurchaseRecord {
+    const TABLE: Table = Table::Purchases;
+    const VERSION: u8 = 1;
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InvoiceLine {
+    pub description: String,
+    pub quantity: u64,
+    pub amount_minor: i64,
+}
+
+/// An invoice, keyed by id, numbered gaplessly per year (`CF/2026/000001`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InvoiceRecord {
+    pub id: Uuid,
+    pub number: String,
+    pub year: u16,
+    pub seq: u64,
+    pub user_id: Uuid,
+    pub provider: Provider,
+    pub provider_ref: String,
+    pub amount_minor: u64,
+    pub currency: String,
+    /// "paid", "refunded", "partially_refunded".
+    pub status: String,
+    pub lines: Vec<InvoiceLine>,
+    pub created_at_us: i64,
+}
+
+impl Record for InvoiceRecord {
+    const TABLE: Table = Table::Invoices;
+    const VERSION: u8 = 1;
+}
+
+/// `invoice_counters`: year → the next number to assign.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InvoiceCounter {
+    pub next: u64,
+}
+
+impl Record for InvoiceCounter {
+    const TABLE: Table = Table::InvoiceCounters;
+    const VERSION: u8 = 1;
+}
+
+index_record! {
+    /// `invoices_by_user`: (user, invoice) → marker.
+    InvoiceOfUser => Table::InvoicesByUser,
+}

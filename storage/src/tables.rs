@@ -26,10 +26,17 @@ pub enum Table {
     GenerationsByUser,
     GenerationsLive,
     Outbox,
+    ProcessedEvents,
+    Subscriptions,
+    BillingRefs,
+    Purchases,
+    Invoices,
+    InvoicesByUser,
+    InvoiceCounters,
 }
 
 impl Table {
-    pub const ALL: [Table; 22] = [
+    pub const ALL: [Table; 29] = [
         Table::Meta,
         Table::Users,
         Table::UsersByEmail,
@@ -52,6 +59,13 @@ impl Table {
         Table::GenerationsByUser,
         Table::GenerationsLive,
         Table::Outbox,
+        Table::ProcessedEvents,
+        Table::Subscriptions,
+        Table::BillingRefs,
+        Table::Purchases,
+        Table::Invoices,
+        Table::InvoicesByUser,
+        Table::InvoiceCounters,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +92,13 @@ impl Table {
             Table::GenerationsByUser => "generations_by_user",
             Table::GenerationsLive => "generations_live",
             Table::Outbox => "outbox",
+            Table::ProcessedEvents => "processed_events",
+            Table::Subscriptions => "subscriptions",
+            Table::BillingRefs => "billing_refs",
+            Table::Purchases => "purchases",
+            Table::Invoices => "invoices",
+            Table::InvoicesByUser => "invoices_by_user",
+            Table::InvoiceCounters => "invoice_counters",
         }
     }
 

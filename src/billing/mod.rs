@@ -1,0 +1,12 @@
+//! Payments (SPEC §8): Stripe and PayPal webhooks, invoices, subscriptions.
+//!
+//! Every event is verified over the raw body, then applied at most once: its id is recorded in
+//! the same atomic write as its effect (credits through the user's account actor, invoice with
+//! its gapless number, subscription state). Events are applied one at a time (webhook volume is
+//! small; one at a time keeps invoice numbering and subscription ordering simple), and every
+//! write is also conditioned on what it read, so even a second process could not double-apply.
+
+pub mod desk;
+pub mod paypal;
+pub mod paypal_verify;
+pub mod stripe;
