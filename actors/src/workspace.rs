@@ -580,6 +580,8 @@ pub fn index_keys(
         Table::ProjectsByUser => keys_of::<ProjectOfUser>(store, prefix, after, limit),
         Table::BrandKitsByUser => keys_of::<BrandKitOfUser>(store, prefix, after, limit),
         Table::AssetsByProject => keys_of::<AssetOfProject>(store, prefix, after, limit),
+        Table::InvoicesByUser => keys_of::<InvoiceOfUser>(store, prefix, after, limit),
+        Table::GenerationsByUser => keys_of::<GenerationOfUser>(store, prefix, after, limit),
         other => Err(StorageError::Engine(format!(
             "{other} is not an index table"
         ))),

@@ -100,7 +100,14 @@ where
                 .await?
             {
                 Outcome::Applied { .. } => true,
-                Outcome::ExtraConditionFailed { .. } => false,
+                Outcome::ExtraConditionFailed { index } => {
+                    tracing::debug!(
+                        index,
+                        event_id,
+                        "a record moved while applying the event; deciding again"
+                    );
+                    false
+                }
                 Outcome::InsufficientCredits { .. } => false, // the balance moved; decide again
                 other => {
                     return Err(AppError::Internal(format!(

@@ -42,6 +42,8 @@ struct GenLinks {
 
 struct Collector<'p> {
     report: Report,
+    /// (user, invoice, seq) of ledger entries that money from a payment produced.
+    invoice_links: Vec<(Uuid, Uuid, u64)>,
     gen_links: std::collections::HashMap<Uuid, GenLinks>,
     hidden: u64,
     progress: &'p mut dyn FnMut(&str, u64),
@@ -88,6 +90,7 @@ pub fn verify(
 ) -> Result<Report, StorageError> {
     let mut c = Collector {
         report: Report::default(),
+        invoice_links: Vec::new(),
         gen_links: Default::default(),
         hidden: 0,
         progress,
@@ -99,6 +102,7 @@ pub fn verify(
     check_idempotency(txn, &mut c)?;
     check_workspace(txn, &mut c)?;
     check_generations(txn, &mut c)?;
+    check_billing(txn, &mut c)?;
     if c.hidden > 0 {
         c.report
             .violations
@@ -278,6 +282,18 @@ fn check_ledger(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageE
             Ok(entry) => {
                 if let Some(check) = current.as_mut() {
                     check.step(seq, v.value(), &entry);
+                }
+                if matches!(
+                    entry.kind,
+                    LedgerKind::Purchase | LedgerKind::PlanGrant | LedgerKind::PaymentReversal
+                ) {
+                    match entry.invoice_id {
+                        Some(inv) => c.invoice_links.push((entry.user_id, inv, seq)),
+                        None => c.violation(format!(
+                            "{} entry {user}/{seq} is tied to no invoice",
+                            entry.kind.as_str()
+                        )),
+                    }
                 }
                 if let Some(g) = entry.generation_request_id {
                     let l = c.gen_links.entry(g).or_default();
@@ -663,6 +679,71 @@ fn check_generations(txn: &ReadTransaction, c: &mut Collector) -> Result<(), Sto
                 "generations_by_user entry {} names a missing request",
                 hex(k.value())
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Payment invariants: every purchase, plan grant and reversal is tied to an existing invoice of
+/// the same user; invoice numbers are unique and gapless per year (1 ..= the year's counter);
+/// a purchase never reverses more than it credited.
+fn check_billing(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageError> {
+    let invoices = open(txn, Table::Invoices)?;
+    let counters = open(txn, Table::InvoiceCounters)?;
+    let purchases = open(txn, Table::Purchases)?;
+    for (user, inv, seq) in std::mem::take(&mut c.invoice_links) {
+        match get::<InvoiceRecord>(&invoices, &keys::id(inv))? {
+            Some(Ok(i)) if i.user_id == user => {}
+            _ => c.violation(format!(
+                "ledger entry {user}/{seq} names invoice {inv}, which is missing or another user's"
+            )),
+        }
+    }
+    let mut by_year: BTreeMap<u16, Vec<u64>> = BTreeMap::new();
+    for item in invoices.iter()? {
+        let (_, v) = item?;
+        c.seen(Table::Invoices);
+        match decode::<InvoiceRecord>(v.value()) {
+            Ok(i) => {
+                if i.number != format!("CF/{}/{:06}", i.year, i.seq) {
+                    c.violation(format!(
+                        "invoice {} has number {} for year {} seq {}",
+                        i.id, i.number, i.year, i.seq
+                    ));
+                }
+                by_year.entry(i.year).or_default().push(i.seq);
+            }
+            Err(e) => c.violation(format!("invoice unreadable: {e}")),
+        }
+    }
+    for (year, mut seqs) in by_year {
+        seqs.sort_unstable();
+        let next = get::<InvoiceCounter>(&counters, &year.to_be_bytes())?
+            .and_then(Result::ok)
+            .map_or(1, |k| k.next);
+        if seqs != (1..next).collect::<Vec<_>>() {
+            c.violation(format!(
+                "invoice numbers of {year} are not gapless 1..={} ({} invoices)",
+                next - 1,
+                seqs.len()
+            ));
+        }
+    }
+    for item in purchases.iter()? {
+        let (k, v) = item?;
+        c.seen(Table::Purchases);
+        match decode::<PurchaseRecord>(v.value()) {
+            Ok(p) => {
+                if p.reversed_credits + p.owed_credits > p.credits
+                    || invoices.get(keys::id(p.invoice_id).as_slice())?.is_none()
+                {
+                    c.violation(format!(
+                        "purchase {} reverses more than it credited or lost its invoice",
+                        String::from_utf8_lossy(k.value())
+                    ));
+                }
+            }
+            Err(e) => c.violation(format!("purchase unreadable: {e}")),
         }
     }
     Ok(())

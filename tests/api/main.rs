@@ -2,6 +2,7 @@
 //! binary for the CLI and crash tests.
 
 mod auth;
+mod billing;
 mod bus;
 mod cli;
 mod crash;

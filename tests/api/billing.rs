@@ -1,0 +1,438 @@
+//! Stripe and PayPal webhooks, invoices and subscriptions (SPEC §8).
+
+use serde_json::{json, Value};
+use storage::records::Role;
+use storage::Table;
+
+use crate::helpers::{assert_error, spawn_app_with, TestApp};
+
+const SECRET: &str = "whsec_integration_test_secret";
+
+async fn app() -> TestApp {
+    spawn_app_with(&[("CREATIVEFLOW_STRIPE_WEBHOOK_SECRET", SECRET)]).await
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+async fn stripe_raw(app: &TestApp, body: &[u8], signature: Option<String>) -> reqwest::Response {
+    let mut r = app
+        .client
+        .post(app.url("/payment/stripe/webhook"))
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    if let Some(s) = signature {
+        r = r.header("Stripe-Signature", s);
+    }
+    r.send().await.unwrap()
+}
+
+async fn stripe(app: &TestApp, event: &Value) -> reqwest::Response {
+    let body = serde_json::to_vec(event).unwrap();
+    let sig = creativeflow::billing::stripe::signature_header(SECRET, now(), &body);
+    stripe_raw(app, &body, Some(sig)).await
+}
+
+fn event(id: &str, kind: &str, created: i64, object: Value) -> Value {
+    json!({"id": id, "object": "event", "type": kind, "created": created, "data": {"object": object}})
+}
+
+fn pack_checkout(event_id: &str, user: &str, pack: &str, amount: u64, pi: &str) -> Value {
+    event(
+        event_id,
+        "checkout.session.completed",
+        now(),
+        json!({
+            "id": format!("cs_{event_id}"), "object": "checkout.session", "mode": "payment", "payment_status": "paid",
+            "client_reference_id": user, "metadata": {"pack": pack}, "amount_total": amount, "currency": "usd", "payment_intent": pi
+        }),
+    )
+}
+
+async fn invoices(app: &TestApp, token: &str) -> Vec<Value> {
+    let v: Value = app
+        .get("/api/v1/invoices?limit=200", Some(token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    v["items"].as_array().unwrap().clone()
+}
+
+#[actix_web::test]
+async fn a_bad_or_missing_signature_is_400_and_changes_nothing() {
+    let app = app().await;
+    let (_, user) = app.new_user().await;
+    let body = serde_json::to_vec(&pack_checkout(
+        "evt_sig",
+        &user,
+        "credits_100",
+        999,
+        "pi_sig",
+    ))
+    .unwrap();
+    let t = now();
+    let wrong_secret = creativeflow::billing::stripe::signature_header("whsec_other", t, &body);
+    let good = creativeflow::billing::stripe::signature_header(SECRET, t, &body);
+    let stale = creativeflow::billing::stripe::signature_header(SECRET, t - 301, &body);
+    let mut tampered = body.clone();
+    tampered.extend_from_slice(b" ");
+    for (b, sig) in [
+        (&body, Some(wrong_secret)),
+        (&tampered, Some(good.clone())),
+        (&body, Some(stale)),
+        (&body, None),
+        (&body, Some("t=1,v1=zz".to_string())),
+    ] {
+        assert_error(stripe_raw(&app, b, sig).await, 400, "invalid_signature").await;
+    }
+    assert_eq!(app.state.store.count(Table::ProcessedEvents).unwrap(), 0);
+    assert_eq!(app.state.store.count(Table::Invoices).unwrap(), 0);
+    // One valid v1 among several (secret rotation) passes.
+    let rotated = format!(
+        "{},v1={}",
+        creativeflow::billing::stripe::signature_header("whsec_old", t, &body),
+        good.split("v1=").nth(1).unwrap()
+    );
+    assert_eq!(stripe_raw(&app, &body, Some(rotated)).await.status(), 200);
+}
+
+#[actix_web::test]
+async fn without_a_secret_the_stripe_webhook_is_503() {
+    let app = crate::helpers::spawn_app().await;
+    let r = app
+        .client
+        .post(app.url("/payment/stripe/webhook"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 503, "webhook_not_configured").await;
+}
+
+#[actix_web::test]
+async fn a_pack_purchase_credits_once_however_often_the_event_comes() {
+    let app = app().await;
+    let (token, user) = app.new_user().await;
+    let ev = pack_checkout("evt_pack_1", &user, "credits_100", 999, "pi_1");
+    for _ in 0..5 {
+        assert_eq!(stripe(&app, &ev).await.status(), 200);
+    }
+    let concurrent = futures_util::future::join_all((0..5).map(|_| stripe(&app, &ev))).await;
+    assert!(concurrent.iter().all(|r| r.status() == 200));
+    assert_eq!(app.balance(&token).await, 110);
+    let inv = invoices(&app, &token).await;
+    assert_eq!(inv.len(), 1);
+    assert!(inv[0]["number"].as_str().unwrap().starts_with("CF/20"));
+    assert_eq!(inv[0]["amount_minor"], 999);
+    assert_eq!(inv[0]["provider"], "stripe");
+    let credits: Value = app
+        .get("/api/v1/credits", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(credits["transactions"][0]["kind"], "purchase");
+    assert_eq!(credits["transactions"][0]["invoice_id"], inv[0]["id"]);
+    app.assert_verified();
+}
+
+#[actix_web::test]
+async fn a_pack_paid_at_the_wrong_price_gives_no_credits() {
+    let app = app().await;
+    let (token, user) = app.new_user().await;
+    assert_eq!(
+        stripe(
+            &app,
+            &pack_checkout("evt_cheap", &user, "credits_500", 100, "pi_cheap")
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(app.balance(&token).await, 10);
+    assert!(invoices(&app, &token).await.is_empty());
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metrics.contains("creativeflow_payment_mismatches_total 1"),
+        "{metrics}"
+    );
+}
+
+fn subscription_checkout(event_id: &str, user: &str, tier: &str) -> Value {
+    event(
+        event_id,
+        "checkout.session.completed",
+        now() - 100,
+        json!({
+            "id": format!("cs_{event_id}"), "mode": "subscription", "payment_status": "paid", "client_reference_id": user,
+            "customer": "cus_1", "subscription": "sub_1", "metadata": {"tier": tier}
+        }),
+    )
+}
+
+fn invoice_paid(event_id: &str, invoice: &str, basil: bool, user_meta: Option<&str>) -> Value {
+    let mut obj = json!({"id": invoice, "customer": "cus_1", "amount_paid": 4900, "currency": "usd",
+        "lines": {"data": [{"description": "Pro plan", "quantity": 1, "amount": 4900, "period": {"end": now() + 30 * 86400}}]}});
+    if basil {
+        obj["parent"] = json!({"subscription_details": {"subscription": "sub_1", "metadata": {"user_id": user_meta}}});
+    } else {
+        obj["subscription"] = json!("sub_1");
+    }
+    event(event_id, "invoice.paid", now(), obj)
+}
+
+#[actix_web::test]
+async fn a_subscription_sets_the_tier_grants_each_period_once_and_follows_the_provider() {
+    let app = app().await;
+    let (token, user) = app.new_user().await;
+    assert_eq!(
+        stripe(&app, &subscription_checkout("evt_s1", &user, "pro"))
+            .await
+            .status(),
+        200
+    );
+    let me: Value = app
+        .get("/api/v1/me", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["subscription_tier"], "pro");
+    let sub: Value = app
+        .get("/api/v1/subscription", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sub["status"], "active");
+    assert_eq!(sub["provider"], "stripe");
+    // The same invoice in two different events grants once; the basil shape is understood.
+    stripe(&app, &invoice_paid("evt_i1", "in_1", false, None)).await;
+    stripe(&app, &invoice_paid("evt_i1b", "in_1", true, None)).await;
+    assert_eq!(app.balance(&token).await, 510);
+    stripe(&app, &invoice_paid("evt_i2", "in_2", true, None)).await;
+    assert_eq!(app.balance(&token).await, 1010);
+    assert_eq!(invoices(&app, &token).await.len(), 2);
+    let sub: Value = app
+        .get("/api/v1/subscription", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(sub["current_period_end"].is_string());
+    // Payment failure: past due, tier kept.
+    stripe(
+        &app,
+        &event(
+            "evt_f1",
+            "invoice.payment_failed",
+            now(),
+            json!({"id": "in_3", "subscription": "sub_1", "customer": "cus_1"}),
+        ),
+    )
+    .await;
+    let sub: Value = app
+        .get("/api/v1/subscription", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sub["status"], "past_due");
+    assert_eq!(sub["tier"], "pro");
+    // An update older than what was applied does not roll back; a newer one does apply.
+    stripe(&app, &event("evt_u_old", "customer.subscription.updated", now() - 1000, json!({"id": "sub_1", "customer": "cus_1", "status": "active", "metadata": {"tier": "enterprise"}}))).await;
+    assert_eq!(
+        app.get("/api/v1/me", Some(&token))
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()["subscription_tier"],
+        "pro"
+    );
+    stripe(&app, &event("evt_u_new", "customer.subscription.updated", now() + 5, json!({"id": "sub_1", "customer": "cus_1", "status": "active", "metadata": {"tier": "team"}}))).await;
+    assert_eq!(
+        app.get("/api/v1/me", Some(&token))
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()["subscription_tier"],
+        "team"
+    );
+    stripe(
+        &app,
+        &event(
+            "evt_d",
+            "customer.subscription.deleted",
+            now() + 10,
+            json!({"id": "sub_1", "customer": "cus_1", "status": "canceled"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        app.get("/api/v1/me", Some(&token))
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()["subscription_tier"],
+        "free"
+    );
+    assert_eq!(
+        app.get("/api/v1/subscription", Some(&token))
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()["status"],
+        "cancelled"
+    );
+    app.assert_verified();
+}
+
+#[actix_web::test]
+async fn an_invoice_before_its_subscription_is_retried_later_unless_it_names_the_user() {
+    let app = app().await;
+    let (token, user) = app.new_user().await;
+    let invoice = |event_id: &str, invoice_id: &str, meta: Value| {
+        event(
+            event_id,
+            "invoice.paid",
+            now(),
+            json!({
+                "id": invoice_id, "customer": "cus_9", "amount_paid": 4900, "currency": "usd", "lines": {"data": []},
+                "parent": {"subscription_details": {"subscription": "sub_9", "metadata": meta}}
+            }),
+        )
+    };
+    let early = invoice("evt_early", "in_early", json!({}));
+    assert_error(stripe(&app, &early).await, 503, "unavailable").await;
+    assert_eq!(
+        app.state.store.count(Table::ProcessedEvents).unwrap(),
+        0,
+        "not recorded: Stripe retries"
+    );
+    let named = invoice(
+        "evt_named",
+        "in_named",
+        json!({"user_id": user, "tier": "pro"}),
+    );
+    assert_eq!(stripe(&app, &named).await.status(), 200);
+    assert_eq!(app.balance(&token).await, 510);
+    assert_eq!(
+        app.get("/api/v1/me", Some(&token))
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()["subscription_tier"],
+        "pro"
+    );
+    // Stripe's retry of the early invoice now finds the subscription and grants its period.
+    assert_eq!(stripe(&app, &early).await.status(), 200);
+    assert_eq!(app.balance(&token).await, 1010);
+    app.assert_verified();
+}
+
+#[actix_web::test]
+async fn a_refund_beyond_the_remaining_balance_reverses_what_it_can_and_records_the_rest_as_owed() {
+    let app = app().await;
+    let admin = app.staff(Role::Admin).await;
+    let (token, user) = app.new_user().await;
+    stripe(
+        &app,
+        &pack_checkout("evt_buy", &user, "credits_100", 999, "pi_r"),
+    )
+    .await;
+    assert_eq!(app.balance(&token).await, 110);
+    // Partial refund: half the money → floor(100 * 500 / 999) = 50 credits.
+    stripe(&app, &event("evt_ref1", "charge.refunded", now(), json!({"id": "ch_1", "payment_intent": "pi_r", "amount_refunded": 500, "refunded": false}))).await;
+    assert_eq!(app.balance(&token).await, 60);
+    app.admin_adjust(&admin, &user, -55, "spent").await;
+    assert_eq!(app.balance(&token).await, 5);
+    // Full refund: 50 more due, only 5 left.
+    stripe(&app, &event("evt_ref2", "charge.refunded", now(), json!({"id": "ch_1", "payment_intent": "pi_r", "amount_refunded": 999, "refunded": true}))).await;
+    assert_eq!(app.balance(&token).await, 0);
+    let owed: Value = app
+        .get("/api/v1/admin/owed", Some(&admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(owed["items"][0]["owed_credits"], 45);
+    assert_eq!(owed["items"][0]["user_id"], user);
+    assert_eq!(invoices(&app, &token).await[0]["status"], "refunded");
+    assert_error(
+        app.get("/api/v1/admin/owed", Some(&token)).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    app.assert_verified();
+}
+
+#[actix_web::test]
+async fn invoice_numbers_stay_gapless_under_a_hundred_concurrent_payments() {
+    let app = app().await;
+    let mut users = Vec::new();
+    for _ in 0..10 {
+        users.push(app.new_user().await.1);
+    }
+    let events: Vec<Value> = (0..100)
+        .map(|i| {
+            pack_checkout(
+                &format!("evt_c{i}"),
+                &users[i % 10],
+                "credits_100",
+                999,
+                &format!("pi_c{i}"),
+            )
+        })
+        .collect();
+    let answers = futures_util::future::join_all(events.iter().map(|e| stripe(&app, e))).await;
+    assert!(answers.iter().all(|r| r.status() == 200));
+    let snap = app
+        .state
+        .store
+        .scan::<storage::records::InvoiceRecord>(&[], None, storage::Direction::Forward, 1000)
+        .unwrap();
+    let mut seqs: Vec<u64> = snap.iter().map(|(_, i)| i.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+    app.assert_verified();
+}
+
+#[actix_web::test]
+async fn unknown_event_types_are_acknowledged_and_ignored() {
+    let app = app().await;
+    let r = stripe(
+        &app,
+        &event("evt_x", "customer.created", now(), json!({"id": "cus_x"})),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["outcome"], "ignored");
+}
+
+#[actix_web::test]
+async fn the_paypal_webhook_is_404_while_disabled_and_503_without_a_webhook_id() {
+    let app = crate::helpers::spawn_app().await;
+    let r = app
+        .client
+        .post(app.url("/payment/paypal/webhook"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 404, "feature_disabled").await;
+    let app = spawn_app_with(&[("CREATIVEFLOW_ENABLE_PAYPAL_PAYMENTS", "true")]).await;
+    let r = app
+        .client
+        .post(app.url("/payment/paypal/webhook"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 503, "webhook_not_configured").await;
+}
