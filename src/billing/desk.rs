@@ -464,6 +464,25 @@ pub fn user_of(
         .map(|r| r.user_id))
 }
 
+/// A string at `path` in a JSON value, if present and non-empty.
+pub fn text<'a>(v: &'a serde_json::Value, path: &[&str]) -> Option<&'a str> {
+    path.iter()
+        .try_fold(v, |v, k| v.get(*k))
+        .and_then(serde_json::Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// The user named by a provider's reference field, if it is a UUID of an existing user.
+pub fn existing_user(state: &AppState, raw: Option<&str>) -> Result<Option<Uuid>, AppError> {
+    let Some(id) = raw.and_then(|r| Uuid::parse_str(r).ok()) else {
+        return Ok(None);
+    };
+    Ok(state
+        .store
+        .get::<UserRecord>(&keys::user(id))?
+        .map(|u| u.id))
+}
+
 pub fn tier_named(name: &str) -> Option<Tier> {
     Tier::parse(name).filter(|t| *t != Tier::Free)
 }

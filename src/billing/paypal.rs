@@ -4,9 +4,8 @@ use serde_json::Value;
 use storage::keys;
 use storage::records::*;
 use storage::WriteSet;
-use uuid::Uuid;
 
-use super::desk::{self, Decision, PackPurchase};
+use super::desk::{self, existing_user, text, Decision, PackPurchase};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -18,13 +17,6 @@ pub const HANDLED: [&str; 6] = [
     "BILLING.SUBSCRIPTION.PAYMENT.FAILED",
     "PAYMENT.SALE.COMPLETED",
 ];
-
-fn text<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter()
-        .try_fold(v, |v, k| v.get(*k))
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-}
 
 /// "9.99" in a currency with 2 decimals → 999. PayPal amounts are decimal strings; anything that
 /// is not a plain non-negative decimal with at most 2 places is refused.
@@ -43,16 +35,6 @@ pub fn minor_units(value: &str) -> Option<u64> {
         .ok()?
         .checked_mul(100)?
         .checked_add(frac.parse::<u64>().ok()?)
-}
-
-fn existing_user(state: &AppState, raw: Option<&str>) -> Result<Option<Uuid>, AppError> {
-    let Some(id) = raw.and_then(|r| Uuid::parse_str(r).ok()) else {
-        return Ok(None);
-    };
-    Ok(state
-        .store
-        .get::<UserRecord>(&keys::user(id))?
-        .map(|u| u.id))
 }
 
 fn plan_tier(state: &AppState, plan_id: Option<&str>) -> Option<Tier> {

@@ -8,7 +8,7 @@ use storage::records::*;
 use storage::WriteSet;
 use uuid::Uuid;
 
-use super::desk::{self, Decision, PackPurchase};
+use super::desk::{self, existing_user, text, Decision, PackPurchase};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -100,27 +100,10 @@ pub const HANDLED: [&str; 7] = [
     "checkout.session.async_payment_succeeded",
 ];
 
-fn text<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter()
-        .try_fold(v, |v, k| v.get(*k))
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-}
-
 fn number(v: &Value, path: &[&str]) -> Option<u64> {
     path.iter()
         .try_fold(v, |v, k| v.get(*k))
         .and_then(Value::as_u64)
-}
-
-fn existing_user(state: &AppState, raw: Option<&str>) -> Result<Option<Uuid>, AppError> {
-    let Some(id) = raw.and_then(|r| Uuid::parse_str(r).ok()) else {
-        return Ok(None);
-    };
-    Ok(state
-        .store
-        .get::<UserRecord>(&keys::user(id))?
-        .map(|u| u.id))
 }
 
 /// A tier from metadata, else from the configured Stripe price ids.

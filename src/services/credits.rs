@@ -95,9 +95,6 @@ pub async fn admin_adjust(
     }
 }
 
-/// Idempotency records scanned per step of the purge.
-const PURGE_SCAN_STEP: usize = 1000;
-
 /// Deletes idempotency records older than their 24 h window (at most `limit` per call). An
 /// expired record is already ignored by the account actor; this only reclaims the space.
 pub async fn purge_expired_idempotency(store: &Store, limit: usize) -> Result<usize, AppError> {
@@ -105,30 +102,15 @@ pub async fn purge_expired_idempotency(store: &Store, limit: usize) -> Result<us
     let cutoff = storage::now_us() - IDEMPOTENCY_TTL_US;
     let mut set = WriteSet::new();
     let mut purged = 0;
-    let mut after: Option<Vec<u8>> = None;
-    while purged < limit {
-        let rows = store.scan::<IdempotencyRecord>(
-            &[],
-            after.as_deref(),
-            Direction::Forward,
-            PURGE_SCAN_STEP,
-        )?;
-        let done = rows.len() < PURGE_SCAN_STEP;
-        after = rows.last().map(|(k, _)| k.clone());
-        for (k, r) in rows
-            .into_iter()
-            .filter(|(_, r)| r.created_at_us < cutoff)
-            .take(limit - purged)
-        {
+    store.visit::<IdempotencyRecord>(&[], |k, r| {
+        if r.created_at_us < cutoff {
             // Only if unchanged: a concurrent reuse of the key may have just rewritten it.
             set.require_equal(k.clone(), &r);
             set.delete::<IdempotencyRecord>(k);
             purged += 1;
         }
-        if done {
-            break;
-        }
-    }
+        purged < limit
+    })?;
     if !set.is_empty() && store.write(set).await? != storage::WriteOutcome::Committed {
         return Ok(0); // a record was reused meanwhile; the next run retries
     }

@@ -275,67 +275,34 @@ pub fn list_users(
     Ok((rows.into_iter().map(|(_, u)| u).collect(), next))
 }
 
-/// Records read per scan step of the purge.
-const PURGE_SCAN_STEP: usize = 1000;
-
 /// Deletes expired bearer tokens (with their index entries) and expired reset codes, at most
 /// `limit` of each per call, so the tables do not grow with every login ever made.
 pub async fn purge_expired_tokens(store: &Store, limit: usize) -> Result<usize, AppError> {
     let now = now_us();
     let mut set = WriteSet::new();
-    let mut purged = 0;
-    let mut after: Option<Vec<u8>> = None;
-    while purged < limit {
-        let rows = store.scan::<TokenRecord>(
-            &[],
-            after.as_deref(),
-            Direction::Forward,
-            PURGE_SCAN_STEP,
-        )?;
-        let done = rows.len() < PURGE_SCAN_STEP;
-        after = rows.last().map(|(k, _)| k.clone());
-        for (k, t) in rows
-            .into_iter()
-            .filter(|(_, t)| t.expires_at_us <= now)
-            .take(limit - purged)
-        {
+    let mut tokens = 0;
+    store.visit::<TokenRecord>(&[], |k, t| {
+        if t.expires_at_us <= now {
             if let Ok(hash) = <[u8; 32]>::try_from(k.as_slice()) {
                 set.delete::<TokenOfUser>(keys::token_by_user(t.user_id, &hash));
             }
             set.delete::<TokenRecord>(k);
-            purged += 1;
+            tokens += 1;
         }
-        if done {
-            break;
-        }
-    }
-    let mut after: Option<Vec<u8>> = None;
+        tokens < limit
+    })?;
     let mut resets = 0;
-    while resets < limit {
-        let rows = store.scan::<ResetRecord>(
-            &[],
-            after.as_deref(),
-            Direction::Forward,
-            PURGE_SCAN_STEP,
-        )?;
-        let done = rows.len() < PURGE_SCAN_STEP;
-        after = rows.last().map(|(k, _)| k.clone());
-        for (k, _) in rows
-            .into_iter()
-            .filter(|(_, r)| r.expires_at_us <= now)
-            .take(limit - resets)
-        {
+    store.visit::<ResetRecord>(&[], |k, r| {
+        if r.expires_at_us <= now {
             set.delete::<ResetRecord>(k);
             resets += 1;
         }
-        if done {
-            break;
-        }
-    }
+        resets < limit
+    })?;
     if !set.is_empty() {
         store.write(set).await?;
     }
-    Ok(purged + resets)
+    Ok(tokens + resets)
 }
 
 /// Deletes a user with their whole workspace (workbenches, projects, assets, brand kits), their
@@ -356,23 +323,12 @@ pub async fn delete_user(
     extra.delete::<UserRecord>(keys::user(id));
     extra.delete::<EmailIndex>(keys::email(&user.email));
     revoke_all_tokens(store, id, &mut extra)?;
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let rows = store.scan::<ResetRecord>(
-            &[],
-            after.as_deref(),
-            Direction::Forward,
-            PURGE_SCAN_STEP,
-        )?;
-        let done = rows.len() < PURGE_SCAN_STEP;
-        after = rows.last().map(|(k, _)| k.clone());
-        for (k, _) in rows.into_iter().filter(|(_, r)| r.user_id == id) {
+    store.visit::<ResetRecord>(&[], |k, r| {
+        if r.user_id == id {
             extra.delete::<ResetRecord>(k);
         }
-        if done {
-            break;
-        }
-    }
+        true
+    })?;
     workspaces
         .change(id, actors::workspace::Command::DeleteEverything { extra })
         .await?;

@@ -125,6 +125,30 @@ impl Store {
         scan_table(&table, prefix, after, direction, limit)
     }
 
+    /// Visits the records under `prefix` in key order (read in bounded steps, each step its own
+    /// snapshot) until `visit` answers false.
+    pub fn visit<R: Record>(
+        &self,
+        prefix: &[u8],
+        mut visit: impl FnMut(Vec<u8>, R) -> bool,
+    ) -> Result<(), StorageError> {
+        const STEP: usize = 1000;
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let rows = self.scan::<R>(prefix, after.as_deref(), Direction::Forward, STEP)?;
+            let done = rows.len() < STEP;
+            after = rows.last().map(|(k, _)| k.clone());
+            for (k, r) in rows {
+                if !visit(k, r) {
+                    return Ok(());
+                }
+            }
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
     /// Number of records in a table (for metrics and benchmarks).
     pub fn count(&self, table: Table) -> Result<u64, StorageError> {
         use redb::ReadableTableMetadata;
