@@ -131,18 +131,32 @@ where
     ))
 }
 
+/// What a payment bills: who, through which provider and reference, how much.
+pub struct Billed<'a> {
+    pub user: Uuid,
+    pub provider: Provider,
+    /// The provider's id of the payment or period (payment intent, invoice, capture, sale).
+    pub provider_ref: &'a str,
+    pub amount_minor: u64,
+    pub currency: &'a str,
+    pub lines: Vec<InvoiceLine>,
+}
+
 /// Adds a new invoice to `set` with the next gapless number of the current year (the counter
 /// write is conditioned on the value read, so two invoices can never take one number).
 pub fn add_invoice(
     state: &AppState,
     set: &mut WriteSet,
-    user: Uuid,
-    provider: Provider,
-    provider_ref: &str,
-    amount_minor: u64,
-    currency: &str,
-    lines: Vec<InvoiceLine>,
+    billed: Billed,
 ) -> Result<InvoiceRecord, AppError> {
+    let Billed {
+        user,
+        provider,
+        provider_ref,
+        amount_minor,
+        currency,
+        lines,
+    } = billed;
     let now = now_us();
     let year = OffsetDateTime::from_unix_timestamp(now / 1_000_000)
         .map(|t| t.year())
@@ -220,16 +234,15 @@ pub fn purchase(state: &AppState, p: PackPurchase) -> Result<Decision, AppError>
         quantity: 1,
         amount_minor: p.amount_minor as i64,
     };
-    let invoice = add_invoice(
-        state,
-        &mut set,
-        p.user,
-        p.provider,
-        p.payment_ref,
-        p.amount_minor,
-        p.currency,
-        vec![line],
-    )?;
+    let billed = Billed {
+        user: p.user,
+        provider: p.provider,
+        provider_ref: p.payment_ref,
+        amount_minor: p.amount_minor,
+        currency: p.currency,
+        lines: vec![line],
+    };
+    let invoice = add_invoice(state, &mut set, billed)?;
     let now = now_us();
     set.require_absent::<PurchaseRecord>(purchase_key.clone());
     set.put(
@@ -332,17 +345,14 @@ pub fn refund(
 }
 
 /// A paid subscription period: the plan's credits, once per provider invoice/sale id.
+/// `billed.provider_ref` is the period's id; `extra` holds the caller's other records.
 pub fn period_paid(
     state: &AppState,
-    provider: Provider,
-    user: Uuid,
     tier: Tier,
-    period_ref: &str,
-    amount_minor: u64,
-    currency: &str,
-    lines: Vec<InvoiceLine>,
+    billed: Billed,
     mut extra: WriteSet,
 ) -> Result<Decision, AppError> {
+    let (user, provider, period_ref) = (billed.user, billed.provider, billed.provider_ref);
     let natural = ref_key(&[provider.as_str(), "period", period_ref]);
     if state.store.get::<BillingRef>(&natural)?.is_some() {
         return Ok(Decision::Ignore(format!(
@@ -355,16 +365,7 @@ pub fn period_paid(
         .plans
         .get(tier.as_str())
         .map_or(0, |p| p.monthly_credits);
-    let invoice = add_invoice(
-        state,
-        &mut extra,
-        user,
-        provider,
-        period_ref,
-        amount_minor,
-        currency,
-        lines,
-    )?;
+    let invoice = add_invoice(state, &mut extra, billed)?;
     extra.require_absent::<BillingRef>(natural.clone());
     extra.put(
         natural,

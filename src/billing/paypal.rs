@@ -227,17 +227,15 @@ pub fn decide(state: &AppState, event: &Value) -> Result<Decision, AppError> {
                 quantity: 1,
                 amount_minor: amount as i64,
             };
-            desk::period_paid(
-                state,
-                Provider::Paypal,
+            let billed = desk::Billed {
                 user,
-                known.tier,
-                sale,
-                amount,
-                &currency,
-                vec![line],
-                WriteSet::new(),
-            )
+                provider: Provider::Paypal,
+                provider_ref: sale,
+                amount_minor: amount,
+                currency: &currency,
+                lines: vec![line],
+            };
+            desk::period_paid(state, known.tier, billed, WriteSet::new())
         }
         other => Ok(Decision::Ignore(format!("unhandled type {other}"))),
     }

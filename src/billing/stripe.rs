@@ -361,17 +361,15 @@ fn invoice_paid(state: &AppState, obj: &Value, created_us: i64) -> Result<Decisi
     let currency = text(obj, &["currency"])
         .unwrap_or("usd")
         .to_ascii_lowercase();
-    desk::period_paid(
-        state,
-        Provider::Stripe,
+    let billed = desk::Billed {
         user,
-        tier,
-        invoice_id,
-        number(obj, &["amount_paid"]).unwrap_or(0),
-        &currency,
+        provider: Provider::Stripe,
+        provider_ref: invoice_id,
+        amount_minor: number(obj, &["amount_paid"]).unwrap_or(0),
+        currency: &currency,
         lines,
-        extra,
-    )
+    };
+    desk::period_paid(state, tier, billed, extra)
 }
 
 fn invoice_failed(state: &AppState, obj: &Value, created_us: i64) -> Result<Decision, AppError> {
