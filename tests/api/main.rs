@@ -10,5 +10,6 @@ mod credits;
 mod generation;
 mod health;
 mod helpers;
+mod paypal;
 mod users;
 mod workspace;
