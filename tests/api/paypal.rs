@@ -222,7 +222,9 @@ async fn a_verified_capture_credits_the_pack_once_and_forgeries_change_nothing()
     // Forged or broken deliveries: all 400 invalid_signature, nothing credited.
     let mut tampered = body.clone();
     tampered.extend_from_slice(b" ");
-    let cases: Vec<(&[u8], &[u8], &PKey<Private>, String)> = vec![
+    // (sent body, signed body, signing key, cert URL)
+    type Delivery<'a> = (&'a [u8], &'a [u8], &'a PKey<Private>, String);
+    let cases: Vec<Delivery> = vec![
         (&body, &body, &pki.other_key, good_url.clone()), // wrong key
         (&tampered, &body, &pki.leaf_key, good_url.clone()), // tampered body
         (&body, &body, &pki.leaf_key, format!("{base}expired.pem")), // expired cert
