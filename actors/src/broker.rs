@@ -215,6 +215,9 @@ async fn declare_jobs(channel: &Channel, config: &BrokerConfig) -> Result<(), la
     Ok(())
 }
 
+/// How often the publisher rescans the whole outbox (in-flight entries are skipped).
+const RESCAN_EVERY_MS: u64 = 1000;
+
 type Confirm = std::pin::Pin<
     Box<
         dyn std::future::Future<Output = (Uuid, i64, Result<lapin::Confirmation, lapin::Error>)>
@@ -248,6 +251,10 @@ async fn relay(
     let mut retry: VecDeque<Uuid> = VecDeque::new();
     // Everything still in the outbox was not confirmed: start from the beginning.
     let mut cursor: Option<Vec<u8>> = None;
+    // Outbox keys are request ids, taken before the charge waits for its commit, so an entry
+    // can commit behind the cursor (or stay after a failed mark). A rescan from the start on a
+    // fixed beat — not reset by wakes or confirms — bounds how long such an entry waits.
+    let mut rescan = tokio::time::interval(Duration::from_millis(RESCAN_EVERY_MS));
     loop {
         if !conn.status().connected() {
             return "the connection closed".into();
@@ -344,12 +351,7 @@ async fn relay(
                 }
             }
             _ = wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                if inflight.is_empty() && retry.is_empty() {
-                    // Rescan from the start now and then: picks up anything a failed mark left.
-                    cursor = None;
-                }
-            }
+            _ = rescan.tick() => cursor = None,
         }
     }
 }

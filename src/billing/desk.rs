@@ -286,7 +286,9 @@ pub fn refund(
 ) -> Result<Decision, AppError> {
     let key = ref_key(&[provider.as_str(), "payment", payment_ref]);
     let Some(p) = state.store.get::<PurchaseRecord>(&key)? else {
-        return Ok(Decision::Ignore(format!(
+        // The purchase may not be recorded yet (its event is being retried): never drop a
+        // refund; let the provider deliver it again.
+        return Ok(Decision::RetryLater(format!(
             "refund of unknown payment {payment_ref}"
         )));
     };
@@ -409,6 +411,12 @@ pub fn subscription_set(
     event_at_us: i64,
 ) -> Result<SubscriptionRecord, AppError> {
     let old = state.store.get::<SubscriptionRecord>(&keys::user(user))?;
+    if let Some(o) = &old {
+        // Delivered late: state from an older event never overwrites newer state.
+        if event_at_us < o.last_event_at_us {
+            return Ok(o.clone());
+        }
+    }
     match &old {
         Some(o) => set.require_equal(keys::user(user), o),
         None => set.require_absent::<SubscriptionRecord>(keys::user(user)),

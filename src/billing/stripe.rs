@@ -57,7 +57,7 @@ pub fn verify_signature(
     if candidates.is_empty() {
         return Err(SignatureError::NoMatch);
     }
-    if (now_unix - t).abs() > TOLERANCE_S {
+    if now_unix.abs_diff(t) > TOLERANCE_S.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     let mac = signed_mac(secret, t, body);
@@ -296,6 +296,14 @@ fn invoice_paid(state: &AppState, obj: &Value, created_us: i64) -> Result<Decisi
     let Some(invoice_id) = text(obj, &["id"]) else {
         return Ok(Decision::Ignore("invoice without id".into()));
     };
+    // Only subscription invoices grant plan credits; a one-off invoice (a pack bought with
+    // invoicing on, a manual invoice) is not a period.
+    let reason = text(obj, &["billing_reason"]).unwrap_or("subscription");
+    if invoice_subscription(obj).is_none() || !reason.starts_with("subscription") {
+        return Ok(Decision::Ignore(format!(
+            "invoice {invoice_id} is not a subscription period"
+        )));
+    }
     let Some(user) = invoice_user(state, obj)? else {
         return Ok(Decision::RetryLater(format!(
             "invoice {invoice_id}: subscription not known yet"
@@ -311,8 +319,9 @@ fn invoice_paid(state: &AppState, obj: &Value, created_us: i64) -> Result<Decisi
     )
     .or(known.as_ref().map(|s| s.tier).filter(|t| *t != Tier::Free));
     let Some(tier) = tier else {
-        return Ok(Decision::Ignore(format!(
-            "invoice {invoice_id}: no plan matches"
+        // The checkout that names the plan may still be on its way: let Stripe retry.
+        return Ok(Decision::RetryLater(format!(
+            "invoice {invoice_id}: no plan matches yet"
         )));
     };
     let period_end_us = obj["lines"]["data"]
@@ -432,6 +441,12 @@ fn subscription_changed(
             return Ok(Decision::Ignore(
                 "older than the state already applied".into(),
             ));
+        }
+        if k.subscription_id != sub {
+            // An older subscription the user replaced: its updates must not touch the new one.
+            return Ok(Decision::Ignore(format!(
+                "{sub} is not the user's current subscription"
+            )));
         }
     }
     let status = if deleted {

@@ -265,12 +265,14 @@ pub async fn owed(
 ) -> Result<HttpResponse, AppError> {
     caller.require_staff()?;
     let page = Page::from_query(&req)?;
+    const SCAN_MAX: usize = 10_000;
     let rows = state.store.scan::<PurchaseRecord>(
         &[],
         page.after.as_deref(),
         storage::Direction::Forward,
-        10_000,
+        SCAN_MAX,
     )?;
+    let exhausted = rows.len() < SCAN_MAX;
     let mut items = Vec::new();
     let mut last = None;
     for (k, p) in rows {
@@ -291,6 +293,12 @@ pub async fn owed(
             }
         }
     }
-    let next_cursor = page.next_cursor(items.len(), last.as_deref());
+    // A page can end because it is full or because the bounded scan ran out: either way,
+    // unless the table itself ran out, the next page starts after the last key examined.
+    let next_cursor = if items.len() == page.limit || !exhausted {
+        last.as_deref().map(crate::extract::encode_cursor)
+    } else {
+        None
+    };
     Ok(HttpResponse::Ok().json(Listing { items, next_cursor }))
 }

@@ -436,3 +436,86 @@ async fn the_paypal_webhook_is_404_while_disabled_and_503_without_a_webhook_id()
         .unwrap();
     assert_error(r, 503, "webhook_not_configured").await;
 }
+
+#[actix_web::test]
+async fn a_one_off_invoice_of_a_subscriber_grants_no_plan_credits() {
+    let app = app().await;
+    let (token, user) = app.new_user().await;
+    stripe(&app, &subscription_checkout("evt_s", &user, "pro")).await;
+    let one_off = event(
+        "evt_manual",
+        "invoice.paid",
+        now(),
+        json!({
+            "id": "in_manual", "customer": "cus_1", "amount_paid": 999, "currency": "usd", "billing_reason": "manual", "lines": {"data": []}
+        }),
+    );
+    assert_eq!(stripe(&app, &one_off).await.status(), 200);
+    assert_eq!(app.balance(&token).await, 10);
+}
+
+#[actix_web::test]
+async fn a_refund_that_arrives_before_its_purchase_is_retried_not_dropped() {
+    let app = app().await;
+    let (token, user) = app.new_user().await;
+    let refund = event(
+        "evt_ref_early",
+        "charge.refunded",
+        now(),
+        json!({"id": "ch_e", "payment_intent": "pi_e", "amount_refunded": 999}),
+    );
+    assert_error(stripe(&app, &refund).await, 503, "unavailable").await;
+    stripe(
+        &app,
+        &pack_checkout("evt_buy_late", &user, "credits_100", 999, "pi_e"),
+    )
+    .await;
+    assert_eq!(app.balance(&token).await, 110);
+    assert_eq!(
+        stripe(&app, &refund).await.status(),
+        200,
+        "Stripe's retry applies"
+    );
+    assert_eq!(app.balance(&token).await, 10);
+    app.assert_verified();
+}
+
+#[actix_web::test]
+async fn late_or_foreign_subscription_events_do_not_override_newer_state() {
+    let app = app().await;
+    let (token, user) = app.new_user().await;
+    stripe(&app, &subscription_checkout("evt_s", &user, "pro")).await;
+    stripe(&app, &invoice_paid("evt_paid", "in_p", false, None)).await;
+    // A payment failure created before the paid invoice, delivered after it.
+    let late_failure = event(
+        "evt_late_fail",
+        "invoice.payment_failed",
+        now() - 50,
+        json!({"id": "in_old", "subscription": "sub_1", "customer": "cus_1"}),
+    );
+    assert_eq!(stripe(&app, &late_failure).await.status(), 200);
+    assert_eq!(
+        app.get("/api/v1/subscription", Some(&token))
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()["status"],
+        "active"
+    );
+    // The deletion of some other subscription of this customer leaves the current one alone.
+    let other = event(
+        "evt_other_del",
+        "customer.subscription.deleted",
+        now() + 5,
+        json!({"id": "sub_old", "customer": "cus_1", "status": "canceled", "metadata": {"user_id": user}}),
+    );
+    assert_eq!(stripe(&app, &other).await.status(), 200);
+    assert_eq!(
+        app.get("/api/v1/me", Some(&token))
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()["subscription_tier"],
+        "pro"
+    );
+}

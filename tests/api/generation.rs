@@ -119,6 +119,7 @@ async fn a_create_publishes_the_job_with_the_spec_fields_and_becomes_queued() {
     assert_eq!(credits["transactions"][0]["kind"], "generation_charge");
     assert_eq!(credits["transactions"][0]["generation_request_id"], id);
     app.assert_verified();
+    app.shutdown().await;
     bus.cleanup().await;
 }
 
@@ -189,6 +190,7 @@ async fn refused_creates_charge_nothing_and_publish_nothing() {
     assert_eq!(app.state.store.count(Table::Generations).unwrap(), 0);
     assert_eq!(app.state.store.count(Table::Outbox).unwrap(), 0);
     assert!(bus.next_job(Duration::from_millis(500)).await.is_none());
+    app.shutdown().await;
     bus.cleanup().await;
 }
 
@@ -216,6 +218,7 @@ async fn an_idempotent_retry_returns_the_first_answer_and_charges_once() {
     assert_error(other, 409, "idempotency_key_reused").await;
     assert_eq!(app.balance(&token).await, 9);
     assert_eq!(bus.drain_jobs(Duration::from_millis(800)).await.len(), 1);
+    app.shutdown().await;
     bus.cleanup().await;
 }
 
@@ -238,6 +241,7 @@ async fn the_odoo_json_rpc_envelope_is_accepted_and_answered_in_kind() {
     assert_eq!(body["error"]["code"], 402);
     assert_eq!(body["error"]["data"]["code"], "insufficient_credits");
     assert_eq!(app.balance(&token).await, 9);
+    app.shutdown().await;
     bus.cleanup().await;
 }
 
@@ -295,6 +299,7 @@ async fn results_move_a_request_to_completed_with_its_assets_and_never_back() {
     );
     assert_eq!(app.balance(&token).await, 8);
     app.assert_verified();
+    app.shutdown().await;
     bus.cleanup().await;
 }
 
@@ -340,6 +345,7 @@ async fn a_failure_delivered_three_times_refunds_once() {
         .count();
     assert_eq!(refunds, 1);
     app.assert_verified();
+    app.shutdown().await;
     bus.cleanup().await;
 }
 
@@ -368,6 +374,7 @@ async fn malformed_and_unknown_results_go_to_the_dlq_and_the_consumer_carries_on
     }
     bus.send_result(&result(id, "processing")).await;
     wait_status(&app, &token, id, "processing").await;
+    app.shutdown().await;
     bus.cleanup().await;
 }
 
@@ -452,6 +459,7 @@ async fn cancel_while_queued_refunds_and_cancel_after_completion_is_409() {
     )
     .await;
     app.assert_verified();
+    app.shutdown().await;
     bus.cleanup().await;
 }
 
@@ -477,6 +485,7 @@ async fn requests_past_their_deadline_fail_with_a_timeout_and_are_refunded_once(
     assert_eq!(s["error"], "generation_timeout");
     wait_balance(&app, &token, 10).await;
     app.assert_verified();
+    app.shutdown().await;
     bus.cleanup().await;
 }
 
@@ -518,6 +527,7 @@ async fn listing_filters_by_project_and_status() {
         "validation_failed",
     )
     .await;
+    app.shutdown().await;
     bus.cleanup().await;
 }
 
@@ -541,6 +551,7 @@ async fn five_hundred_simultaneous_creates_with_credits_for_300_accept_exactly_3
         .collect();
     assert_eq!(ids.len(), 300);
     app.assert_verified();
+    app.shutdown().await;
     bus.cleanup().await;
 }
 
@@ -583,6 +594,7 @@ async fn every_accepted_job_reaches_the_queue_when_the_broker_cuts_the_connectio
         seen, accepted,
         "every accepted job was published (duplicates allowed)"
     );
+    app.shutdown().await;
     bus.cleanup().await;
 }
 

@@ -24,6 +24,8 @@ impl Mailer for CapturingMailer {
 
 pub struct TestApp {
     pub address: String,
+    server: actix_web::dev::ServerHandle,
+    running: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
     pub client: reqwest::Client,
     pub mailer: Arc<CapturingMailer>,
     pub state: actix_web::web::Data<AppState>,
@@ -59,9 +61,12 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
         .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
-    actix_web::rt::spawn(app.run_until_stopped());
+    let server = app.server_handle();
+    let running = actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         address,
+        server,
+        running,
         client: reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .build()
@@ -77,6 +82,13 @@ pub fn unique_email(prefix: &str) -> String {
 }
 
 impl TestApp {
+    /// Stops the app the way SIGTERM does (HTTP, then the job bus, then the store), so nothing
+    /// of it touches the broker afterwards.
+    pub async fn shutdown(self) {
+        self.server.stop(true).await;
+        let _ = self.running.await;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
