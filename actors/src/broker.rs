@@ -216,7 +216,7 @@ async fn declare_jobs(channel: &Channel, config: &BrokerConfig) -> Result<(), la
 }
 
 /// How often the publisher rescans the whole outbox (in-flight entries are skipped).
-const RESCAN_EVERY_MS: u64 = 1000;
+const RESCAN_EVERY_MS: u64 = 250;
 
 type Confirm = std::pin::Pin<
     Box<
