@@ -573,6 +573,19 @@ impl PaypalVerifier {
         if let Some(reason) = failure {
             return Err(VerifyError::CertInvalid(reason));
         }
+        // PayPal's own SDK also pins the leaf's name: a certificate any public CA issued for
+        // another name must not sign PayPal transmissions.
+        let cn = chain
+            .leaf
+            .subject_name()
+            .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+            .next()
+            .and_then(|e| e.data().to_string().ok());
+        if !cn.as_deref().is_some_and(leaf_name_ok) {
+            return Err(VerifyError::CertInvalid(format!(
+                "leaf certificate name {cn:?} is not a PayPal message verification name"
+            )));
+        }
 
         let public_key = chain
             .leaf
@@ -590,6 +603,29 @@ impl PaypalVerifier {
             )));
         }
         Ok(public_key)
+    }
+}
+
+/// `messageverificationcerts…paypal.com`, as PayPal's Java SDK requires of the signing leaf.
+fn leaf_name_ok(cn: &str) -> bool {
+    cn.starts_with("messageverificationcerts") && cn.ends_with(".paypal.com")
+}
+
+#[cfg(test)]
+mod leaf_name_tests {
+    #[test]
+    fn only_paypal_message_verification_names_sign() {
+        assert!(super::leaf_name_ok("messageverificationcerts.paypal.com"));
+        assert!(super::leaf_name_ok(
+            "messageverificationcerts.sandbox.paypal.com"
+        ));
+        for bad in [
+            "evil.example.com",
+            "messageverificationcerts.paypal.com.evil.net",
+            "api.paypal.com",
+        ] {
+            assert!(!super::leaf_name_ok(bad), "{bad}");
+        }
     }
 }
 
