@@ -396,7 +396,7 @@ fn accounts_set(ids: &[Uuid], balance: i64) -> WriteSet {
             )
             .unwrap_or_else(|e| panic!("a signup grant of {balance} must post: {e}"));
         set.put(keys::account(id), &account);
-        set.put(keys::ledger(id, entry.seq), &entry);
+        set.put(keys::ledger(entry.id), &entry);
     }
     set
 }
@@ -464,7 +464,7 @@ impl Iterator for LedgerGenerator {
                 let (next, entry) = account
                     .post(activity(account.next_seq), now)
                     .unwrap_or_else(|e| panic!("generated activity must post: {e}"));
-                set.put(keys::ledger(id, entry.seq), &entry);
+                set.put(keys::ledger(entry.id), &entry);
                 account = next;
             }
             set.put(keys::account(id), &account);
@@ -1373,9 +1373,9 @@ fn child_memory(dir: &Path) -> Res<()> {
                     .get::<AccountRecord>(&keys::account(id))
                     .map_err(|e| e.to_string())?
                     .ok_or_else(|| format!("account {id} is missing"))?;
-                if account.next_seq > 0 {
+                if let Some(head) = account.head_id {
                     store
-                        .get::<LedgerEntry>(&keys::ledger(id, account.next_seq - 1))
+                        .get::<LedgerEntry>(&keys::ledger(head))
                         .map_err(|e| e.to_string())?;
                 }
             }

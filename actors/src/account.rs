@@ -178,7 +178,7 @@ async fn attempt(
             }
             Some(seen) => {
                 let entry = store
-                    .get::<LedgerEntry>(&keys::ledger(user_id, seen.ledger_seq))?
+                    .get::<LedgerEntry>(&keys::ledger(seen.ledger_id))?
                     .ok_or_else(|| {
                         AccountError::Corrupt(
                             user_id,
@@ -204,7 +204,7 @@ async fn attempt(
     // Condition 0: the account on disk is exactly the one this actor believes in.
     set.require_equal(keys::account(user_id), current);
     set.put(keys::account(user_id), &next);
-    set.put(keys::ledger(user_id, entry.seq), &entry);
+    set.put(keys::ledger(entry.id), &entry);
     let own_conditions = if let Some(idem) = msg.idempotency {
         let key = keys::idempotency(user_id, &idem.key_hash);
         match &expired {
@@ -215,7 +215,7 @@ async fn attempt(
             key,
             &IdempotencyRecord {
                 request_hash: idem.request_hash,
-                ledger_seq: entry.seq,
+                ledger_id: entry.id,
                 created_at_us: now,
             },
         );
@@ -246,15 +246,22 @@ fn load(store: &Store, user_id: Uuid) -> Result<AccountRecord, AccountError> {
         return corrupt("account stored under another user's key");
     }
     if account.next_seq == 0 {
-        if account.balance != 0 || account.chain_hash != [0; 32] {
+        if account.balance != 0 || account.chain_hash != [0; 32] || account.head_id.is_some() {
             return corrupt("empty ledger but non-empty account");
         }
         return Ok(account);
     }
-    let Some(last) = store.get::<LedgerEntry>(&keys::ledger(user_id, account.next_seq - 1))? else {
+    let Some(head) = account.head_id else {
+        return corrupt("entries counted but no head entry");
+    };
+    let Some(last) = store.get::<LedgerEntry>(&keys::ledger(head))? else {
         return corrupt("the last ledger entry is missing");
     };
-    if last.balance_after != account.balance || entry_hash(&encode(&last)) != account.chain_hash {
+    if last.balance_after != account.balance
+        || last.seq + 1 != account.next_seq
+        || last.user_id != user_id
+        || entry_hash(&encode(&last)) != account.chain_hash
+    {
         return corrupt("the account does not match the head of its ledger");
     }
     Ok(account)

@@ -78,7 +78,7 @@ async fn an_account_changed_behind_the_actor_is_reread_never_overspent() {
         .unwrap();
     let mut set = WriteSet::new();
     set.put(keys::account(user), &next);
-    set.put(keys::ledger(user, entry.seq), &entry);
+    set.put(keys::ledger(entry.id), &entry);
     store.write(set).await.unwrap();
     // The actor still believes in 10; its conditioned write fails, it rereads 2, and refuses.
     assert_eq!(

@@ -4,8 +4,8 @@ use actors::{AccountRegistry, Apply, IdempotencyKey, Outcome};
 use sha2::{Digest, Sha256};
 use storage::keys;
 use storage::ledger::Posting;
-use storage::records::{LedgerEntry, LedgerKind};
-use storage::{Direction, Store, WriteSet};
+use storage::records::{AccountRecord, LedgerEntry, LedgerKind};
+use storage::{Store, WriteSet};
 use uuid::Uuid;
 
 use crate::domain::{CreditDelta, Description, IdempotencyKeyValue};
@@ -13,29 +13,39 @@ use crate::error::AppError;
 use crate::extract::Page;
 use crate::metrics::Metrics;
 
-/// The caller's ledger, newest first.
+/// The caller's ledger, newest first: the account's head, then each entry's predecessor. The
+/// cursor is the id of the next (older) entry to show.
 pub fn ledger_page(
     store: &Store,
     user_id: Uuid,
     page: &Page,
 ) -> Result<(Vec<LedgerEntry>, Option<String>), AppError> {
-    let prefix = keys::user(user_id);
-    if let Some(after) = &page.after {
-        if !after.starts_with(&prefix) {
-            return Err(AppError::validation(
-                "cursor",
-                "the cursor is not one we issued",
-            ));
+    let bad_cursor = || AppError::validation("cursor", "the cursor is not one we issued");
+    let mut next = match &page.after {
+        Some(c) => Some(Uuid::from_slice(c).map_err(|_| bad_cursor())?),
+        None => store
+            .get::<AccountRecord>(&keys::account(user_id))?
+            .and_then(|a| a.head_id),
+    };
+    let mut entries = Vec::with_capacity(page.limit.min(64));
+    while let Some(id) = next {
+        if entries.len() == page.limit {
+            break;
         }
+        let entry = store
+            .get::<LedgerEntry>(&keys::ledger(id))?
+            .ok_or_else(|| AppError::Internal(format!("ledger entry {id} is missing")))?;
+        if entry.user_id != user_id {
+            // Only reachable through a forged cursor: never show another user's entry.
+            return Err(bad_cursor());
+        }
+        next = entry.prev_id;
+        entries.push(entry);
     }
-    let rows = store.scan::<LedgerEntry>(
-        &prefix,
-        page.after.as_deref(),
-        Direction::Backward,
-        page.limit,
-    )?;
-    let next = page.next_cursor(rows.len(), rows.last().map(|(k, _)| k.as_slice()));
-    Ok((rows.into_iter().map(|(_, e)| e).collect(), next))
+    let cursor = next
+        .filter(|_| entries.len() == page.limit)
+        .map(|id| crate::extract::encode_cursor(id.as_bytes()));
+    Ok((entries, cursor))
 }
 
 /// The result of an admin adjustment, for the handler to shape.

@@ -75,7 +75,7 @@ fn create_user_set(new: NewUser) -> Result<(WriteSet, UserRecord), AppError> {
             )
             .map_err(|e| AppError::Internal(e.to_string()))?;
         set.put(keys::account(id), &account);
-        set.put(keys::ledger(id, entry.seq), &entry);
+        set.put(keys::ledger(entry.id), &entry);
     } else {
         set.put(keys::account(id), &empty);
     }

@@ -29,23 +29,9 @@ pub fn account(user: Uuid) -> Vec<u8> {
     user.as_bytes().to_vec()
 }
 
-pub fn ledger(user: Uuid, seq: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(USER_KEY_LEN + 8);
-    k.extend_from_slice(user.as_bytes());
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
-}
-
-/// Splits a ledger key back into (user, sequence).
-pub fn parse_ledger(key: &[u8]) -> Option<(Uuid, u64)> {
-    if key.len() != USER_KEY_LEN + 8 {
-        return None;
-    }
-    let (u, s) = key.split_at(USER_KEY_LEN);
-    Some((
-        Uuid::from_slice(u).ok()?,
-        u64::from_be_bytes(s.try_into().ok()?),
-    ))
+/// A ledger entry's key: its id (time-ordered, so writes append).
+pub fn ledger(entry_id: Uuid) -> Vec<u8> {
+    entry_id.as_bytes().to_vec()
 }
 
 pub fn idempotency(user: Uuid, key_hash: &[u8; HASH_LEN]) -> Vec<u8> {
@@ -104,10 +90,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ledger_keys_sort_by_user_then_sequence() {
-        let u = Uuid::now_v7();
-        assert!(ledger(u, 255) < ledger(u, 256));
-        assert_eq!(parse_ledger(&ledger(u, 42)), Some((u, 42)));
+    fn ledger_keys_follow_time() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        assert!(ledger(a) < ledger(b));
     }
 
     #[test]

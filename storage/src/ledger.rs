@@ -40,6 +40,7 @@ impl AccountRecord {
             balance: 0,
             next_seq: 0,
             chain_hash: [0; 32],
+            head_id: None,
             updated_at_us: now_us,
         }
     }
@@ -77,12 +78,14 @@ impl AccountRecord {
             invoice_id: posting.invoice_id,
             created_at_us: now_us,
             prev_hash: self.chain_hash,
+            prev_id: self.head_id,
         };
         let next = AccountRecord {
             user_id: self.user_id,
             balance: balance_after,
             next_seq: self.next_seq + 1,
             chain_hash: entry_hash(&encode(&entry)),
+            head_id: Some(entry.id),
             updated_at_us: now_us,
         };
         next.assert_follows(self, &entry);
@@ -116,101 +119,87 @@ impl AccountRecord {
     }
 }
 
-/// Checks one account against its ledger, fed entry by entry in key order, so a ledger of any
-/// length is checked in constant memory.
-pub struct ChainCheck {
-    user_id: Uuid,
-    expected_seq: u64,
-    running: i128,
-    head: [u8; 32],
-    problems: Vec<String>,
-}
-
-impl ChainCheck {
-    pub fn new(user_id: Uuid) -> Self {
-        ChainCheck {
-            user_id,
-            expected_seq: 0,
-            running: 0,
-            head: [0; 32],
-            problems: Vec::new(),
-        }
-    }
-
-    pub fn step(&mut self, key_seq: u64, bytes: &[u8], entry: &LedgerEntry) {
-        let user = self.user_id;
-        if key_seq != self.expected_seq {
-            self.problems.push(format!(
-                "ledger of {user} is not contiguous: expected seq {}, found {key_seq}",
-                self.expected_seq
-            ));
-        }
-        if entry.seq != key_seq || entry.user_id != user {
-            self.problems.push(format!(
-                "ledger entry {} is stored under the wrong key ({user}, seq {key_seq})",
-                entry.id
-            ));
-        }
-        if entry.prev_hash != self.head {
-            self.problems.push(format!(
-                "ledger chain of {user} is broken at seq {key_seq}: an entry was rewritten or removed"
-            ));
-        }
-        self.running += i128::from(entry.amount);
-        if self.running < 0 {
-            self.problems.push(format!(
-                "balance of {user} goes below zero at seq {key_seq}"
-            ));
-        }
-        if i128::from(entry.balance_after) != self.running {
-            self.problems.push(format!(
-                "ledger entry {key_seq} of {user} says balance_after {} but the running sum is {}",
-                entry.balance_after, self.running
-            ));
-        }
-        self.head = entry_hash(bytes);
-        self.expected_seq = key_seq + 1;
-    }
-
-    /// The problems found, checked against the account record (None: the account is missing).
-    pub fn finish(mut self, account: Option<&AccountRecord>) -> Vec<String> {
-        let user = self.user_id;
-        let Some(account) = account else {
-            self.problems
-                .push(format!("ledger entries of {user} have no account record"));
-            return self.problems;
-        };
-        if self.expected_seq != account.next_seq {
-            self.problems.push(format!(
-                "account {user} expects {} ledger entries but {} are stored",
-                account.next_seq, self.expected_seq
-            ));
-        }
-        if self.running != i128::from(account.balance) {
-            self.problems.push(format!(
-                "balance of {user} is {} but its ledger sums to {}",
-                account.balance, self.running
-            ));
-        }
-        if self.head != account.chain_hash {
-            self.problems.push(format!(
-                "account {user} does not point at the head of its ledger chain"
-            ));
-        }
-        self.problems
-    }
-}
-
-/// Checks one account against its full ledger, in order. Returns each broken rule as a sentence.
-pub fn check_chain<'a>(
+/// Walks one account's ledger from its head back to its first entry, checking every rule on the
+/// way (hash chain, sequence, owner, `balance_after`, never below zero, sums to the balance) in
+/// constant memory. `fetch(id)` reads an entry's stored bytes. Returns each broken rule.
+pub fn check_chain<E>(
     account: &AccountRecord,
-    entries: impl IntoIterator<Item = (u64, &'a [u8], LedgerEntry)>,
-) -> Vec<String> {
-    let mut check = ChainCheck::new(account.user_id);
-    for (seq, bytes, entry) in entries {
-        check.step(seq, bytes, &entry);
+    mut fetch: impl FnMut(Uuid) -> Result<Option<Vec<u8>>, E>,
+) -> Result<Vec<String>, E> {
+    let user = account.user_id;
+    let mut problems = Vec::new();
+    let mut expected_hash = account.chain_hash;
+    let mut expected_balance = i128::from(account.balance);
+    let mut next = account.head_id;
+    let mut seq = account.next_seq;
+    while let Some(id) = next {
+        if seq == 0 {
+            problems.push(format!(
+                "ledger of {user} holds more entries than its account counts ({})",
+                account.next_seq
+            ));
+            break;
+        }
+        seq -= 1;
+        let Some(bytes) = fetch(id)? else {
+            problems.push(format!(
+                "ledger chain of {user} is broken at seq {seq}: entry {id} is missing"
+            ));
+            return Ok(problems);
+        };
+        let entry = match crate::codec::decode::<LedgerEntry>(&bytes) {
+            Ok(e) => e,
+            Err(e) => {
+                problems.push(format!("ledger entry {id} of {user} is unreadable: {e}"));
+                return Ok(problems);
+            }
+        };
+        if entry_hash(&bytes) != expected_hash {
+            problems.push(format!(
+                "ledger chain of {user} is broken at seq {seq}: an entry was rewritten or removed"
+            ));
+        }
+        if entry.user_id != user || entry.seq != seq || entry.id != id {
+            problems.push(format!(
+                "ledger entry {id} is out of place (user {}, seq {}; expected {user}, {seq})",
+                entry.user_id, entry.seq
+            ));
+        }
+        if i128::from(entry.balance_after) != expected_balance {
+            problems.push(format!(
+                "ledger entry {seq} of {user} says balance_after {} but the chain expects {expected_balance}",
+                entry.balance_after
+            ));
+        }
+        expected_balance -= i128::from(entry.amount);
+        if expected_balance < 0 {
+            problems.push(format!(
+                "balance of {user} goes below zero before seq {seq}"
+            ));
+        }
+        expected_hash = entry.prev_hash;
+        next = entry.prev_id;
     }
-    check.finish(Some(account))
+    if seq != 0 {
+        problems.push(format!(
+            "account {user} counts {} ledger entries but its chain ends after {}",
+            account.next_seq,
+            account.next_seq - seq
+        ));
+    }
+    if expected_balance != 0 {
+        problems.push(format!(
+            "balance of {user} is {} but its ledger sums to {}",
+            account.balance,
+            i128::from(account.balance) - expected_balance
+        ));
+    }
+    if expected_hash != [0; 32] && problems.is_empty() {
+        problems.push(format!(
+            "ledger chain of {user} does not start at the beginning"
+        ));
+    }
+    Ok(problems)
 }
 
 #[cfg(test)]
@@ -243,21 +232,26 @@ mod tests {
     #[test]
     fn a_posted_chain_checks_clean_and_a_rewrite_is_caught() {
         let mut a = AccountRecord::empty(Uuid::now_v7(), 0);
-        let mut stored = Vec::new();
+        let mut stored: std::collections::HashMap<Uuid, (Vec<u8>, LedgerEntry)> =
+            Default::default();
+        let mut ids = Vec::new();
         for amount in [10, -3, 7, -14] {
             let (next, e) = a.post(posting(amount), 1).unwrap();
-            stored.push((e.seq, encode(&e), e));
+            ids.push(e.id);
+            stored.insert(e.id, (encode(&e), e));
             a = next;
         }
-        fn view(s: &[(u64, Vec<u8>, LedgerEntry)]) -> Vec<(u64, &[u8], LedgerEntry)> {
-            s.iter()
-                .map(|(k, b, e)| (*k, b.as_slice(), e.clone()))
-                .collect()
-        }
-        assert!(check_chain(&a, view(&stored)).is_empty());
-        stored[1].2.description = "rewritten".into();
-        stored[1].1 = encode(&stored[1].2);
-        assert!(!check_chain(&a, view(&stored)).is_empty());
+        let check = |s: &std::collections::HashMap<Uuid, (Vec<u8>, LedgerEntry)>| {
+            check_chain::<()>(&a, |id| Ok(s.get(&id).map(|(b, _)| b.clone()))).unwrap()
+        };
+        assert!(check(&stored).is_empty(), "{:?}", check(&stored));
+        let (_, e) = stored.get_mut(&ids[1]).unwrap();
+        e.description = "rewritten".into();
+        let rewritten = encode(&*e);
+        stored.get_mut(&ids[1]).unwrap().0 = rewritten;
+        assert!(!check(&stored).is_empty());
+        stored.remove(&ids[2]);
+        assert!(check(&stored).iter().any(|p| p.contains("is missing")));
     }
 
     #[test]

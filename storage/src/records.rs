@@ -179,15 +179,19 @@ pub struct AccountRecord {
     pub next_seq: u64,
     /// SHA-256 of the stored bytes of the last ledger entry (all zeros before the first).
     pub chain_hash: [u8; 32],
+    /// Id (= ledger key) of the last ledger entry; each entry names its predecessor.
+    pub head_id: Option<Uuid>,
     pub updated_at_us: i64,
 }
 
 impl Record for AccountRecord {
     const TABLE: Table = Table::Accounts;
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
 }
 
-/// One append-only ledger entry, keyed by (user, seq).
+/// One append-only ledger entry, keyed by its id (UUID v7, time-ordered): new entries of every
+/// user append at the end of one table instead of landing in a random leaf per user. A user's
+/// entries form a list through `prev_id`, newest first from the account's `head_id`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LedgerEntry {
     pub id: Uuid,
@@ -202,11 +206,13 @@ pub struct LedgerEntry {
     pub created_at_us: i64,
     /// SHA-256 of the previous entry's stored bytes: rewriting any entry breaks the chain.
     pub prev_hash: [u8; 32],
+    /// The same user's previous entry (None for the first).
+    pub prev_id: Option<Uuid>,
 }
 
 impl Record for LedgerEntry {
     const TABLE: Table = Table::Ledger;
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
 }
 
 /// How long an idempotency key is remembered (SPEC §7: 24 h); older records are ignored and
@@ -218,13 +224,14 @@ pub const IDEMPOTENCY_TTL_US: i64 = 24 * 3600 * 1_000_000;
 pub struct IdempotencyRecord {
     /// SHA-256 of what was asked, so the same key with another request is told apart.
     pub request_hash: [u8; 32],
-    pub ledger_seq: u64,
+    /// The ledger entry the first request wrote.
+    pub ledger_id: Uuid,
     pub created_at_us: i64,
 }
 
 impl Record for IdempotencyRecord {
     const TABLE: Table = Table::Idempotency;
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
 }
 
 /// `meta`: the store's own facts (schema version).
@@ -240,7 +247,7 @@ impl Record for MetaRecord {
 }
 
 pub const META_KEY: &[u8] = b"store";
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 // --- Creative workspace -------------------------------------------------------------------------
 

@@ -7,8 +7,8 @@ use redb::{ReadTransaction, ReadableTable};
 use uuid::Uuid;
 
 use crate::codec::{decode, Record};
-use crate::keys::{self, parse_ledger};
-use crate::ledger::ChainCheck;
+use crate::keys;
+use crate::ledger::check_chain;
 use crate::records::*;
 use crate::{StorageError, Table};
 
@@ -232,128 +232,94 @@ fn check_tokens(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageE
 fn check_ledger(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageError> {
     let accounts = open(txn, Table::Accounts)?;
     let ledger = open(txn, Table::Ledger)?;
-    let mut current: Option<ChainCheck> = None;
-    let mut current_user: Option<Uuid> = None;
-    // Accounts with entries are checked while the ledger streams by; accounts are visited in the
-    // same key order, so an account with no entries at all is found by the merge.
-    let mut account_iter = accounts.iter()?;
-    let mut next_account = next_decoded::<AccountRecord>(&mut account_iter, c)?;
-    let finish = |check: ChainCheck,
-                  user: Uuid,
-                  next_account: &mut Option<(Vec<u8>, AccountRecord)>,
-                  account_iter: &mut redb::Range<&'static [u8], &'static [u8]>,
-                  c: &mut Collector|
-     -> Result<(), StorageError> {
-        // Accounts that sort before this user have no ledger: only valid if empty.
-        while let Some((k, a)) = next_account.as_ref() {
-            if k.as_slice() >= keys::account(user).as_slice() {
-                break;
-            }
-            check_empty_account(a, c);
-            *next_account = next_decoded(account_iter, c)?;
-        }
-        let matched = match next_account.as_ref() {
-            Some((k, a)) if k.as_slice() == keys::account(user).as_slice() => Some(*a),
-            _ => None,
-        };
-        for p in check.finish(matched.as_ref()) {
-            c.violation(p);
-        }
-        if matched.is_some() {
-            *next_account = next_decoded(account_iter, c)?;
-        }
-        Ok(())
-    };
+    // One pass over every entry (in time order): decode it, count it per user, and collect the
+    // payment and generation links the later checks need.
+    let mut per_user: std::collections::HashMap<Uuid, u64> = std::collections::HashMap::new();
     for item in ledger.iter()? {
         let (k, v) = item?;
         c.seen(Table::Ledger);
-        let Some((user, seq)) = parse_ledger(k.value()) else {
-            c.violation(format!("ledger key {} is malformed", hex(k.value())));
-            continue;
+        let entry = match decode::<LedgerEntry>(v.value()) {
+            Ok(e) => e,
+            Err(e) => {
+                c.violation(format!("ledger entry {} unreadable: {e}", hex(k.value())));
+                continue;
+            }
         };
-        if current_user != Some(user) {
-            if let (Some(check), Some(prev)) = (current.take(), current_user) {
-                finish(check, prev, &mut next_account, &mut account_iter, c)?;
-            }
-            current = Some(ChainCheck::new(user));
-            current_user = Some(user);
+        if k.value() != keys::ledger(entry.id).as_slice() {
+            c.violation(format!(
+                "ledger entry {} is stored under another key",
+                entry.id
+            ));
         }
-        match decode::<LedgerEntry>(v.value()) {
-            Ok(entry) => {
-                if let Some(check) = current.as_mut() {
-                    check.step(seq, v.value(), &entry);
-                }
-                if matches!(
-                    entry.kind,
-                    LedgerKind::Purchase | LedgerKind::PlanGrant | LedgerKind::PaymentReversal
-                ) {
-                    match entry.invoice_id {
-                        Some(inv) => c.invoice_links.push((entry.user_id, inv, seq)),
-                        None => c.violation(format!(
-                            "{} entry {user}/{seq} is tied to no invoice",
-                            entry.kind.as_str()
-                        )),
-                    }
-                }
-                if let Some(g) = entry.generation_request_id {
-                    let l = c.gen_links.entry(g).or_default();
-                    l.user = Some(entry.user_id);
-                    match entry.kind {
-                        LedgerKind::GenerationCharge => {
-                            l.charges += 1;
-                            l.charged += entry.amount;
-                        }
-                        LedgerKind::GenerationRefund => {
-                            l.refunds += 1;
-                            l.refunded += entry.amount;
-                        }
-                        _ => {}
-                    }
-                }
+        *per_user.entry(entry.user_id).or_default() += 1;
+        let (user, seq) = (entry.user_id, entry.seq);
+        if matches!(
+            entry.kind,
+            LedgerKind::Purchase | LedgerKind::PlanGrant | LedgerKind::PaymentReversal
+        ) {
+            match entry.invoice_id {
+                Some(inv) => c.invoice_links.push((user, inv, seq)),
+                None => c.violation(format!(
+                    "{} entry {user}/{seq} is tied to no invoice",
+                    entry.kind.as_str()
+                )),
             }
-            Err(e) => c.violation(format!("ledger entry {user}/{seq} unreadable: {e}")),
+        }
+        if let Some(g) = entry.generation_request_id {
+            let l = c.gen_links.entry(g).or_default();
+            l.user = Some(user);
+            match entry.kind {
+                LedgerKind::GenerationCharge => {
+                    l.charges += 1;
+                    l.charged += entry.amount;
+                }
+                LedgerKind::GenerationRefund => {
+                    l.refunds += 1;
+                    l.refunded += entry.amount;
+                }
+                _ => {}
+            }
         }
     }
-    if let (Some(check), Some(prev)) = (current.take(), current_user) {
-        finish(check, prev, &mut next_account, &mut account_iter, c)?;
+    // Then each account walks its own chain from the head: every rule of the money, and the
+    // count of its chain must be every entry of that user (nothing unreachable).
+    for item in accounts.iter()? {
+        let (k, v) = item?;
+        c.seen(Table::Accounts);
+        let account = match decode::<AccountRecord>(v.value()) {
+            Ok(a) => a,
+            Err(e) => {
+                c.violation(format!("account {} unreadable: {e}", hex(k.value())));
+                continue;
+            }
+        };
+        let problems = check_chain(&account, |id| -> Result<Option<Vec<u8>>, StorageError> {
+            Ok(ledger
+                .get(keys::ledger(id).as_slice())?
+                .map(|v| v.value().to_vec()))
+        })?;
+        for p in problems {
+            c.violation(p);
+        }
+        let stored = per_user.remove(&account.user_id).unwrap_or(0);
+        if stored != account.next_seq {
+            c.violation(format!(
+                "account {} counts {} ledger entries but {stored} are stored",
+                account.user_id, account.next_seq
+            ));
+        }
     }
-    while let Some((_, a)) = next_account.take() {
-        check_empty_account(&a, c);
-        next_account = next_decoded(&mut account_iter, c)?;
+    for (user, n) in per_user {
+        c.violation(format!(
+            "ledger entries of {user} have no account record ({n} entries)"
+        ));
     }
     Ok(())
 }
 
-fn check_empty_account(a: &AccountRecord, c: &mut Collector) {
-    if a.next_seq != 0 || a.balance != 0 {
-        c.violation(format!(
-            "account {} has balance {} and {} entries but no ledger",
-            a.user_id, a.balance, a.next_seq
-        ));
-    }
-}
-
-fn next_decoded<R: Record>(
-    it: &mut redb::Range<&'static [u8], &'static [u8]>,
-    c: &mut Collector,
-) -> Result<Option<(Vec<u8>, R)>, StorageError> {
-    for item in it.by_ref() {
-        let (k, v) = item?;
-        c.seen(R::TABLE);
-        match decode::<R>(v.value()) {
-            Ok(r) => return Ok(Some((k.value().to_vec(), r))),
-            Err(e) => c.violation(format!(
-                "{} record {} unreadable: {e}",
-                R::TABLE,
-                hex(k.value())
-            )),
-        }
-    }
-    Ok(None)
-}
-
 fn check_idempotency(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageError> {
     let idem = open(txn, Table::Idempotency)?;
+    let ledger = open(txn, Table::Ledger)?;
     let accounts = open(txn, Table::Accounts)?;
     for item in idem.iter()? {
         let (k, v) = item?;
@@ -367,10 +333,13 @@ fn check_idempotency(txn: &ReadTransaction, c: &mut Collector) -> Result<(), Sto
             continue;
         };
         match get::<AccountRecord>(&accounts, &keys::account(user))? {
-            Some(Ok(a)) if rec.ledger_seq < a.next_seq => {}
+            Some(Ok(_))
+                if ledger
+                    .get(keys::ledger(rec.ledger_id).as_slice())?
+                    .is_some() => {}
             _ => c.violation(format!(
-                "idempotency record of {user} points at ledger seq {} that does not exist",
-                rec.ledger_seq
+                "idempotency record of {user} points at ledger entry {} that does not exist",
+                rec.ledger_id
             )),
         }
     }
