@@ -11,7 +11,11 @@ pub mod workspace;
 use actix_web::web;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(health::healthz)
+    // actix-web tries resources in registration order (a regex per dynamic path), so the hot
+    // routes come first.
+    cfg.service(generation::create)
+        .service(generation::status)
+        .service(health::healthz)
         .service(health::readyz)
         .service(health::metrics)
         .service(health::openapi)
@@ -44,8 +48,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(workspace::create_asset)
         .service(workspace::delete_asset)
         .service(users::admin_delete_user)
-        .service(generation::create)
-        .service(generation::status)
         .service(generation::cancel)
         .service(generation::list)
         .service(billing::stripe_webhook)
