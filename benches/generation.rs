@@ -31,6 +31,10 @@
 //! `BENCH_PROMPT_CHARS` (120), `BENCH_SKIP` (comma list of status,lapin,postgres,backlog).
 #![forbid(unsafe_code)]
 
+#[path = "common/mod.rs"]
+mod common;
+use common::*;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -60,8 +64,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
-
-type Res<T> = Result<T, String>;
 
 const PASSWORD: &str = "bench password, long enough";
 /// Credits each benchmark user gets: far more than any run spends (a create costs 1).
@@ -136,35 +138,8 @@ impl Cfg {
     }
 }
 
-fn env_num<T: std::str::FromStr>(name: &str, default: T) -> Res<T> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .replace('_', "")
-            .parse()
-            .map_err(|_| format!("{name}={v:?} is not a number")),
-        _ => Ok(default),
-    }
-}
-
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 fn rate(n: f64) -> String {
     thousands(n.max(0.0).round() as u64)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -175,86 +150,7 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
-/// xorshift64*: enough randomness to pick users, no dependency, no lock.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) % n as u64) as usize
-    }
-}
-
-/// Latencies (µs) of the successful operations of one caller, and what went wrong.
-#[derive(Default)]
-struct Tally {
-    lat_us: Vec<u32>,
-    refused: u64,
-    errors: u64,
-}
-
-impl Tally {
-    fn record(&mut self, started: Instant) {
-        self.lat_us
-            .push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
-    }
-
-    fn merge(tallies: Vec<Tally>) -> Tally {
-        let mut all = Tally::default();
-        for t in tallies {
-            all.lat_us.extend(t.lat_us);
-            all.refused += t.refused;
-            all.errors += t.errors;
-        }
-        all.lat_us.sort_unstable();
-        all
-    }
-}
-
-/// What one timed load phase measured.
-#[derive(Clone, Copy, Default)]
-struct Run {
-    ops: u64,
-    elapsed: Duration,
-    p50_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
-    refused: u64,
-    errors: u64,
-}
-
 impl Run {
-    fn from(tally: Tally, elapsed: Duration) -> Run {
-        let pct = |q: f64| -> f64 {
-            if tally.lat_us.is_empty() {
-                return 0.0;
-            }
-            let i = ((tally.lat_us.len() - 1) as f64 * q).round() as usize;
-            f64::from(tally.lat_us[i]) / 1000.0
-        };
-        Run {
-            ops: tally.lat_us.len() as u64,
-            elapsed,
-            p50_ms: pct(0.50),
-            p99_ms: pct(0.99),
-            max_ms: pct(1.0),
-            refused: tally.refused,
-            errors: tally.errors,
-        }
-    }
-
-    fn ops_per_s(&self) -> f64 {
-        self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
-
     fn print(&self, label: &str) {
         println!(
             "  {label}: {} ops in {:.2} s = {} ops/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
@@ -2329,22 +2225,6 @@ async fn lapin_phase(
 // ---------------------------------------------------------------------------------------------
 // 4. The PostgreSQL baseline (as benches/credits.rs)
 
-async fn pg_connect(conn: &str) -> Res<tokio_postgres::Client> {
-    let (client, connection) = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_postgres::connect(conn, tokio_postgres::NoTls),
-    )
-    .await
-    .map_err(|_| format!("connecting to {conn:?} timed out"))?
-    .map_err(|e| format!("{e} ({conn:?})"))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            eprintln!("postgres connection error: {e}");
-        }
-    });
-    Ok(client)
-}
-
 async fn postgres_phase(cfg: &Cfg) -> Res<(Run, String)> {
     println!();
     println!(
@@ -2396,11 +2276,11 @@ async fn postgres_phase(cfg: &Cfg) -> Res<(Run, String)> {
             clients.push(pg_connect(&cfg.pg).await?);
         }
         let (clients, warm) =
-            pg_load(clients, accounts, Duration::from_secs(cfg.warmup.max(1)), 1).await?;
+            pg_load(clients, "bench_gen", accounts, Duration::from_secs(cfg.warmup.max(1)), 1).await?;
         warm.print("warm-up (not counted)");
         let a = CpuSnap::take();
         let (_clients, run) =
-            pg_load(clients, accounts, Duration::from_secs(cfg.seconds), 2).await?;
+            pg_load(clients, "bench_gen", accounts, Duration::from_secs(cfg.seconds), 2).await?;
         let b = CpuSnap::take();
         run.print("PostgreSQL");
         CpuReport::between(&a, &b).print();
@@ -2416,83 +2296,6 @@ async fn postgres_phase(cfg: &Cfg) -> Res<(Run, String)> {
         eprintln!("could not drop the PostgreSQL bench tables: {e}");
     }
     result.map(|run| (run, settings))
-}
-
-async fn pg_load(
-    clients: Vec<tokio_postgres::Client>,
-    accounts: i32,
-    duration: Duration,
-    seed: u64,
-) -> Res<(Vec<tokio_postgres::Client>, Run)> {
-    let started = Instant::now();
-    let deadline = started + duration;
-    let handles: Vec<_> = clients
-        .into_iter()
-        .enumerate()
-        .map(|(c, mut client)| {
-            tokio::spawn(async move {
-                let seed = seed * 1_000_003 + c as u64 + 1;
-                let tally = pg_client_loop(&mut client, accounts, deadline, seed).await;
-                (client, tally)
-            })
-        })
-        .collect();
-    let mut clients = Vec::with_capacity(handles.len());
-    let mut tallies = Vec::with_capacity(handles.len());
-    for h in handles {
-        let (client, tally) = h.await.map_err(|e| format!("a client task failed: {e}"))?;
-        clients.push(client);
-        tallies.push(tally?);
-    }
-    Ok((clients, Run::from(Tally::merge(tallies), started.elapsed())))
-}
-
-async fn pg_client_loop(
-    client: &mut tokio_postgres::Client,
-    accounts: i32,
-    deadline: Instant,
-    seed: u64,
-) -> Res<Tally> {
-    let update = client
-        .prepare(
-            "UPDATE bench_gen_accounts SET balance = balance - 1 WHERE id = $1 AND balance >= 1",
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    let insert = client
-        .prepare("INSERT INTO bench_gen_ledger(account_id, amount) VALUES ($1, $2)")
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut rng = Rng::new(seed);
-    let mut tally = Tally::default();
-    while Instant::now() < deadline {
-        let id = rng.below(accounts as usize) as i32 + 1;
-        let t = Instant::now();
-        let op = async {
-            let tx = client.transaction().await?;
-            if tx.execute(&update, &[&id]).await? != 1 {
-                tx.rollback().await?;
-                return Ok(false);
-            }
-            tx.execute(&insert, &[&id, &-1i64]).await?;
-            tx.commit().await?;
-            Ok::<bool, tokio_postgres::Error>(true)
-        };
-        match op.await {
-            Ok(true) => tally.record(t),
-            Ok(false) => tally.refused += 1,
-            Err(e) => {
-                tally.errors += 1;
-                if tally.errors <= 3 {
-                    eprintln!("postgres op failed: {e}");
-                }
-                if client.is_closed() {
-                    return Err(format!("the connection closed: {e}"));
-                }
-            }
-        }
-    }
-    Ok(tally)
 }
 
 // ---------------------------------------------------------------------------------------------
