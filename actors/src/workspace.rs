@@ -242,7 +242,7 @@ async fn execute(store: &Store, owner: Uuid, command: Command) -> Result<Changed
             name,
             default_brand_kit_id,
         } => {
-            let old = owned::<WorkbenchRecord>(store, owner, id, |w| w.user_id)?;
+            let old = owned::<WorkbenchRecord>(store, owner, id)?;
             let mut wb = old.clone();
             if let Some(n) = name {
                 wb.name = n;
@@ -259,7 +259,7 @@ async fn execute(store: &Store, owner: Uuid, command: Command) -> Result<Changed
             (set, Changed::Workbench(wb))
         }
         Command::DeleteWorkbench { id } => {
-            let wb = owned::<WorkbenchRecord>(store, owner, id, |w| w.user_id)?;
+            let wb = owned::<WorkbenchRecord>(store, owner, id)?;
             let mut set = WriteSet::new();
             set.require_equal(keys::id(id), &wb);
             delete_workbench(store, &wb, &mut set)?;
@@ -270,12 +270,12 @@ async fn execute(store: &Store, owner: Uuid, command: Command) -> Result<Changed
             name,
             brand_kit_id,
         } => {
-            let wb = owned::<WorkbenchRecord>(store, owner, workbench_id, |w| w.user_id).map_err(
-                |_| WorkspaceError::BadReference {
+            let wb = owned::<WorkbenchRecord>(store, owner, workbench_id).map_err(|_| {
+                WorkspaceError::BadReference {
                     field: "workbench_id",
                     what: "workbenches",
-                },
-            )?;
+                }
+            })?;
             if count(store, &keys::id(workbench_id), Table::ProjectsByWorkbench)?
                 >= PROJECTS_PER_WORKBENCH_MAX
             {
@@ -307,7 +307,7 @@ async fn execute(store: &Store, owner: Uuid, command: Command) -> Result<Changed
             name,
             brand_kit_id,
         } => {
-            let old = owned::<ProjectRecord>(store, owner, id, |p| p.user_id)?;
+            let old = owned::<ProjectRecord>(store, owner, id)?;
             let mut p = old.clone();
             if let Some(n) = name {
                 p.name = n;
@@ -324,7 +324,7 @@ async fn execute(store: &Store, owner: Uuid, command: Command) -> Result<Changed
             (set, Changed::Project(p))
         }
         Command::DeleteProject { id } => {
-            let p = owned::<ProjectRecord>(store, owner, id, |p| p.user_id)?;
+            let p = owned::<ProjectRecord>(store, owner, id)?;
             let mut set = WriteSet::new();
             set.require_equal(keys::id(id), &p);
             delete_project(store, &p, &mut set)?;
@@ -366,7 +366,7 @@ async fn execute(store: &Store, owner: Uuid, command: Command) -> Result<Changed
             (set, Changed::BrandKit(record))
         }
         Command::UpdateBrandKit { id, patch } => {
-            let old = owned::<BrandKitRecord>(store, owner, id, |k| k.user_id)?;
+            let old = owned::<BrandKitRecord>(store, owner, id)?;
             let mut kit = old.clone();
             if let Some(v) = patch.name {
                 kit.name = v;
@@ -394,7 +394,7 @@ async fn execute(store: &Store, owner: Uuid, command: Command) -> Result<Changed
             (set, Changed::BrandKit(kit))
         }
         Command::DeleteBrandKit { id } => {
-            let kit = owned::<BrandKitRecord>(store, owner, id, |k| k.user_id)?;
+            let kit = owned::<BrandKitRecord>(store, owner, id)?;
             let workbenches =
                 owner_children::<WorkbenchRecord>(store, Table::WorkbenchesByUser, owner)?
                     .iter()
@@ -417,7 +417,7 @@ async fn execute(store: &Store, owner: Uuid, command: Command) -> Result<Changed
             (set, Changed::Deleted)
         }
         Command::CreateAsset { project_id, asset } => {
-            let p = owned::<ProjectRecord>(store, owner, project_id, |p| p.user_id)?;
+            let p = owned::<ProjectRecord>(store, owner, project_id)?;
             if count(store, &keys::id(project_id), Table::AssetsByProject)?
                 >= ASSETS_PER_PROJECT_MAX
             {
@@ -444,7 +444,7 @@ async fn execute(store: &Store, owner: Uuid, command: Command) -> Result<Changed
             (set, Changed::Asset(a))
         }
         Command::DeleteAsset { project_id, id } => {
-            let a = owned::<AssetRecord>(store, owner, id, |a| a.user_id)?;
+            let a = owned::<AssetRecord>(store, owner, id)?;
             if a.project_id != project_id {
                 return Err(WorkspaceError::NotFound);
             }
@@ -486,14 +486,9 @@ async fn execute(store: &Store, owner: Uuid, command: Command) -> Result<Changed
 }
 
 /// The record `id` if the owner owns it; any other case is "not found" (never reveal).
-fn owned<R: storage::Record>(
-    store: &Store,
-    owner: Uuid,
-    id: Uuid,
-    owner_of: impl Fn(&R) -> Uuid,
-) -> Result<R, WorkspaceError> {
+fn owned<R: Owned>(store: &Store, owner: Uuid, id: Uuid) -> Result<R, WorkspaceError> {
     match store.get::<R>(&keys::id(id))? {
-        Some(r) if owner_of(&r) == owner => Ok(r),
+        Some(r) if r.owner() == owner => Ok(r),
         _ => Err(WorkspaceError::NotFound),
     }
 }
@@ -506,7 +501,7 @@ fn check_kit(
 ) -> Result<(), WorkspaceError> {
     match kit {
         None => Ok(()),
-        Some(id) => owned::<BrandKitRecord>(store, owner, id, |k| k.user_id)
+        Some(id) => owned::<BrandKitRecord>(store, owner, id)
             .map(|_| ())
             .map_err(|_| WorkspaceError::BadReference {
                 field,

@@ -120,13 +120,7 @@ pub async fn get_workbench(
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let w = ws::load::<WorkbenchRecord>(
-        &state.store,
-        &caller.user,
-        parse_id(&id)?,
-        Access::Read,
-        |w| w.user_id,
-    )?;
+    let w = ws::load::<WorkbenchRecord>(&state.store, &caller.user, &id, Access::Read)?;
     Ok(HttpResponse::Ok().json(workbench_view(&state, &w)?))
 }
 
@@ -144,13 +138,7 @@ pub async fn update_workbench(
         .name
         .map(|n| Name::parse(&n, "name").map(Name::into_inner))
         .transpose()?;
-    let w = ws::load::<WorkbenchRecord>(
-        &state.store,
-        &caller.user,
-        parse_id(&id)?,
-        Access::Write,
-        |w| w.user_id,
-    )?;
+    let w = ws::load::<WorkbenchRecord>(&state.store, &caller.user, &id, Access::Write)?;
     let command = Command::UpdateWorkbench {
         id: w.id,
         name,
@@ -171,13 +159,7 @@ pub async fn delete_workbench(
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let w = ws::load::<WorkbenchRecord>(
-        &state.store,
-        &caller.user,
-        parse_id(&id)?,
-        Access::Write,
-        |w| w.user_id,
-    )?;
+    let w = ws::load::<WorkbenchRecord>(&state.store, &caller.user, &id, Access::Write)?;
     change(&state, w.user_id, Command::DeleteWorkbench { id: w.id }).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -215,10 +197,7 @@ pub async fn list_projects(
     let page = Page::with_filters(&req, &["workbench_id", "user_id"])?;
     let (items, next_cursor) = match page.uuid_filter("workbench_id")? {
         Some(wb) => {
-            let w =
-                ws::load::<WorkbenchRecord>(&state.store, &caller.user, wb, Access::Read, |w| {
-                    w.user_id
-                })?;
+            let w = ws::load_id::<WorkbenchRecord>(&state.store, &caller.user, wb, Access::Read)?;
             ws::page_by_index::<ProjectRecord>(
                 &state.store,
                 Table::ProjectsByWorkbench,
@@ -283,13 +262,7 @@ pub async fn get_project(
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let p = ws::load::<ProjectRecord>(
-        &state.store,
-        &caller.user,
-        parse_id(&id)?,
-        Access::Read,
-        |p| p.user_id,
-    )?;
+    let p = ws::load::<ProjectRecord>(&state.store, &caller.user, &id, Access::Read)?;
     Ok(HttpResponse::Ok().json(project_view(&state, &p)?))
 }
 
@@ -307,13 +280,7 @@ pub async fn update_project(
         .name
         .map(|n| Name::parse(&n, "name").map(Name::into_inner))
         .transpose()?;
-    let p = ws::load::<ProjectRecord>(
-        &state.store,
-        &caller.user,
-        parse_id(&id)?,
-        Access::Write,
-        |p| p.user_id,
-    )?;
+    let p = ws::load::<ProjectRecord>(&state.store, &caller.user, &id, Access::Write)?;
     match change(
         &state,
         p.user_id,
@@ -339,13 +306,7 @@ pub async fn delete_project(
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let p = ws::load::<ProjectRecord>(
-        &state.store,
-        &caller.user,
-        parse_id(&id)?,
-        Access::Write,
-        |p| p.user_id,
-    )?;
+    let p = ws::load::<ProjectRecord>(&state.store, &caller.user, &id, Access::Write)?;
     change(&state, p.user_id, Command::DeleteProject { id: p.id }).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -434,13 +395,7 @@ pub async fn get_brand_kit(
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let k = ws::load::<BrandKitRecord>(
-        &state.store,
-        &caller.user,
-        parse_id(&id)?,
-        Access::Read,
-        |k| k.user_id,
-    )?;
+    let k = ws::load::<BrandKitRecord>(&state.store, &caller.user, &id, Access::Read)?;
     Ok(HttpResponse::Ok().json(BrandKitView::from(&k)))
 }
 
@@ -464,13 +419,7 @@ pub async fn update_brand_kit(
         logos: b.logos.map(domain::parse_logos).transpose()?,
         is_default: b.is_default,
     };
-    let k = ws::load::<BrandKitRecord>(
-        &state.store,
-        &caller.user,
-        parse_id(&id)?,
-        Access::Write,
-        |k| k.user_id,
-    )?;
+    let k = ws::load::<BrandKitRecord>(&state.store, &caller.user, &id, Access::Write)?;
     match change(
         &state,
         k.user_id,
@@ -492,13 +441,7 @@ pub async fn delete_brand_kit(
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let k = ws::load::<BrandKitRecord>(
-        &state.store,
-        &caller.user,
-        parse_id(&id)?,
-        Access::Write,
-        |k| k.user_id,
-    )?;
+    let k = ws::load::<BrandKitRecord>(&state.store, &caller.user, &id, Access::Write)?;
     change(&state, k.user_id, Command::DeleteBrandKit { id: k.id }).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -528,13 +471,7 @@ pub async fn list_assets(
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let page = Page::from_query(&req)?;
-    let p = ws::load::<ProjectRecord>(
-        &state.store,
-        &caller.user,
-        parse_id(&id)?,
-        Access::Read,
-        |p| p.user_id,
-    )?;
+    let p = ws::load::<ProjectRecord>(&state.store, &caller.user, &id, Access::Read)?;
     let (items, next_cursor) =
         ws::page_by_index::<AssetRecord>(&state.store, Table::AssetsByProject, p.id, &page)?;
     Ok(HttpResponse::Ok().json(Listing {
@@ -565,13 +502,7 @@ pub async fn create_asset(
         },
         generation_request_id: None,
     };
-    let p = ws::load::<ProjectRecord>(
-        &state.store,
-        &caller.user,
-        parse_id(&id)?,
-        Access::Write,
-        |p| p.user_id,
-    )?;
+    let p = ws::load::<ProjectRecord>(&state.store, &caller.user, &id, Access::Write)?;
     match change(
         &state,
         p.user_id,
@@ -597,13 +528,7 @@ pub async fn delete_asset(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
     let (project, asset) = path.into_inner();
-    let p = ws::load::<ProjectRecord>(
-        &state.store,
-        &caller.user,
-        parse_id(&project)?,
-        Access::Write,
-        |p| p.user_id,
-    )?;
+    let p = ws::load::<ProjectRecord>(&state.store, &caller.user, &project, Access::Write)?;
     change(
         &state,
         p.user_id,

@@ -247,16 +247,12 @@ pub fn get_visible(
     caller: &UserRecord,
     id: Uuid,
 ) -> Result<GenerationRecord, AppError> {
-    let g = state
-        .store
-        .get::<GenerationRecord>(&keys::id(id))?
-        .ok_or(AppError::NotFound)?;
-    crate::services::workspace::authorize(
+    crate::services::workspace::load_id(
+        &state.store,
         caller,
-        g.user_id,
+        id,
         crate::services::workspace::Access::Read,
-    )?;
-    Ok(g)
+    )
 }
 
 pub fn assets_of(state: &AppState, g: &GenerationRecord) -> Result<Vec<AssetRecord>, AppError> {

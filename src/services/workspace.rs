@@ -28,16 +28,27 @@ pub fn authorize(caller: &UserRecord, owner: Uuid, access: Access) -> Result<(),
     }
 }
 
-/// A record by id that the caller may access; its owner comes from `owner_of`.
-pub fn load<R: Record>(
+/// A record, by the id as the path gave it, that the caller may access. A malformed id names no
+/// record: 404 like any other.
+pub fn load<R: Owned>(
+    store: &Store,
+    caller: &UserRecord,
+    raw_id: &str,
+    access: Access,
+) -> Result<R, AppError> {
+    let id = Uuid::parse_str(raw_id).map_err(|_| AppError::NotFound)?;
+    load_id(store, caller, id, access)
+}
+
+/// The same for an id already parsed.
+pub fn load_id<R: Owned>(
     store: &Store,
     caller: &UserRecord,
     id: Uuid,
     access: Access,
-    owner_of: impl Fn(&R) -> Uuid,
 ) -> Result<R, AppError> {
     let record = store.get::<R>(&keys::id(id))?.ok_or(AppError::NotFound)?;
-    authorize(caller, owner_of(&record), access)?;
+    authorize(caller, record.owner(), access)?;
     Ok(record)
 }
 

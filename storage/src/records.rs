@@ -144,6 +144,11 @@ impl Record for ResetRecord {
     const VERSION: u8 = 1;
 }
 
+/// A record that belongs to one user: the record rules (who may see or change it) key on this.
+pub trait Owned: Record {
+    fn owner(&self) -> Uuid;
+}
+
 /// The kinds of ledger entries (SPEC §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LedgerKind {
@@ -621,3 +626,22 @@ index_record! {
     /// `invoices_by_user`: (user, invoice) → marker.
     InvoiceOfUser => Table::InvoicesByUser,
 }
+
+macro_rules! owned_by_user_id {
+    ($($t:ty),*) => {$(
+        impl Owned for $t {
+            fn owner(&self) -> Uuid {
+                self.user_id
+            }
+        }
+    )*};
+}
+
+owned_by_user_id!(
+    WorkbenchRecord,
+    ProjectRecord,
+    BrandKitRecord,
+    AssetRecord,
+    GenerationRecord,
+    InvoiceRecord
+);
