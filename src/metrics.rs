@@ -1,7 +1,9 @@
 //! Prometheus text metrics, kept by hand: a few counters and one latency histogram do not need a
 //! registry crate.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+
+use actix_web::http::Method;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -14,7 +16,7 @@ const LATENCY_BUCKETS_MS: [f64; 12] = [
 #[derive(Default)]
 pub struct Metrics {
     /// (method, route pattern, status) → count. Route patterns are bounded by the route table.
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    requests: Mutex<HashMap<(Method, String, u16), u64>>,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_MS.len()],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
@@ -30,11 +32,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn observe_request(&self, method: &str, pattern: &str, status: u16, elapsed_us: u64) {
+    /// Takes the pattern the router already allocated, so counting allocates nothing more.
+    pub fn observe_request(&self, method: Method, pattern: String, status: u16, elapsed_us: u64) {
         *self
             .requests
             .lock()
-            .entry((method.to_string(), pattern.to_string(), status))
+            .entry((method, pattern, status))
             .or_insert(0) += 1;
         let ms = elapsed_us as f64 / 1000.0;
         for (i, b) in LATENCY_BUCKETS_MS.iter().enumerate() {
@@ -54,7 +57,14 @@ impl Metrics {
             "# HELP creativeflow_http_requests_total HTTP requests by route and status."
         );
         let _ = writeln!(out, "# TYPE creativeflow_http_requests_total counter");
-        for ((m, p, s), n) in self.requests.lock().iter() {
+        let mut rows: Vec<(String, String, u16, u64)> = self
+            .requests
+            .lock()
+            .iter()
+            .map(|((m, p, s), n)| (m.to_string(), p.clone(), *s, *n))
+            .collect();
+        rows.sort_unstable();
+        for (m, p, s, n) in rows {
             let _ = writeln!(
                 out,
                 "creativeflow_http_requests_total{{method=\"{m}\",route=\"{}\",status=\"{s}\"}} {n}",

@@ -213,11 +213,11 @@ async fn observe(
         .match_pattern()
         .unwrap_or_else(|| "unmatched".into());
     let status = res.status().as_u16();
+    tracing::debug!(%method, route = %pattern, status, elapsed_us, "request");
     if let Some(state) = state {
         state
             .metrics
-            .observe_request(method.as_str(), &pattern, status, elapsed_us);
+            .observe_request(method, pattern, status, elapsed_us);
     }
-    tracing::debug!(%method, route = %pattern, status, elapsed_us, "request");
     Ok(res)
 }
