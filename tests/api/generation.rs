@@ -45,6 +45,19 @@ async fn create(app: &TestApp, token: &str, body: &Value) -> reqwest::Response {
         .await
 }
 
+/// A create that must be accepted (202); its answer.
+async fn accepted(app: &TestApp, token: &str, body: &Value) -> Value {
+    let r = create(app, token, body).await;
+    assert_eq!(r.status(), 202, "the create is accepted");
+    r.json().await.unwrap()
+}
+
+/// Stops the app first, so nothing of it redeclares the queues the bus then deletes.
+async fn finish(app: TestApp, bus: Bus) {
+    app.shutdown().await;
+    bus.cleanup().await;
+}
+
 async fn status(app: &TestApp, token: &str, id: &str) -> Value {
     app.get(&format!("/api/v1/generation/{id}/status"), Some(token))
         .await
@@ -119,8 +132,7 @@ async fn a_create_publishes_the_job_with_the_spec_fields_and_becomes_queued() {
     assert_eq!(credits["transactions"][0]["kind"], "generation_charge");
     assert_eq!(credits["transactions"][0]["generation_request_id"], id);
     app.assert_verified();
-    app.shutdown().await;
-    bus.cleanup().await;
+    finish(app, bus).await;
 }
 
 #[actix_web::test]
@@ -190,8 +202,7 @@ async fn refused_creates_charge_nothing_and_publish_nothing() {
     assert_eq!(app.state.store.count(Table::Generations).unwrap(), 0);
     assert_eq!(app.state.store.count(Table::Outbox).unwrap(), 0);
     assert!(bus.next_job(Duration::from_millis(500)).await.is_none());
-    app.shutdown().await;
-    bus.cleanup().await;
+    finish(app, bus).await;
 }
 
 #[actix_web::test]
@@ -218,8 +229,7 @@ async fn an_idempotent_retry_returns_the_first_answer_and_charges_once() {
     assert_error(other, 409, "idempotency_key_reused").await;
     assert_eq!(app.balance(&token).await, 9);
     assert_eq!(bus.drain_jobs(Duration::from_millis(800)).await.len(), 1);
-    app.shutdown().await;
-    bus.cleanup().await;
+    finish(app, bus).await;
 }
 
 #[actix_web::test]
@@ -241,8 +251,7 @@ async fn the_odoo_json_rpc_envelope_is_accepted_and_answered_in_kind() {
     assert_eq!(body["error"]["code"], 402);
     assert_eq!(body["error"]["data"]["code"], "insufficient_credits");
     assert_eq!(app.balance(&token).await, 9);
-    app.shutdown().await;
-    bus.cleanup().await;
+    finish(app, bus).await;
 }
 
 fn result(id: &str, status: &str) -> Vec<u8> {
@@ -254,15 +263,12 @@ async fn results_move_a_request_to_completed_with_its_assets_and_never_back() {
     let bus = Bus::new().await;
     let app = app_on(&bus, "").await;
     let (token, _, project_id) = user_with_project(&app).await;
-    let created: Value = create(
+    let created: Value = accepted(
         &app,
         &token,
         &json!({"project_id": project_id, "prompt": "p", "format": "banner", "variations": 2}),
     )
-    .await
-    .json()
-    .await
-    .unwrap();
+    .await;
     let id = created["id"].as_str().unwrap();
     bus.next_job(WAIT).await.expect("job");
     bus.send_result(&result(id, "processing")).await;
@@ -299,8 +305,7 @@ async fn results_move_a_request_to_completed_with_its_assets_and_never_back() {
     );
     assert_eq!(app.balance(&token).await, 8);
     app.assert_verified();
-    app.shutdown().await;
-    bus.cleanup().await;
+    finish(app, bus).await;
 }
 
 #[actix_web::test]
@@ -308,15 +313,12 @@ async fn a_failure_delivered_three_times_refunds_once() {
     let bus = Bus::new().await;
     let app = app_on(&bus, "").await;
     let (token, _, project_id) = user_with_project(&app).await;
-    let created: Value = create(
+    let created: Value = accepted(
         &app,
         &token,
         &json!({"project_id": project_id, "prompt": "p", "format": "image_hd"}),
     )
-    .await
-    .json()
-    .await
-    .unwrap();
+    .await;
     let id = created["id"].as_str().unwrap();
     assert_eq!(app.balance(&token).await, 8);
     let failed = serde_json::to_vec(
@@ -345,8 +347,7 @@ async fn a_failure_delivered_three_times_refunds_once() {
         .count();
     assert_eq!(refunds, 1);
     app.assert_verified();
-    app.shutdown().await;
-    bus.cleanup().await;
+    finish(app, bus).await;
 }
 
 #[actix_web::test]
@@ -354,15 +355,12 @@ async fn malformed_and_unknown_results_go_to_the_dlq_and_the_consumer_carries_on
     let bus = Bus::new().await;
     let app = app_on(&bus, "").await;
     let (token, _, project_id) = user_with_project(&app).await;
-    let created: Value = create(
+    let created: Value = accepted(
         &app,
         &token,
         &json!({"project_id": project_id, "prompt": "p", "format": "banner"}),
     )
-    .await
-    .json()
-    .await
-    .unwrap();
+    .await;
     let id = created["id"].as_str().unwrap();
     wait_status(&app, &token, id, "queued").await;
     bus.send_result(b"{not json").await;
@@ -374,8 +372,7 @@ async fn malformed_and_unknown_results_go_to_the_dlq_and_the_consumer_carries_on
     }
     bus.send_result(&result(id, "processing")).await;
     wait_status(&app, &token, id, "processing").await;
-    app.shutdown().await;
-    bus.cleanup().await;
+    finish(app, bus).await;
 }
 
 #[actix_web::test]
@@ -383,15 +380,12 @@ async fn cancel_while_queued_refunds_and_cancel_after_completion_is_409() {
     let bus = Bus::new().await;
     let app = app_on(&bus, "").await;
     let (token, _, project_id) = user_with_project(&app).await;
-    let a: Value = create(
+    let a: Value = accepted(
         &app,
         &token,
         &json!({"project_id": project_id, "prompt": "a", "format": "image_hd"}),
     )
-    .await
-    .json()
-    .await
-    .unwrap();
+    .await;
     let a_id = a["id"].as_str().unwrap();
     wait_status(&app, &token, a_id, "queued").await;
     let r = app
@@ -415,15 +409,12 @@ async fn cancel_while_queued_refunds_and_cancel_after_completion_is_409() {
         .await;
     assert_eq!(again.status(), 200);
     assert_eq!(app.balance(&token).await, 10, "cancel twice refunds once");
-    let b: Value = create(
+    let b: Value = accepted(
         &app,
         &token,
         &json!({"project_id": project_id, "prompt": "b", "format": "banner"}),
     )
-    .await
-    .json()
-    .await
-    .unwrap();
+    .await;
     let b_id = b["id"].as_str().unwrap();
     bus.send_result(&result(b_id, "completed")).await;
     wait_status(&app, &token, b_id, "completed").await;
@@ -459,8 +450,7 @@ async fn cancel_while_queued_refunds_and_cancel_after_completion_is_409() {
     )
     .await;
     app.assert_verified();
-    app.shutdown().await;
-    bus.cleanup().await;
+    finish(app, bus).await;
 }
 
 #[actix_web::test]
@@ -472,21 +462,17 @@ async fn requests_past_their_deadline_fail_with_a_timeout_and_are_refunded_once(
     )
     .await;
     let (token, _, project_id) = user_with_project(&app).await;
-    let a: Value = create(
+    let a: Value = accepted(
         &app,
         &token,
         &json!({"project_id": project_id, "prompt": "slow", "format": "image_hd"}),
     )
-    .await
-    .json()
-    .await
-    .unwrap();
+    .await;
     let s = wait_status(&app, &token, a["id"].as_str().unwrap(), "failed").await;
     assert_eq!(s["error"], "generation_timeout");
     wait_balance(&app, &token, 10).await;
     app.assert_verified();
-    app.shutdown().await;
-    bus.cleanup().await;
+    finish(app, bus).await;
 }
 
 #[actix_web::test]
@@ -527,8 +513,7 @@ async fn listing_filters_by_project_and_status() {
         "validation_failed",
     )
     .await;
-    app.shutdown().await;
-    bus.cleanup().await;
+    finish(app, bus).await;
 }
 
 #[actix_web::test]
@@ -551,8 +536,7 @@ async fn five_hundred_simultaneous_creates_with_credits_for_300_accept_exactly_3
         .collect();
     assert_eq!(ids.len(), 300);
     app.assert_verified();
-    app.shutdown().await;
-    bus.cleanup().await;
+    finish(app, bus).await;
 }
 
 #[actix_web::test]
@@ -594,8 +578,7 @@ async fn every_accepted_job_reaches_the_queue_when_the_broker_cuts_the_connectio
         seen, accepted,
         "every accepted job was published (duplicates allowed)"
     );
-    app.shutdown().await;
-    bus.cleanup().await;
+    finish(app, bus).await;
 }
 
 #[actix_web::test]
