@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::OnceLock;
 
 use actix_web::dev::Payload;
@@ -17,6 +18,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use storage::keys;
 use storage::records::{Role, TokenRecord, UserRecord};
+use storage::{Reader, Snapshot};
 
 use crate::domain::Password;
 use crate::error::AppError;
@@ -32,7 +34,7 @@ pub fn hash_password_now(password: &str) -> Result<String, AppError> {
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| AppError::Internal(format!("argon2: {e}")))
+        .map_err(|e| AppError::internal(format!("argon2: {e}")))
 }
 
 /// Verifies on the blocking pool. With no stored hash it verifies against a fixed one anyway,
@@ -43,17 +45,21 @@ pub async fn verify_password(stored: Option<String>, password: String) -> Result
             Some(h) => h.as_str(),
             None => dummy_hash(),
         };
-        let ok = PasswordHash::new(hash)
-            .map(|parsed| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
-            .unwrap_or(false);
-        ok && stored.is_some()
+        verify_password_now(&password, hash) && stored.is_some()
     })
     .await
     .map_err(AppError::from)
+}
+
+/// Whether `password` matches a stored Argon2 hash (on the calling thread).
+pub fn verify_password_now(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
 }
 
 fn dummy_hash() -> &'static str {
@@ -74,11 +80,22 @@ pub fn hash_token(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// The authenticated caller of an API route.
-#[derive(Debug, Clone)]
+/// The authenticated caller of an API route, and the snapshot it was read from: the handler
+/// reads what it shows from the same point in time (one read transaction per request).
+#[derive(Clone)]
 pub struct Caller {
     pub user: UserRecord,
     pub token_hash: [u8; 32],
+    pub reads: Rc<Snapshot>,
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("user", &self.user.id)
+            .field("role", &self.user.role)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Caller {
@@ -114,21 +131,24 @@ impl FromRequest for Caller {
         let token = bearer(req);
         let state = req.app_data::<web::Data<AppState>>().cloned();
         Box::pin(async move {
-            let state = state.ok_or_else(|| AppError::Internal("no app state".into()))?;
+            let state = state.ok_or_else(|| AppError::internal("no app state"))?;
             let token = token.ok_or(AppError::Unauthenticated)?;
             let token_hash = hash_token(&token);
-            let record = state
-                .store
+            let reads = state.store.read()?;
+            let record = reads
                 .get::<TokenRecord>(&keys::token(&token_hash))?
                 .ok_or(AppError::Unauthenticated)?;
             if record.expires_at_us <= storage::now_us() {
                 return Err(AppError::Unauthenticated);
             }
-            let user = state
-                .store
+            let user = reads
                 .get::<UserRecord>(&keys::user(record.user_id))?
                 .ok_or(AppError::Unauthenticated)?;
-            Ok(Caller { user, token_hash })
+            Ok(Caller {
+                user,
+                token_hash,
+                reads: Rc::new(reads),
+            })
         })
     }
 }

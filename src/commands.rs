@@ -1,18 +1,15 @@
 //! The operator commands (`verify`, `backup`, `user create`), run either by the server for the
-//! control socket or by the CLI on a store it opened itself. Same code either way.
+//! control socket ([`crate::control`]) or by the CLI on a store it opened itself. Same code
+//! either way.
 
 use std::path::Path;
 
-use actix_web::web;
 use storage::records::Role;
 use storage::Store;
-use tokio::sync::mpsc;
 
-use crate::control::{Reply, Request};
 use crate::domain::{Email, Name, Password};
 use crate::error::AppError;
 use crate::services::users::{self, NewUser};
-use crate::state::AppState;
 
 /// `(ok, lines)`: what the CLI prints and whether it exits 0.
 pub type Answer = (bool, Vec<String>);
@@ -104,7 +101,7 @@ pub fn parse_user_create(
     })
 }
 
-fn created(u: &storage::records::UserRecord) -> Answer {
+pub(crate) fn created(u: &storage::records::UserRecord) -> Answer {
     (
         true,
         vec![format!(
@@ -116,7 +113,7 @@ fn created(u: &storage::records::UserRecord) -> Answer {
     )
 }
 
-fn failed(e: AppError) -> Answer {
+pub(crate) fn failed(e: AppError) -> Answer {
     match e {
         AppError::Validation { field, message } => (false, vec![format!("{field}: {message}")]),
         other => (false, vec![other.to_string()]),
@@ -138,60 +135,5 @@ pub fn user_create_blocking(store: &Store, args: UserCreateArgs, signup_grant: u
     match users::create_user_blocking(store, new) {
         Ok(u) => created(&u),
         Err(e) => failed(e),
-    }
-}
-
-/// Runs a control-socket request inside the server, streaming progress to `tx`.
-pub async fn run_in_server(
-    request: Request,
-    state: &web::Data<AppState>,
-    tx: mpsc::Sender<Reply>,
-) -> Reply {
-    let done = |(ok, lines): Answer| Reply::Done { ok, lines };
-    let progress_tx = tx.clone();
-    let mut progress = move |line: &str| {
-        let _ = progress_tx.blocking_send(Reply::Progress(line.to_string()));
-    };
-    match request {
-        Request::Verify => {
-            let store = state.store.clone();
-            match web::block(move || verify(&store, &mut progress)).await {
-                Ok(a) => done(a),
-                Err(e) => done((false, vec![e.to_string()])),
-            }
-        }
-        Request::Backup { out } => {
-            let store = state.store.clone();
-            match web::block(move || backup(&store, &out, &mut progress)).await {
-                Ok(a) => done(a),
-                Err(e) => done((false, vec![e.to_string()])),
-            }
-        }
-        Request::UserCreate {
-            email,
-            password,
-            name,
-            role,
-        } => {
-            let args = match parse_user_create(&email, password, Some(&name), &role) {
-                Ok(a) => a,
-                Err(e) => return done(failed(e)),
-            };
-            let hash = match crate::auth::hash_password(args.password).await {
-                Ok(h) => h,
-                Err(e) => return done(failed(e)),
-            };
-            let new = NewUser {
-                email: args.email,
-                name: args.name,
-                password_hash: hash,
-                role: args.role,
-                signup_grant: state.config.file.credits.signup_grant,
-            };
-            match users::create_user(&state.store, new).await {
-                Ok(u) => done(created(&u)),
-                Err(e) => done(failed(e)),
-            }
-        }
     }
 }

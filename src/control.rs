@@ -15,6 +15,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 
+use crate::commands::{backup, created, failed, parse_user_create, verify, Answer};
+use crate::services::users::{self, NewUser};
 use crate::state::AppState;
 
 pub const SOCKET_FILE: &str = "control.sock";
@@ -93,7 +95,7 @@ async fn handle(stream: tokio::net::UnixStream, state: web::Data<AppState>) {
     let (tx, mut rx) = mpsc::channel::<Reply>(64);
     let worker = actix_web::rt::spawn(async move {
         let done = match request {
-            Ok(r) => crate::commands::run_in_server(r, &state, tx.clone()).await,
+            Ok(r) => dispatch(r, &state, tx.clone()).await,
             Err(e) => Reply::Done {
                 ok: false,
                 lines: vec![format!("bad request: {e}")],
@@ -114,6 +116,57 @@ async fn handle(stream: tokio::net::UnixStream, state: web::Data<AppState>) {
         }
     }
     let _ = worker.await;
+}
+
+/// Runs a request inside the server, streaming progress to `tx`.
+async fn dispatch(request: Request, state: &web::Data<AppState>, tx: mpsc::Sender<Reply>) -> Reply {
+    let done = |(ok, lines): Answer| Reply::Done { ok, lines };
+    let progress_tx = tx.clone();
+    let mut progress = move |line: &str| {
+        let _ = progress_tx.blocking_send(Reply::Progress(line.to_string()));
+    };
+    match request {
+        Request::Verify => {
+            let store = state.store.clone();
+            match web::block(move || verify(&store, &mut progress)).await {
+                Ok(a) => done(a),
+                Err(e) => done((false, vec![e.to_string()])),
+            }
+        }
+        Request::Backup { out } => {
+            let store = state.store.clone();
+            match web::block(move || backup(&store, &out, &mut progress)).await {
+                Ok(a) => done(a),
+                Err(e) => done((false, vec![e.to_string()])),
+            }
+        }
+        Request::UserCreate {
+            email,
+            password,
+            name,
+            role,
+        } => {
+            let args = match parse_user_create(&email, password, Some(&name), &role) {
+                Ok(a) => a,
+                Err(e) => return done(failed(e)),
+            };
+            let hash = match crate::auth::hash_password(args.password).await {
+                Ok(h) => h,
+                Err(e) => return done(failed(e)),
+            };
+            let new = NewUser {
+                email: args.email,
+                name: args.name,
+                password_hash: hash,
+                role: args.role,
+                signup_grant: state.config.file.credits.signup_grant,
+            };
+            match users::create_user(&state.store, new).await {
+                Ok(u) => done(created(&u)),
+                Err(e) => done(failed(e)),
+            }
+        }
+    }
 }
 
 /// Client side: `Ok(None)` when no server listens (the caller opens the store itself).

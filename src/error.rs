@@ -1,12 +1,32 @@
-//! The one error type of the HTTP layer and the one exhaustive `match` that gives each error its
-//! status and stable snake_case code (SPEC §3 envelope).
+//! The one error type of the HTTP layer, the one exhaustive `match` that gives each error its
+//! status and stable snake_case code (SPEC §3 envelope), and every conversion from the layers
+//! below. The same [`Envelope`] is rendered as JSON, as a JSON-RPC error, or as an HTML page.
+//!
+//! One meaning per situation:
+//! - a compare-and-set lost after its bounded retries (someone changed the record meanwhile;
+//!   the same request may succeed when sent again) is 409 `concurrent_update`, whichever
+//!   record it was (account, request, workspace, user);
+//! - capacity (the writer's queue is full, an actor's mailbox is closed, the hashing pool is
+//!   busy) is 503 `overloaded`, and shutting down is 503 `unavailable`; every 503 carries
+//!   `Retry-After`.
+
+use std::fmt::Write as _;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{json, Value};
 
+use actors::generation::GenerationError;
+use actors::workspace::WorkspaceError;
 use actors::AccountError;
 use storage::StorageError;
+
+/// A cause kept for the log (with its whole `source()` chain), never shown to a client.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Seconds a client is told to wait after a 503.
+const RETRY_AFTER_OVERLOADED_S: u64 = 1;
+const RETRY_AFTER_UNAVAILABLE_S: u64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -23,7 +43,7 @@ pub enum AppError {
     #[error("not found")]
     NotFound,
     #[error("the method is not allowed on this route")]
-    MethodNotAllowed,
+    MethodNotAllowed { allow: String },
     #[error("an account with this email exists already")]
     EmailTaken,
     #[error("this idempotency key was used for a different request")]
@@ -34,6 +54,12 @@ pub enum AppError {
     BrandKitInUse { workbenches: usize, projects: usize },
     #[error("at most {limit} {what}")]
     LimitReached { what: &'static str, limit: usize },
+    #[error("an admin cannot change their own role")]
+    CannotChangeOwnRole,
+    #[error("an admin cannot delete their own account")]
+    CannotDeleteSelf,
+    #[error("the record was changed by someone else meanwhile; retry")]
+    ConcurrentUpdate,
     #[error("{0}")]
     NotConfigured(&'static str),
     #[error("the webhook signature is invalid: {0}")]
@@ -42,8 +68,6 @@ pub enum AppError {
     FeatureDisabled { status_404: bool },
     #[error("not allowed while the request is {0}")]
     InvalidStatus(&'static str),
-    #[error("the record was changed by someone else meanwhile; retry")]
-    Conflict(&'static str),
     #[error("the balance of {balance} credits does not cover {required}")]
     InsufficientCredits { balance: u64, required: u64 },
     #[error("the request body is larger than {limit_bytes} bytes")]
@@ -57,7 +81,17 @@ pub enum AppError {
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error")]
-    Internal(String),
+    Internal(#[source] Cause),
+}
+
+/// What a client is told: status, stable code, message, details. The request id is added by
+/// the renderer from the request's scope.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Value,
 }
 
 impl AppError {
@@ -66,6 +100,11 @@ impl AppError {
             field: field.to_string(),
             message: message.into(),
         }
+    }
+
+    /// An internal failure; the cause goes to the log with its source chain.
+    pub fn internal(cause: impl Into<Cause>) -> Self {
+        AppError::Internal(cause.into())
     }
 
     fn status_code_and_details(&self) -> (StatusCode, &'static str, Value) {
@@ -99,10 +138,10 @@ impl AppError {
                 json!({ "what": what, "limit": limit }),
             ),
             NotFound => (StatusCode::NOT_FOUND, "not_found", json!({})),
-            MethodNotAllowed => (
+            MethodNotAllowed { allow } => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
-                json!({}),
+                json!({ "allow": allow }),
             ),
             EmailTaken => (
                 StatusCode::CONFLICT,
@@ -110,7 +149,9 @@ impl AppError {
                 json!({ "field": "email" }),
             ),
             IdempotencyKeyReused => (StatusCode::CONFLICT, "idempotency_key_reused", json!({})),
-            Conflict(code) => (StatusCode::CONFLICT, code, json!({})),
+            CannotChangeOwnRole => (StatusCode::CONFLICT, "cannot_change_own_role", json!({})),
+            CannotDeleteSelf => (StatusCode::CONFLICT, "cannot_delete_self", json!({})),
+            ConcurrentUpdate => (StatusCode::CONFLICT, "concurrent_update", json!({})),
             NotConfigured(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "webhook_not_configured",
@@ -158,13 +199,107 @@ impl AppError {
         }
     }
 
-    fn public_message(&self) -> String {
-        match self {
+    /// What the client is told about this error.
+    pub fn envelope(&self) -> Envelope {
+        let (status, code, details) = self.status_code_and_details();
+        let message = match self {
             // Never leak internals to clients; they are logged instead.
             AppError::Internal(_) => "internal error".into(),
             other => other.to_string(),
+        };
+        Envelope {
+            status,
+            code,
+            message,
+            details,
         }
     }
+
+    /// Seconds for `Retry-After`: every 429 and 503 says when to come back.
+    pub fn retry_after_s(&self) -> Option<u64> {
+        match self {
+            AppError::RateLimited { retry_after_s } => Some(*retry_after_s),
+            AppError::Overloaded => Some(RETRY_AFTER_OVERLOADED_S),
+            AppError::Unavailable(_) | AppError::NotConfigured(_) => {
+                Some(RETRY_AFTER_UNAVAILABLE_S)
+            }
+            _ => None,
+        }
+    }
+
+    /// Logs server-side failures with the whole cause chain.
+    fn log(&self, code: &str) {
+        let mut chain = String::new();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            let _ = write!(chain, ": {c}");
+            cause = c.source();
+        }
+        tracing::error!(code, error = %self, causes = %chain, "request failed");
+    }
+
+    /// The response headers this error carries besides the content type.
+    fn headers(&self, resp: &mut actix_web::HttpResponseBuilder) {
+        if let Some(s) = self.retry_after_s() {
+            resp.insert_header((header::RETRY_AFTER, s.to_string()));
+        }
+        match self {
+            AppError::Unauthenticated => {
+                resp.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            AppError::MethodNotAllowed { allow } => {
+                resp.insert_header((header::ALLOW, allow.as_str()));
+            }
+            _ => {}
+        }
+    }
+
+    /// The error as an HTML page (the back office), same status and headers as the JSON form.
+    pub fn html_response(&self) -> HttpResponse {
+        let e = self.envelope();
+        if e.status.is_server_error() {
+            self.log(e.code);
+        }
+        let mut resp = HttpResponse::build(e.status);
+        self.headers(&mut resp);
+        let request_id = crate::telemetry::current_request_id().unwrap_or_default();
+        resp.content_type("text/html; charset=utf-8").body(format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>{status}</title></head>\
+             <body><h1>{status}</h1><p>{message}</p><p><small>{code} · request {rid}</small></p>\
+             </body></html>",
+            status = e.status,
+            message = html_escape(&e.message),
+            code = e.code,
+            rid = html_escape(&request_id),
+        ))
+    }
+}
+
+impl Envelope {
+    /// The SPEC §3 body, with the request id when the request has one.
+    pub fn to_json(&self) -> Value {
+        let mut error =
+            json!({ "code": self.code, "message": self.message, "details": self.details });
+        if let Some(rid) = crate::telemetry::current_request_id() {
+            error["request_id"] = Value::String(rid);
+        }
+        json!({ "error": error })
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 impl ResponseError for AppError {
@@ -173,29 +308,24 @@ impl ResponseError for AppError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let (status, code, details) = self.status_code_and_details();
-        if status.is_server_error() {
-            tracing::error!(error = ?self, code, "request failed");
+        let e = self.envelope();
+        if e.status.is_server_error() {
+            self.log(e.code);
         }
-        let mut resp = HttpResponse::build(status);
-        if let AppError::RateLimited { retry_after_s } = self {
-            resp.insert_header((header::RETRY_AFTER, retry_after_s.to_string()));
-        }
-        if matches!(self, AppError::Unauthenticated) {
-            resp.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
-        }
-        resp.json(json!({
-            "error": { "code": code, "message": self.public_message(), "details": details }
-        }))
+        let mut resp = HttpResponse::build(e.status);
+        self.headers(&mut resp);
+        resp.json(e.to_json())
     }
 }
+
+// --- Conversions from the layers below: the only ones there are ---------------------------------
 
 impl From<StorageError> for AppError {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::Overloaded => AppError::Overloaded,
             StorageError::Closed => AppError::Unavailable("the server is shutting down".into()),
-            other => AppError::Internal(other.to_string()),
+            other => AppError::internal(other),
         }
     }
 }
@@ -208,8 +338,44 @@ impl From<AccountError> for AppError {
             AccountError::AmountOutOfRange => {
                 AppError::validation("amount", "the amount is out of range")
             }
-            AccountError::Contended | AccountError::Unavailable => AppError::Overloaded,
-            AccountError::Corrupt(..) => AppError::Internal(e.to_string()),
+            AccountError::Contended => AppError::ConcurrentUpdate,
+            AccountError::Unavailable => AppError::Overloaded,
+            corrupt @ AccountError::Corrupt(..) => AppError::internal(corrupt),
+        }
+    }
+}
+
+impl From<WorkspaceError> for AppError {
+    fn from(e: WorkspaceError) -> Self {
+        match e {
+            WorkspaceError::NotFound => AppError::NotFound,
+            WorkspaceError::TierRequired => AppError::TierRequired,
+            WorkspaceError::BrandKitInUse {
+                workbenches,
+                projects,
+            } => AppError::BrandKitInUse {
+                workbenches,
+                projects,
+            },
+            WorkspaceError::LimitReached { what, limit } => AppError::LimitReached { what, limit },
+            WorkspaceError::BadReference { field, what } => {
+                AppError::validation(field, format!("does not name one of the owner's {what}"))
+            }
+            WorkspaceError::Conflict => AppError::ConcurrentUpdate,
+            WorkspaceError::Unavailable => AppError::Overloaded,
+            WorkspaceError::Storage(s) => s.into(),
+        }
+    }
+}
+
+impl From<GenerationError> for AppError {
+    fn from(e: GenerationError) -> Self {
+        match e {
+            GenerationError::Unknown(_) => AppError::NotFound,
+            GenerationError::Contended => AppError::ConcurrentUpdate,
+            GenerationError::Account(a) => a.into(),
+            GenerationError::Workspace(w) => w.into(),
+            GenerationError::Storage(s) => s.into(),
         }
     }
 }
@@ -217,5 +383,51 @@ impl From<AccountError> for AppError {
 impl From<actix_web::error::BlockingError> for AppError {
     fn from(_: actix_web::error::BlockingError) -> Self {
         AppError::Overloaded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_compare_and_set_means_the_same_everywhere() {
+        let from_account = AppError::from(AccountError::Contended).envelope();
+        let from_workspace = AppError::from(WorkspaceError::Conflict).envelope();
+        let from_generation = AppError::from(GenerationError::Contended).envelope();
+        for e in [from_account, from_workspace, from_generation] {
+            assert_eq!(
+                (e.status, e.code),
+                (StatusCode::CONFLICT, "concurrent_update")
+            );
+        }
+    }
+
+    #[test]
+    fn every_503_says_when_to_retry() {
+        for e in [
+            AppError::Overloaded,
+            AppError::Unavailable("x".into()),
+            AppError::NotConfigured("x"),
+            AppError::from(StorageError::Overloaded),
+            AppError::from(AccountError::Unavailable),
+        ] {
+            assert_eq!(e.envelope().status, StatusCode::SERVICE_UNAVAILABLE);
+            assert!(e.retry_after_s().is_some(), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn an_internal_error_keeps_its_cause_for_the_log_and_hides_it_from_the_client() {
+        let e = AppError::from(StorageError::Engine("disk on fire".into()));
+        assert_eq!(e.envelope().message, "internal error");
+        let source = std::error::Error::source(&e).map(ToString::to_string);
+        assert!(source.is_some_and(|s| s.contains("disk on fire")));
+    }
+
+    #[test]
+    fn the_html_page_escapes_the_message() {
+        let resp = AppError::validation("name", "<script>").html_response();
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
     }
 }

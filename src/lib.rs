@@ -12,6 +12,7 @@ pub mod extract;
 pub mod mailer;
 pub mod metrics;
 pub mod openapi;
+pub mod paypal_verify;
 pub mod ratelimit;
 pub mod routes;
 pub mod services;

@@ -47,8 +47,16 @@ enum UserCommand {
     Create {
         #[arg(long)]
         email: String,
+        /// Visible to `ps` and kept in shell history: prefer --password-stdin.
+        #[arg(
+            long,
+            conflicts_with = "password_stdin",
+            required_unless_present = "password_stdin"
+        )]
+        password: Option<String>,
+        /// Read the password from the first line of standard input.
         #[arg(long)]
-        password: String,
+        password_stdin: bool,
         #[arg(long, value_parser = ["admin", "agent", "user"])]
         role: String,
         #[arg(long)]
@@ -84,10 +92,18 @@ fn main() -> ExitCode {
                 UserCommand::Create {
                     email,
                     password,
+                    password_stdin,
                     role,
                     name,
                 },
         } => {
+            let password = match password_from(password, password_stdin) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("user create: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let args =
                 match commands::parse_user_create(&email, password.clone(), name.as_deref(), &role)
                 {
@@ -115,6 +131,21 @@ fn main() -> ExitCode {
                 commands::user_create_blocking(store, args, grant)
             }))
         }
+    }
+}
+
+/// The password from the flag, or the first line of standard input (without its line ending).
+fn password_from(flag: Option<String>, stdin: bool) -> Result<String, String> {
+    match (flag, stdin) {
+        (Some(p), false) => Ok(p),
+        (None, true) => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+            Ok(line.trim_end_matches(['\r', '\n']).to_string())
+        }
+        _ => Err("give exactly one of --password and --password-stdin".into()),
     }
 }
 

@@ -1,25 +1,46 @@
-//! Prometheus text metrics, kept by hand: a few counters and one latency histogram do not need a
-//! registry crate.
+//! Prometheus text metrics (format 0.0.4), kept by hand: a few counters and two latency
+//! histograms do not need a registry crate. Every label is bounded: methods outside the standard
+//! set are `_OTHER`, routes are the router's patterns (or `unmatched`), statuses are three digits.
 
 use std::collections::HashMap;
 
 use actix_web::http::Method;
+use actors::histogram::Histogram;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
-const LATENCY_BUCKETS_MS: [f64; 12] = [
-    0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0,
-];
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The `method` label: one of the standard methods, or `_OTHER` (so that `curl -X FOO1..FOOn`
+/// cannot grow the series).
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "_OTHER",
+    }
+}
+
+/// A metric line's value as Prometheus reads it.
+pub enum Sample {
+    Counter(f64),
+    Gauge(f64),
+}
 
 #[derive(Default)]
 pub struct Metrics {
-    /// (method, route pattern, status) → count. Route patterns are bounded by the route table.
-    requests: Mutex<HashMap<(Method, String, u16), u64>>,
-    latency_buckets: [AtomicU64; LATENCY_BUCKETS_MS.len()],
-    latency_count: AtomicU64,
-    latency_sum_us: AtomicU64,
+    /// (method, route pattern, status) → count.
+    requests: Mutex<HashMap<(&'static str, String, u16), u64>>,
+    latency: Histogram,
     pub ledger_applied: AtomicU64,
     pub ledger_insufficient: AtomicU64,
     pub ledger_replayed: AtomicU64,
@@ -33,24 +54,18 @@ pub struct Metrics {
 
 impl Metrics {
     /// Takes the pattern the router already allocated, so counting allocates nothing more.
-    pub fn observe_request(&self, method: Method, pattern: String, status: u16, elapsed_us: u64) {
+    pub fn observe_request(&self, method: &Method, pattern: String, status: u16, elapsed_us: u64) {
         *self
             .requests
             .lock()
-            .entry((method, pattern, status))
+            .entry((method_label(method), pattern, status))
             .or_insert(0) += 1;
-        let ms = elapsed_us as f64 / 1000.0;
-        for (i, b) in LATENCY_BUCKETS_MS.iter().enumerate() {
-            if ms <= *b {
-                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_us.fetch_add(elapsed_us, Ordering::Relaxed);
+        self.latency.observe_us(elapsed_us);
     }
 
-    /// Renders everything, with the gauges the caller reads from the store and registry.
-    pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
+    /// Renders everything, with the samples the caller reads from the store, the registries and
+    /// the bus, and the publish lag histogram.
+    pub fn render(&self, samples: &[(&str, &str, Sample)], publish_lag: &Histogram) -> String {
         let mut out = String::with_capacity(4096);
         let _ = writeln!(
             out,
@@ -71,35 +86,17 @@ impl Metrics {
                 p.replace('"', "")
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP creativeflow_http_request_duration_seconds HTTP request latency."
+        self.latency.render(
+            &mut out,
+            "creativeflow_http_request_duration_seconds",
+            "HTTP request latency.",
+            "",
         );
-        let _ = writeln!(
-            out,
-            "# TYPE creativeflow_http_request_duration_seconds histogram"
-        );
-        for (i, b) in LATENCY_BUCKETS_MS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "creativeflow_http_request_duration_seconds_bucket{{le=\"{}\"}} {}",
-                b / 1000.0,
-                self.latency_buckets[i].load(Ordering::Relaxed)
-            );
-        }
-        let count = self.latency_count.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "creativeflow_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(
-            out,
-            "creativeflow_http_request_duration_seconds_sum {}",
-            self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(
-            out,
-            "creativeflow_http_request_duration_seconds_count {count}"
+        publish_lag.render(
+            &mut out,
+            "creativeflow_publish_lag_seconds",
+            "Job accepted to confirmed by the broker.",
+            "",
         );
         let counters = [
             (
@@ -155,8 +152,15 @@ impl Metrics {
                 v.load(Ordering::Relaxed)
             );
         }
-        for (name, help, v) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        for (name, help, sample) in samples {
+            let (kind, v) = match sample {
+                Sample::Counter(v) => ("counter", v),
+                Sample::Gauge(v) => ("gauge", v),
+            };
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
         }
         out
     }

@@ -1,5 +1,6 @@
 //! The OpenAPI 3 document, generated from the handlers' annotations.
 
+use actix_web::{get, HttpResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -9,7 +10,7 @@ use crate::routes::{auth, billing, credits, generation, health, users, workspace
 #[openapi(
     info(title = "CreativeFlow Core API", description = "Business backend of CreativeFlow AI. Every error is {\"error\": {\"code\", \"message\", \"details\"}}."),
     paths(
-        health::healthz, health::readyz, health::metrics, health::openapi,
+        health::healthz, health::readyz, health::metrics, serve,
         auth::signup, auth::login, auth::logout, auth::password_reset_request, auth::password_reset_confirm,
         users::me, users::admin_list_users, users::admin_update_user,
         users::admin_delete_user,
@@ -35,4 +36,56 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations", responses((status = 200)))]
+#[get("/api/v1/openapi.json")]
+pub async fn serve() -> HttpResponse {
+    HttpResponse::Ok().json(document())
+}
+
+/// The document, built once.
+pub fn document() -> &'static utoipa::openapi::OpenApi {
+    static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    DOC.get_or_init(ApiDoc::openapi)
+}
+
+/// The methods the document lists for the route that `path` matches, as an `Allow` value;
+/// `None` when no route matches (a 404, not a 405).
+pub fn allowed_methods(path: &str) -> Option<String> {
+    static TABLE: std::sync::OnceLock<Vec<(Vec<String>, String)>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        document()
+            .paths
+            .paths
+            .iter()
+            .map(|(template, item)| {
+                let mut methods: Vec<&str> = Vec::new();
+                let ops = [
+                    ("GET", &item.get),
+                    ("POST", &item.post),
+                    ("PUT", &item.put),
+                    ("PATCH", &item.patch),
+                    ("DELETE", &item.delete),
+                ];
+                for (name, op) in ops {
+                    if op.is_some() {
+                        methods.push(name);
+                    }
+                }
+                let segments = template.split('/').map(str::to_string).collect();
+                (segments, methods.join(", "))
+            })
+            .collect()
+    });
+    let wanted: Vec<&str> = path.split('/').collect();
+    table.iter().find_map(|(segments, allow)| {
+        let matches = segments.len() == wanted.len()
+            && segments
+                .iter()
+                .zip(&wanted)
+                .all(|(t, w)| (t.starts_with('{') && t.ends_with('}') && !w.is_empty()) || t == w);
+        matches.then(|| allow.clone())
+    })
 }

@@ -5,11 +5,9 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
-use actix_web::middleware::{from_fn, ErrorHandlerResponse, ErrorHandlers, Next};
-use actix_web::{web, App, HttpServer};
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpRequest, HttpServer};
 use actors::workspace::WorkspaceRegistry;
 use actors::AccountRegistry;
 use storage::Store;
@@ -84,15 +82,10 @@ impl Application {
                     web::QueryConfig::default()
                         .error_handler(|e, _| AppError::validation("query", e.to_string()).into()),
                 )
-                .wrap(
-                    ErrorHandlers::new()
-                        .handler(StatusCode::METHOD_NOT_ALLOWED, method_not_allowed),
-                )
-                .wrap(from_fn(observe))
+                .wrap(from_fn(crate::telemetry::observe))
                 .configure(crate::routes::configure)
-                .default_service(web::to(|| async {
-                    Err::<actix_web::HttpResponse, _>(AppError::NotFound)
-                }))
+                .service(crate::openapi::serve)
+                .default_service(web::to(fallback))
         })
         .listen(listener)
         .map_err(|source| StartError::Listen {
@@ -100,7 +93,10 @@ impl Application {
             source,
         })?
         .shutdown_timeout(30)
+        // actix-server would stop at once on SIGINT; we stop gracefully on both signals.
+        .disable_signals()
         .run();
+        spawn_signal_handler(server.handle());
         let control =
             crate::control::ControlServer::start(state.clone()).map_err(StartError::Control)?;
         spawn_token_janitor(state.store.clone());
@@ -190,34 +186,39 @@ fn spawn_timeout_sweeper(state: web::Data<AppState>) {
     });
 }
 
-fn method_not_allowed<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let (req, _) = res.into_parts();
-    let resp = actix_web::ResponseError::error_response(&AppError::MethodNotAllowed);
-    Ok(ErrorHandlerResponse::Response(
-        ServiceResponse::new(req, resp).map_into_right_body(),
-    ))
+/// No route matched: 405 with `Allow` when the path is a route under another method (every
+/// method, TRACE and PUT included), else 404.
+async fn fallback(req: HttpRequest) -> Result<actix_web::HttpResponse, AppError> {
+    Err(match crate::openapi::allowed_methods(req.path()) {
+        Some(allow) => AppError::MethodNotAllowed { allow },
+        None => AppError::NotFound,
+    })
 }
 
-/// Counts and times every request, and logs it at debug (server errors are logged where made).
-async fn observe(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let state = req.app_data::<web::Data<AppState>>().cloned();
-    let res = next.call(req).await?;
-    let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    let pattern = res
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".into());
-    let status = res.status().as_u16();
-    tracing::debug!(%method, route = %pattern, status, elapsed_us, "request");
-    if let Some(state) = state {
-        state
-            .metrics
-            .observe_request(method, pattern, status, elapsed_us);
-    }
-    Ok(res)
+/// SIGTERM and SIGINT both stop gracefully: stop accepting, finish in-flight requests, then
+/// [`Application::run_until_stopped`] flushes the store. A second signal does not force more:
+/// the shutdown timeout bounds the wait.
+fn spawn_signal_handler(handle: ServerHandle) {
+    actix_web::rt::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        let which = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            r = tokio::signal::ctrl_c() => match r {
+                Ok(()) => "SIGINT",
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGINT");
+                    return;
+                }
+            },
+        };
+        tracing::info!(signal = which, "stopping gracefully");
+        handle.stop(true).await;
+    });
 }

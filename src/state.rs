@@ -24,10 +24,12 @@ pub struct AppState {
     /// The feature toggles now (initial values from the environment).
     pub features: parking_lot::RwLock<crate::config::Features>,
     /// PayPal transmission verifier; `None` while `CREATIVEFLOW_PAYPAL_WEBHOOK_ID` is unset.
-    pub paypal: Option<crate::billing::paypal_verify::PaypalVerifier>,
+    pub paypal: Option<crate::paypal_verify::PaypalVerifier>,
     /// Payment events are applied one at a time (see `billing`).
     pub billing_lock: tokio::sync::Mutex<()>,
     pub started: Instant,
+    /// The same moment as seconds since the Unix epoch (`process_start_time_seconds`).
+    pub started_unix_s: f64,
 }
 
 impl AppState {
@@ -45,7 +47,7 @@ impl AppState {
     ) -> Self {
         let paypal = config.paypal_webhook_id.as_ref().and_then(|id| {
             let ca = config.paypal_ca_file.as_ref().and_then(|f| std::fs::read(f).ok());
-            match crate::billing::paypal_verify::PaypalVerifier::new(id.clone(), config.paypal_cert_url_prefixes.clone(), ca, 64, 300) {
+            match crate::paypal_verify::PaypalVerifier::new(id.clone(), config.paypal_cert_url_prefixes.clone(), ca, 64, 300) {
                 Ok(v) => Some(v),
                 Err(e) => {
                     tracing::error!(error = %e, "PayPal verifier unavailable; the PayPal webhook answers 503");
@@ -73,6 +75,7 @@ impl AppState {
             paypal,
             billing_lock: tokio::sync::Mutex::new(()),
             started: Instant::now(),
+            started_unix_s: storage::now_us() as f64 / 1e6,
         }
     }
 }

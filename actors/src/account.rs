@@ -6,8 +6,19 @@ use storage::records::{AccountRecord, IdempotencyRecord, LedgerEntry, IDEMPOTENC
 use storage::{now_us, StorageError, Store, WriteOutcome, WriteSet};
 use uuid::Uuid;
 
-/// Messages waiting for one account beyond this make `send().await` wait: backpressure.
-pub const MAILBOX_CAPACITY: usize = 64;
+use crate::registry::{Keyed, Registry, MAILBOX_CAPACITY};
+
+/// The registry of credit accounts.
+pub type AccountRegistry = Registry<CreditAccount>;
+
+impl Registry<CreditAccount> {
+    /// Sends one money movement to the user's account and waits for the durable answer.
+    pub async fn apply(&self, user_id: Uuid, msg: Apply) -> Result<Outcome, AccountError> {
+        self.send(user_id, msg)
+            .await
+            .unwrap_or(Err(AccountError::Unavailable))
+    }
+}
 
 /// How many times a write is retried after finding the stored account moved under it (only
 /// possible in the instant an evicted actor and its successor overlap).
@@ -77,7 +88,7 @@ impl Actor for CreditAccount {
     }
 }
 
-impl crate::registry::Keyed for CreditAccount {
+impl Keyed for CreditAccount {
     fn for_key(user_id: Uuid, store: Store) -> Self {
         CreditAccount::new(user_id, store)
     }

@@ -15,14 +15,17 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use parking_lot::Mutex;
 use serde::Deserialize;
-use storage::records::OutboxRecord;
-use storage::{now_us, Direction, Store};
+use storage::records::{OutboxOrder, OutboxRecord};
+use storage::{keys, now_us, Direction, Store, WriteSet};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::generation::{apply_event, mark_published, Event, GenerationError};
-use crate::workspace::{NewAsset, WorkspaceRegistry};
-use crate::AccountRegistry;
+use crate::account::AccountRegistry;
+use crate::generation::{apply_event, mark_published, GenerationError};
+use crate::histogram::Histogram;
+use crate::lifecycle::Event;
+use crate::workspace::WorkspaceRegistry;
+use crate::workspace_reads::NewAsset;
 
 /// Names and bounds of the job bus (SPEC §7 defaults; all configurable).
 #[derive(Debug, Clone)]
@@ -70,33 +73,12 @@ pub struct BrokerStatus {
     pub reconnects_total: AtomicU64,
     pub results_applied_total: AtomicU64,
     pub results_dead_lettered_total: AtomicU64,
-    /// Recent publish lags (accept → broker confirm), microseconds; bounded.
-    lags_us: Mutex<VecDeque<u64>>,
+    /// Accept → broker confirm, per job.
+    pub publish_lag: Histogram,
     pub last_error: Mutex<Option<String>>,
 }
 
-const LAGS_KEPT_MAX: usize = 4096;
-
 impl BrokerStatus {
-    fn record_lag(&self, lag_us: u64) {
-        let mut lags = self.lags_us.lock();
-        if lags.len() >= LAGS_KEPT_MAX {
-            lags.pop_front();
-        }
-        lags.push_back(lag_us);
-    }
-
-    /// The p-th percentile (0..=100) of recent publish lags, in milliseconds.
-    pub fn lag_percentile_ms(&self, p: f64) -> f64 {
-        let mut v: Vec<u64> = self.lags_us.lock().iter().copied().collect();
-        if v.is_empty() {
-            return 0.0;
-        }
-        v.sort_unstable();
-        let i = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
-        v[i.min(v.len() - 1)] as f64 / 1000.0
-    }
-
     fn error(&self, e: impl std::fmt::Display) {
         *self.last_error.lock() = Some(e.to_string());
     }
@@ -114,10 +96,11 @@ fn backoff_ms(attempt: u32, max_ms: u64) -> u64 {
 
 // --- Publisher ----------------------------------------------------------------------------------
 
-/// The one publishing connection and channel. Relays outbox entries in key order (time order),
-/// keeps up to `confirm_window` unconfirmed, removes an entry only after the broker's ack, and
-/// republishes what was nacked, returned, or unconfirmed when the connection dropped (lapin's
-/// own recovery does not republish; this does, by rescanning the outbox after a reconnect).
+/// The one publishing connection and channel. Follows the outbox in commit order (its
+/// `outbox_order` keys, which the storage writer assigns as it commits), keeps up to
+/// `confirm_window` unconfirmed, removes an entry only after the broker's ack, and republishes
+/// what was nacked, returned, or unconfirmed when the connection dropped (lapin's own recovery
+/// does not republish; this does, by starting again from the first entry after a reconnect).
 pub struct Publisher {
     store: Store,
     config: BrokerConfig,
@@ -215,15 +198,35 @@ async fn declare_jobs(channel: &Channel, config: &BrokerConfig) -> Result<(), la
     Ok(())
 }
 
-/// How often the publisher rescans the whole outbox (in-flight entries are skipped).
-const RESCAN_EVERY_MS: u64 = 250;
+/// A job as the publisher tracks it: the request and where the cursor found it.
+#[derive(Debug, Clone)]
+struct Job {
+    generation_id: Uuid,
+    order_key: Vec<u8>,
+    created_at_us: i64,
+}
 
 type Confirm = std::pin::Pin<
-    Box<
-        dyn std::future::Future<Output = (Uuid, i64, Result<lapin::Confirmation, lapin::Error>)>
-            + Send,
-    >,
+    Box<dyn std::future::Future<Output = (Job, Result<lapin::Confirmation, lapin::Error>)> + Send>,
 >;
+
+/// Order entries read per scan of the cursor.
+const SCAN_BATCH_MAX: usize = 256;
+
+/// The publisher's state on one channel.
+struct Relay<'a> {
+    store: &'a Store,
+    config: &'a BrokerConfig,
+    status: &'a BrokerStatus,
+    channel: Channel,
+    inflight: FuturesUnordered<Confirm>,
+    inflight_ids: HashSet<Uuid>,
+    /// Nacked, or confirmed but not recorded: published again before new entries.
+    retry: VecDeque<Job>,
+    /// The last `outbox_order` key read. Keys grow in commit order, so no entry that commits
+    /// later can sort before it: nothing is ever left behind the cursor, and no rescan is needed.
+    cursor: Option<Vec<u8>>,
+}
 
 /// Publishes until the connection fails; returns the failure.
 async fn relay(
@@ -233,152 +236,193 @@ async fn relay(
     wake: &Notify,
     conn: &Connection,
 ) -> String {
-    let channel = match conn.create_channel().await {
+    let channel = match open_channel(conn, config).await {
         Ok(c) => c,
         Err(e) => return e.to_string(),
     };
-    if let Err(e) = channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-    {
-        return e.to_string();
-    }
-    if let Err(e) = declare_jobs(&channel, config).await {
-        return e.to_string();
-    }
-    let mut inflight: FuturesUnordered<Confirm> = FuturesUnordered::new();
-    let mut inflight_ids: HashSet<Uuid> = HashSet::new();
-    let mut retry: VecDeque<Uuid> = VecDeque::new();
-    // Everything still in the outbox was not confirmed: start from the beginning.
-    let mut cursor: Option<Vec<u8>> = None;
-    // Outbox keys are request ids, taken before the charge waits for its commit, so an entry
-    // can commit behind the cursor (or stay after a failed mark). A rescan from the start on a
-    // fixed beat — not reset by wakes or confirms — bounds how long such an entry waits.
-    let mut rescan = tokio::time::interval(Duration::from_millis(RESCAN_EVERY_MS));
+    let mut relay = Relay {
+        store,
+        config,
+        status,
+        channel,
+        inflight: FuturesUnordered::new(),
+        inflight_ids: HashSet::new(),
+        retry: VecDeque::new(),
+        // Everything still in the outbox was not confirmed: start from the first entry.
+        cursor: None,
+    };
     loop {
         if !conn.status().connected() {
             return "the connection closed".into();
         }
-        // Fill the confirm window: retries first, then new outbox entries in key order.
-        while inflight.len() < config.confirm_window {
-            let next = match retry.pop_front() {
-                Some(id) => match store.get::<OutboxRecord>(&storage::keys::id(id)) {
-                    Ok(Some(r)) => Some(r),
-                    Ok(None) => continue, // cancelled meanwhile
-                    Err(e) => return e.to_string(),
-                },
-                None => {
-                    let want = config.confirm_window - inflight.len();
-                    let rows = match store.scan::<OutboxRecord>(
-                        &[],
-                        cursor.as_deref(),
-                        Direction::Forward,
-                        want.min(256),
-                    ) {
-                        Ok(r) => r,
-                        Err(e) => return e.to_string(),
-                    };
-                    if rows.is_empty() {
-                        break;
-                    }
-                    cursor = rows.last().map(|(k, _)| k.clone());
-                    for (_, r) in rows {
-                        if inflight_ids.contains(&r.generation_id) {
-                            continue;
-                        }
-                        match publish(&channel, config, &r).await {
-                            Ok(confirm) => {
-                                status.published_total.fetch_add(1, Ordering::Relaxed);
-                                inflight_ids.insert(r.generation_id);
-                                inflight.push(confirm);
-                            }
-                            Err(e) => return e.to_string(),
-                        }
-                    }
-                    continue;
-                }
-            };
-            if let Some(r) = next {
-                if inflight_ids.contains(&r.generation_id) {
-                    continue;
-                }
-                match publish(&channel, config, &r).await {
-                    Ok(confirm) => {
-                        status.republished_total.fetch_add(1, Ordering::Relaxed);
-                        inflight_ids.insert(r.generation_id);
-                        inflight.push(confirm);
-                    }
-                    Err(e) => return e.to_string(),
-                }
-            }
+        if let Err(e) = relay.fill_window().await {
+            return e;
         }
         tokio::select! {
-            Some((id, created_at_us, result)) = inflight.next(), if !inflight.is_empty() => {
-                inflight_ids.remove(&id);
-                let mut done = vec![(id, created_at_us, result)];
-                // Take every confirm already in, to write their removals together.
-                while let Some(Some(more)) = futures_util::FutureExt::now_or_never(inflight.next()) {
-                    inflight_ids.remove(&more.0);
-                    done.push(more);
-                }
-                let mut confirmed = Vec::with_capacity(done.len());
-                for (id, created_at_us, result) in done {
-                    match result {
-                        Ok(c) if c.is_ack() => match c.take_message() {
-                            None => confirmed.push((id, created_at_us)),
-                            Some(returned) => {
-                                // Unroutable: the queue or binding is gone. Redeclare on a fresh
-                                // connection rather than spin.
-                                retry.push_back(id);
-                                return format!("job {id} returned by the broker: {} {}", returned.reply_code, returned.reply_text);
-                            }
-                        },
-                        Ok(_) => retry.push_back(id), // nacked: publish again
-                        Err(e) => return e.to_string(),
-                    }
-                }
-                let marks = confirmed.iter().map(|(id, _)| mark_published(store, *id));
-                for ((_, created_at_us), r) in confirmed.iter().zip(futures_util::future::join_all(marks).await) {
-                    match r {
-                        Ok(()) => {
-                            status.confirmed_total.fetch_add(1, Ordering::Relaxed);
-                            status.record_lag(u64::try_from(now_us() - created_at_us).unwrap_or(0));
-                        }
-                        // The entry stays in the outbox and is published again later: a
-                        // duplicate with the same message_id, which consumers dedupe.
-                        Err(e) => tracing::warn!(error = %e, "could not record a confirmed job"),
-                    }
+            Some(first) = relay.inflight.next(), if !relay.inflight.is_empty() => {
+                if let Err(e) = relay.settle(first).await {
+                    return e;
                 }
             }
             _ = wake.notified() => {}
-            _ = rescan.tick() => cursor = None,
         }
     }
 }
 
-async fn publish(
-    channel: &Channel,
-    config: &BrokerConfig,
-    record: &OutboxRecord,
-) -> Result<Confirm, lapin::Error> {
-    let properties = BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type("application/json".into())
-        .with_message_id(record.generation_id.to_string().into());
-    let confirm = channel
-        .basic_publish(
-            config.exchange.as_str().into(),
-            config.routing_key.as_str().into(),
-            BasicPublishOptions {
-                mandatory: true,
-                ..Default::default()
-            },
-            &record.payload,
-            properties,
-        )
+async fn open_channel(conn: &Connection, config: &BrokerConfig) -> Result<Channel, lapin::Error> {
+    let channel = conn.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    let (id, created) = (record.generation_id, record.created_at_us);
-    Ok(Box::pin(async move { (id, created, confirm.await) }))
+    declare_jobs(&channel, config).await?;
+    Ok(channel)
+}
+
+impl Relay<'_> {
+    /// Publishes retries first, then new entries from the cursor, until the window is full or
+    /// there is nothing more.
+    async fn fill_window(&mut self) -> Result<(), String> {
+        while self.inflight.len() < self.config.confirm_window {
+            if let Some(job) = self.retry.pop_front() {
+                if let Some(stale) = self.publish(job, true).await? {
+                    self.remove_stale(vec![stale.order_key]).await;
+                }
+                continue;
+            }
+            let want = (self.config.confirm_window - self.inflight.len()).min(SCAN_BATCH_MAX);
+            let rows = self
+                .store
+                .scan::<OutboxOrder>(&[], self.cursor.as_deref(), Direction::Forward, want)
+                .map_err(|e| e.to_string())?;
+            let Some((last, _)) = rows.last() else {
+                return Ok(());
+            };
+            self.cursor = Some(last.clone());
+            let mut stale = Vec::new();
+            for (order_key, order) in rows {
+                let job = Job {
+                    generation_id: order.generation_id,
+                    order_key,
+                    created_at_us: 0,
+                };
+                if let Some(job) = self.publish(job, false).await? {
+                    stale.push(job.order_key);
+                }
+            }
+            self.remove_stale(stale).await;
+        }
+        Ok(())
+    }
+
+    /// Removes order entries whose job left the outbox unpublished. Best effort: what stays is
+    /// found again after the next reconnect or restart, and removed then.
+    async fn remove_stale(&self, order_keys: Vec<Vec<u8>>) {
+        if order_keys.is_empty() {
+            return;
+        }
+        let mut set = WriteSet::new();
+        for key in order_keys {
+            set.delete::<OutboxOrder>(key);
+        }
+        if let Err(e) = self.store.write(set).await {
+            tracing::debug!(error = %e, "stale outbox order entries stay for now");
+        }
+    }
+
+    /// Publishes one job from its outbox entry. Answers the job back when the entry is gone (the
+    /// request was cancelled or failed before publishing): only its order entry is left.
+    async fn publish(&mut self, mut job: Job, again: bool) -> Result<Option<Job>, String> {
+        if self.inflight_ids.contains(&job.generation_id) {
+            return Ok(None);
+        }
+        let record = match self.store.get::<OutboxRecord>(&keys::id(job.generation_id)) {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(Some(job)),
+            Err(e) => return Err(e.to_string()),
+        };
+        job.created_at_us = record.created_at_us;
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_message_id(record.generation_id.to_string().into());
+        let confirm = self
+            .channel
+            .basic_publish(
+                self.config.exchange.as_str().into(),
+                self.config.routing_key.as_str().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                &record.payload,
+                properties,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let counter = if again {
+            &self.status.republished_total
+        } else {
+            &self.status.published_total
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.inflight_ids.insert(job.generation_id);
+        self.inflight
+            .push(Box::pin(async move { (job, confirm.await) }));
+        Ok(None)
+    }
+
+    /// Handles the first confirm that arrived and every other one already in, then records the
+    /// acked jobs as published together.
+    async fn settle(
+        &mut self,
+        first: (Job, Result<lapin::Confirmation, lapin::Error>),
+    ) -> Result<(), String> {
+        let mut done = vec![first];
+        while let Some(Some(more)) = futures_util::FutureExt::now_or_never(self.inflight.next()) {
+            done.push(more);
+        }
+        let mut acked = Vec::with_capacity(done.len());
+        for (job, result) in done {
+            self.inflight_ids.remove(&job.generation_id);
+            match result {
+                Ok(c) if c.is_ack() => match c.take_message() {
+                    None => acked.push(job),
+                    Some(returned) => {
+                        // Unroutable: the queue or binding is gone. Redeclare on a fresh
+                        // connection rather than spin.
+                        let id = job.generation_id;
+                        self.retry.push_back(job);
+                        return Err(format!(
+                            "job {id} returned by the broker: {} {}",
+                            returned.reply_code, returned.reply_text
+                        ));
+                    }
+                },
+                Ok(_) => self.retry.push_back(job), // nacked: publish again
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        let marks = acked
+            .iter()
+            .map(|job| mark_published(self.store, job.generation_id, &job.order_key));
+        let results = futures_util::future::join_all(marks).await;
+        for (job, r) in acked.into_iter().zip(results) {
+            match r {
+                Ok(()) => {
+                    self.status.confirmed_total.fetch_add(1, Ordering::Relaxed);
+                    let lag_us = u64::try_from(now_us() - job.created_at_us).unwrap_or(0);
+                    self.status.publish_lag.observe_us(lag_us);
+                }
+                // Publish it again (a duplicate with the same message_id, which consumers
+                // dedupe) so that its outbox entry is removed once recording works again.
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not record a confirmed job; it is published again");
+                    self.retry.push_back(job);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 // --- Results consumer ---------------------------------------------------------------------------

@@ -3,11 +3,18 @@
 //! ever changes a balance. The [`AccountRegistry`] starts them on demand and lets idle ones go.
 #![forbid(unsafe_code)]
 
+//!
+//! Modules depend one way: `registry` ← `account`; `workspace_reads` ← `lifecycle` ←
+//! `workspace`; `account` + `workspace` + `lifecycle` ← `generation` ← `broker`.
+
 mod account;
 pub mod broker;
 pub mod generation;
+pub mod histogram;
+pub mod lifecycle;
 mod registry;
 pub mod workspace;
+pub mod workspace_reads;
 
-pub use account::{AccountError, Apply, CreditAccount, IdempotencyKey, Outcome, MAILBOX_CAPACITY};
-pub use registry::{AccountRegistry, Keyed, Registry, RegistryOptions};
+pub use account::{AccountError, AccountRegistry, Apply, CreditAccount, IdempotencyKey, Outcome};
+pub use registry::{Keyed, Registry, RegistryOptions, MAILBOX_CAPACITY};

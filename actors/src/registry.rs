@@ -8,12 +8,13 @@ use parking_lot::Mutex;
 use storage::Store;
 use uuid::Uuid;
 
-use crate::account::{AccountError, Apply, CreditAccount, Outcome};
-
 /// An actor that owns the state of one key (a user) and is rebuilt from the store on restart.
 pub trait Keyed: Actor<Context = Context<Self>> + Supervised {
     fn for_key(key: Uuid, store: Store) -> Self;
 }
+
+/// Messages waiting for one keyed actor beyond this make `send().await` wait: backpressure.
+pub const MAILBOX_CAPACITY: usize = 64;
 
 /// Shards of the registry map: lookups from many HTTP workers rarely meet on one lock.
 const SHARDS: usize = 64;
@@ -47,7 +48,7 @@ struct Entry<A: Actor> {
     last_used: Instant,
 }
 
-/// Finds or starts the one actor of a key (for money: the one [`CreditAccount`] of a user).
+/// Finds or starts the one actor of a key (for money: the one credit account of a user).
 ///
 /// A plain sharded map rather than a manager actor: a lookup is a hash probe, and routing every
 /// money operation through one more mailbox would make that mailbox the bottleneck. Correctness
@@ -62,9 +63,6 @@ pub struct Registry<A: Keyed> {
     started_total: AtomicU64,
     options: RegistryOptions,
 }
-
-/// The registry of credit accounts.
-pub type AccountRegistry = Registry<CreditAccount>;
 
 impl<A: Keyed> Registry<A> {
     /// Must be called inside a running actix System (it starts arbiter threads).
@@ -206,14 +204,5 @@ impl<A: Keyed> Registry<A> {
         for a in &self.arbiters {
             a.stop();
         }
-    }
-}
-
-impl Registry<CreditAccount> {
-    /// Sends one money movement to the user's account and waits for the durable answer.
-    pub async fn apply(&self, user_id: Uuid, msg: Apply) -> Result<Outcome, AccountError> {
-        self.send(user_id, msg)
-            .await
-            .unwrap_or(Err(AccountError::Unavailable))
     }
 }

@@ -110,7 +110,7 @@ where
                 }
                 Outcome::InsufficientCredits { .. } => false, // the balance moved; decide again
                 other => {
-                    return Err(AppError::Internal(format!(
+                    return Err(AppError::internal(format!(
                         "billing credit answered {other:?}"
                     )))
                 }

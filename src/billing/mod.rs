@@ -8,5 +8,4 @@
 
 pub mod desk;
 pub mod paypal;
-pub mod paypal_verify;
 pub mod stripe;

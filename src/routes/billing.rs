@@ -5,16 +5,17 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use storage::keys;
 use storage::records::*;
+use storage::Reader;
 use storage::Table;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::billing::desk::{self, Answer};
-use crate::billing::paypal_verify::PaypalHeaders;
 use crate::billing::{paypal, stripe};
 use crate::error::AppError;
 use crate::extract::{read_body, Page};
+use crate::paypal_verify::PaypalHeaders;
 use crate::state::AppState;
 use crate::views::{rfc3339, Listing};
 
@@ -189,14 +190,10 @@ impl From<&InvoiceRecord> for InvoiceView {
     params(("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query), ("user_id" = Option<Uuid>, Query, description = "staff only")),
     responses((status = 200, body = Listing<InvoiceView>)))]
 #[get("/api/v1/invoices")]
-pub async fn invoices(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    caller: Caller,
-) -> Result<HttpResponse, AppError> {
+pub async fn invoices(req: HttpRequest, caller: Caller) -> Result<HttpResponse, AppError> {
     let page = Page::with_filters(&req, &["user_id"])?;
     let (items, next_cursor) = crate::services::workspace::page_owned::<InvoiceRecord>(
-        &state.store,
+        &*caller.reads,
         &caller.user,
         Table::InvoicesByUser,
         &page,
@@ -218,12 +215,9 @@ pub struct SubscriptionView {
 
 #[utoipa::path(get, path = "/api/v1/subscription", tag = "payments", security(("bearer" = [])), responses((status = 200, body = SubscriptionView)))]
 #[get("/api/v1/subscription")]
-pub async fn subscription(
-    state: web::Data<AppState>,
-    caller: Caller,
-) -> Result<HttpResponse, AppError> {
-    let view = match state
-        .store
+pub async fn subscription(caller: Caller) -> Result<HttpResponse, AppError> {
+    let view = match caller
+        .reads
         .get::<SubscriptionRecord>(&keys::user(caller.user.id))?
     {
         Some(s) => SubscriptionView {
@@ -258,15 +252,11 @@ pub struct OwedView {
     params(("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = Listing<OwedView>), (status = 403, body = crate::views::ErrorBody)))]
 #[get("/api/v1/admin/owed")]
-pub async fn owed(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    caller: Caller,
-) -> Result<HttpResponse, AppError> {
+pub async fn owed(req: HttpRequest, caller: Caller) -> Result<HttpResponse, AppError> {
     caller.require_staff()?;
     let page = Page::from_query(&req)?;
     const SCAN_MAX: usize = 10_000;
-    let rows = state.store.scan::<PurchaseRecord>(
+    let rows = caller.reads.scan::<PurchaseRecord>(
         &[],
         page.after.as_deref(),
         storage::Direction::Forward,

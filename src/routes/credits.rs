@@ -1,3 +1,4 @@
+use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -25,14 +26,10 @@ pub struct CreditsView {
     params(("limit" = Option<u32>, Query, description = "1..200, default 50"), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = CreditsView), (status = 401, body = crate::views::ErrorBody)))]
 #[get("/api/v1/credits")]
-pub async fn my_credits(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    caller: Caller,
-) -> Result<HttpResponse, AppError> {
+pub async fn my_credits(req: HttpRequest, caller: Caller) -> Result<HttpResponse, AppError> {
     let page = Page::from_query(&req)?;
-    let balance = users::balance_of(&state.store, caller.user.id)?;
-    let (entries, next_cursor) = credits::ledger_page(&state.store, caller.user.id, &page)?;
+    let balance = users::balance_of(&*caller.reads, caller.user.id)?;
+    let (entries, next_cursor) = credits::ledger_page(&*caller.reads, caller.user.id, &page)?;
     Ok(HttpResponse::Ok().json(CreditsView {
         balance,
         transactions: entries.iter().map(LedgerEntryView::from).collect(),
@@ -57,7 +54,7 @@ pub struct AdjustView {
 /// Append an `admin_adjustment` to a user's ledger (admins). Honours `Idempotency-Key`.
 #[utoipa::path(post, path = "/api/v1/admin/users/{id}/credits", tag = "admin", security(("bearer" = [])), request_body = AdjustBody,
     params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 201, body = AdjustView), (status = 200, description = "replay of an earlier request with the same Idempotency-Key", body = AdjustView),
+    responses((status = 201, description = "applied; a replay with the same Idempotency-Key and body answers the same, with `Idempotent-Replayed: true`", body = AdjustView),
         (status = 402, body = crate::views::ErrorBody), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody),
         (status = 409, body = crate::views::ErrorBody), (status = 422, body = crate::views::ErrorBody)))]
 #[post("/api/v1/admin/users/{id}/credits")]
@@ -78,7 +75,7 @@ pub async fn admin_adjust_credits(
         .get("Idempotency-Key")
         .map(|v| IdempotencyKeyValue::parse(v.to_str().unwrap_or("\u{0}")))
         .transpose()?;
-    users::get_user(&state.store, user_id)?;
+    users::get_user(&*caller.reads, user_id)?;
     let adjusted = credits::admin_adjust(
         &state.accounts,
         &state.metrics,
@@ -89,16 +86,14 @@ pub async fn admin_adjust_credits(
         idempotency,
     )
     .await?;
-    let (mut resp, entry) = match adjusted {
-        Adjusted::Applied(e) => (HttpResponse::Created(), e),
-        Adjusted::Replayed(e) => {
-            let mut r = HttpResponse::Ok();
-            r.insert_header(("Idempotent-Replayed", "true"));
-            (r, e)
-        }
+    let (entry, replayed) = match adjusted {
+        Adjusted::Applied(e) => (e, false),
+        Adjusted::Replayed(e) => (e, true),
     };
-    Ok(resp.json(AdjustView {
-        balance: entry.balance_after,
-        transaction: LedgerEntryView::from(&entry),
-    }))
+    Ok(
+        super::answer(StatusCode::CREATED, replayed).json(AdjustView {
+            balance: entry.balance_after,
+            transaction: LedgerEntryView::from(&entry),
+        }),
+    )
 }

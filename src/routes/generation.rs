@@ -1,6 +1,7 @@
 //! Generation requests (SPEC §7). The create route also speaks the Odoo JSON-RPC envelope.
 
-use actix_web::{get, post, web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::http::StatusCode;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use storage::records::GenerationRecord;
@@ -87,7 +88,7 @@ async fn create_from(
     caller: &Caller,
     req: &HttpRequest,
     body: Value,
-) -> Result<CreatedView, AppError> {
+) -> Result<(CreatedView, bool), AppError> {
     let b: CreateBody = from_value(body)?;
     let request = CreateRequest::parse(
         state,
@@ -98,12 +99,14 @@ async fn create_from(
         b.params,
     )?;
     let created = gen::create(state, &caller.user, request, idempotency(req)?).await?;
-    Ok(CreatedView {
+    let view = CreatedView {
         id: created.id,
+        // A replay answers the first body: the request was pending when it was accepted.
         status: "pending",
         cost: created.cost,
         credit_balance: created.credit_balance,
-    })
+    };
+    Ok((view, created.replayed))
 }
 
 /// Charge the cost and accept a generation request; its job goes to the AI workers through the
@@ -122,8 +125,8 @@ pub async fn create(
 ) -> Result<HttpResponse, AppError> {
     let body = body.0;
     if body.get("jsonrpc").is_none() {
-        let created = create_from(&state, &caller, &req, body).await?;
-        return Ok(HttpResponse::Accepted().json(created));
+        let (created, replayed) = create_from(&state, &caller, &req, body).await?;
+        return Ok(super::answer(StatusCode::ACCEPTED, replayed).json(created));
     }
     // JSON-RPC: every outcome is a 200 carrying a result or an error object.
     let id = body.get("id").cloned().unwrap_or(Value::Null);
@@ -138,36 +141,28 @@ pub async fn create(
             "a JSON-RPC 2.0 call with an object in params".into(),
         )),
     };
-    Ok(HttpResponse::Ok().json(match outcome {
-        Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
+    let replayed = matches!(&outcome, Ok((_, true)));
+    let body = match outcome {
+        Ok((result, _)) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
         Err(e) => {
-            let envelope: Value = serde_json::from_slice(
-                &actix_web::body::to_bytes(e.error_response().into_body())
-                    .await
-                    .unwrap_or_default(),
-            )
-            .unwrap_or(Value::Null);
-            let inner = &envelope["error"];
+            let e = e.envelope();
             json!({"jsonrpc": "2.0", "id": id, "error": {
-                "code": e.status_code().as_u16(),
-                "message": inner["message"],
-                "data": {"code": inner["code"], "details": inner["details"]},
+                "code": e.status.as_u16(),
+                "message": e.message,
+                "data": {"code": e.code, "details": e.details},
             }})
         }
-    }))
+    };
+    Ok(super::answer(StatusCode::OK, replayed).json(body))
 }
 
 #[utoipa::path(get, path = "/api/v1/generation/{id}/status", tag = "generation", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = GenerationView), (status = 404, body = crate::views::ErrorBody)))]
 #[get("/api/v1/generation/{id}/status")]
-pub async fn status(
-    state: web::Data<AppState>,
-    caller: Caller,
-    id: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
+pub async fn status(caller: Caller, id: web::Path<String>) -> Result<HttpResponse, AppError> {
     let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound)?;
-    let g = gen::get_visible(&state, &caller.user, id)?;
-    let assets = gen::assets_of(&state, &g)?
+    let g = gen::get_visible(&*caller.reads, &caller.user, id)?;
+    let assets = gen::assets_of(&*caller.reads, &g)?
         .iter()
         .map(AssetView::from)
         .collect();
@@ -218,19 +213,15 @@ pub async fn cancel(
     params(("project_id" = Option<Uuid>, Query), ("status" = Option<String>, Query), ("user_id" = Option<Uuid>, Query, description = "staff only"), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = Listing<GenerationView>)))]
 #[get("/api/v1/generation")]
-pub async fn list(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    caller: Caller,
-) -> Result<HttpResponse, AppError> {
+pub async fn list(req: HttpRequest, caller: Caller) -> Result<HttpResponse, AppError> {
     let page = Page::with_filters(&req, &["project_id", "status", "user_id"])?;
-    let (items, next_cursor) = gen::list(&state, &caller.user, &page)?;
+    let (items, next_cursor) = gen::list(&*caller.reads, &caller.user, &page)?;
     let items = items
         .iter()
         .map(|g| {
             Ok(GenerationView::new(
                 g,
-                gen::assets_of(&state, g)?
+                gen::assets_of(&*caller.reads, g)?
                     .iter()
                     .map(AssetView::from)
                     .collect(),

@@ -1,9 +1,13 @@
+use actix_web::http::header;
 use actix_web::{get, web, HttpResponse};
 use serde_json::json;
-use utoipa::OpenApi;
 
 use crate::error::AppError;
+use crate::metrics::{Sample, CONTENT_TYPE};
 use crate::state::AppState;
+
+/// Seconds a load balancer is told to wait when the store does not answer.
+const NOT_READY_RETRY_AFTER_S: &str = "5";
 
 /// Process up.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200)))]
@@ -13,7 +17,7 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// Ready to serve: the store answers a read. Also says how the job bus stands.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200), (status = 503)))]
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200), (status = 503, description = "the store does not answer; `Retry-After`")))]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let store_ok = state.store.snapshot().is_ok();
@@ -28,13 +32,16 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             "last_error": broker.last_error.lock().clone(),
         },
         "outbox_backlog": crate::services::generation::outbox_backlog(&state),
-        "publish_lag_p99_ms": broker.lag_percentile_ms(99.0),
+        // An upper bound: the histogram bucket holding the 99th percentile since start.
+        "publish_lag_p99_ms": broker.publish_lag.quantile_upper_s(0.99).map(|s| s * 1000.0),
         "uptime_seconds": state.started.elapsed().as_secs(),
     });
     if store_ok {
         HttpResponse::Ok().json(body)
     } else {
-        HttpResponse::ServiceUnavailable().json(body)
+        HttpResponse::ServiceUnavailable()
+            .insert_header((header::RETRY_AFTER, NOT_READY_RETRY_AFTER_S))
+            .json(body)
     }
 }
 
@@ -47,116 +54,109 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, AppErro
     let b = &state.publisher.status;
     let batches = s.batches.load(Relaxed);
     let sets = s.completed.load(Relaxed);
-    let gauges = [
+    let samples = [
         (
             "creativeflow_store_writer_queue_depth",
             "Write sets waiting for the storage writer.",
-            s.queue_depth() as f64,
+            Sample::Gauge(s.queue_depth() as f64),
         ),
         (
             "creativeflow_store_write_sets_total",
             "Write sets committed or refused by the writer.",
-            sets as f64,
+            Sample::Counter(sets as f64),
         ),
         (
             "creativeflow_store_batches_total",
             "Durable commits (group commits) made.",
-            batches as f64,
+            Sample::Counter(batches as f64),
         ),
         (
             "creativeflow_store_failed_batches_total",
             "Commits that failed.",
-            s.failed_batches.load(Relaxed) as f64,
+            Sample::Counter(s.failed_batches.load(Relaxed) as f64),
         ),
         (
             "creativeflow_store_overloaded_total",
             "Write sets refused because the queue was full.",
-            s.rejected_overloaded.load(Relaxed) as f64,
+            Sample::Counter(s.rejected_overloaded.load(Relaxed) as f64),
         ),
         (
             "creativeflow_store_batch_size_max",
             "Largest group commit seen.",
-            s.batch_size_max_seen.load(Relaxed) as f64,
+            Sample::Gauge(s.batch_size_max_seen.load(Relaxed) as f64),
         ),
         (
             "creativeflow_store_commit_seconds_total",
             "Time spent committing.",
-            s.commit_us_total.load(Relaxed) as f64 / 1e6,
+            Sample::Counter(s.commit_us_total.load(Relaxed) as f64 / 1e6),
         ),
         (
             "creativeflow_account_actors_live",
             "Credit account actors alive now.",
-            state.accounts.live() as f64,
+            Sample::Gauge(state.accounts.live() as f64),
         ),
         (
             "creativeflow_account_actors_started_total",
             "Credit account actors started.",
-            state.accounts.started_total() as f64,
+            Sample::Counter(state.accounts.started_total() as f64),
         ),
         (
             "creativeflow_broker_connected",
             "1 when the job publisher holds a broker connection.",
-            f64::from(u8::from(b.publisher_connected.load(Relaxed))),
+            Sample::Gauge(f64::from(u8::from(b.publisher_connected.load(Relaxed)))),
         ),
         (
             "creativeflow_results_consumer_connected",
             "1 when the results consumer holds a broker connection.",
-            f64::from(u8::from(b.consumer_connected.load(Relaxed))),
+            Sample::Gauge(f64::from(u8::from(b.consumer_connected.load(Relaxed)))),
         ),
         (
             "creativeflow_outbox_backlog",
             "Jobs accepted and not yet confirmed by the broker.",
-            crate::services::generation::outbox_backlog(&state) as f64,
+            Sample::Gauge(crate::services::generation::outbox_backlog(&state) as f64),
         ),
         (
             "creativeflow_jobs_published_total",
             "Job publishes (first attempts).",
-            b.published_total.load(Relaxed) as f64,
+            Sample::Counter(b.published_total.load(Relaxed) as f64),
         ),
         (
             "creativeflow_jobs_republished_total",
             "Job publishes after a nack or return.",
-            b.republished_total.load(Relaxed) as f64,
+            Sample::Counter(b.republished_total.load(Relaxed) as f64),
         ),
         (
             "creativeflow_jobs_confirmed_total",
             "Jobs confirmed by the broker and removed from the outbox.",
-            b.confirmed_total.load(Relaxed) as f64,
+            Sample::Counter(b.confirmed_total.load(Relaxed) as f64),
         ),
         (
             "creativeflow_broker_reconnects_total",
             "Publisher reconnects.",
-            b.reconnects_total.load(Relaxed) as f64,
+            Sample::Counter(b.reconnects_total.load(Relaxed) as f64),
         ),
         (
             "creativeflow_results_applied_total",
             "Result messages applied and acked.",
-            b.results_applied_total.load(Relaxed) as f64,
+            Sample::Counter(b.results_applied_total.load(Relaxed) as f64),
         ),
         (
             "creativeflow_results_dead_lettered_total",
             "Result messages sent to the dead-letter queue.",
-            b.results_dead_lettered_total.load(Relaxed) as f64,
-        ),
-        (
-            "creativeflow_publish_lag_p99_seconds",
-            "p99 of accept-to-confirm lag over recent jobs.",
-            b.lag_percentile_ms(99.0) / 1000.0,
+            Sample::Counter(b.results_dead_lettered_total.load(Relaxed) as f64),
         ),
         (
             "creativeflow_uptime_seconds",
             "Seconds since start.",
-            state.started.elapsed().as_secs_f64(),
+            Sample::Gauge(state.started.elapsed().as_secs_f64()),
+        ),
+        (
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch, in seconds.",
+            Sample::Gauge(state.started_unix_s),
         ),
     ];
     Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render(&gauges)))
-}
-
-/// This document.
-#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations", responses((status = 200)))]
-#[get("/api/v1/openapi.json")]
-pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(crate::openapi::ApiDoc::openapi())
+        .content_type(CONTENT_TYPE)
+        .body(state.metrics.render(&samples, &b.publish_lag)))
 }

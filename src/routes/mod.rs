@@ -8,7 +8,18 @@ pub mod health;
 pub mod users;
 pub mod workspace;
 
-use actix_web::web;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse, HttpResponseBuilder};
+
+/// The answer of a route that honours `Idempotency-Key`: a replay answers exactly as the first
+/// time (same status, same body) and says so with `Idempotent-Replayed: true`.
+pub fn answer(status: StatusCode, replayed: bool) -> HttpResponseBuilder {
+    let mut resp = HttpResponse::build(status);
+    if replayed {
+        resp.insert_header(("Idempotent-Replayed", "true"));
+    }
+    resp
+}
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // actix-web tries resources in registration order (a regex per dynamic path), so the hot
@@ -18,7 +29,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(health::healthz)
         .service(health::readyz)
         .service(health::metrics)
-        .service(health::openapi)
         .service(auth::signup)
         .service(auth::login)
         .service(auth::logout)

@@ -16,8 +16,8 @@ use storage::records::{Role, Tier};
 #[utoipa::path(get, path = "/api/v1/me", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = UserView), (status = 401, body = crate::views::ErrorBody)))]
 #[get("/api/v1/me")]
-pub async fn me(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, AppError> {
-    let balance = users::balance_of(&state.store, caller.user.id)?;
+pub async fn me(caller: Caller) -> Result<HttpResponse, AppError> {
+    let balance = users::balance_of(&*caller.reads, caller.user.id)?;
     Ok(HttpResponse::Ok().json(UserView::new(&caller.user, balance)))
 }
 
@@ -32,17 +32,13 @@ pub struct UserList {
     params(("limit" = Option<u32>, Query, description = "1..200, default 50"), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = UserList), (status = 403, body = crate::views::ErrorBody)))]
 #[get("/api/v1/admin/users")]
-pub async fn admin_list_users(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    caller: Caller,
-) -> Result<HttpResponse, AppError> {
+pub async fn admin_list_users(req: HttpRequest, caller: Caller) -> Result<HttpResponse, AppError> {
     caller.require_staff()?;
     let page = Page::from_query(&req)?;
-    let (list, next_cursor) = users::list_users(&state.store, &page)?;
+    let (list, next_cursor) = users::list_users(&*caller.reads, &page)?;
     let items = list
         .iter()
-        .map(|u| Ok(UserView::new(u, users::balance_of(&state.store, u.id)?)))
+        .map(|u| Ok(UserView::new(u, users::balance_of(&*caller.reads, u.id)?)))
         .collect::<Result<Vec<_>, AppError>>()?;
     Ok(HttpResponse::Ok().json(UserList { items, next_cursor }))
 }

@@ -2,10 +2,14 @@
 //! every change goes through the owner's workspace actor.
 
 use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
-use actors::workspace::{BrandKitPatch, Changed, Command, NewAsset, NewBrandKit};
+use actors::workspace::{
+    CreateAsset, CreateBrandKit, CreateProject, CreateWorkbench, DeleteAsset, DeleteBrandKit,
+    DeleteProject, DeleteWorkbench, UpdateBrandKit, UpdateProject, UpdateWorkbench,
+};
+use actors::workspace_reads::NewAsset;
 use serde::{Deserialize, Deserializer};
 use storage::records::*;
-use storage::Table;
+use storage::{Reader, Table};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -28,24 +32,16 @@ fn parse_id(raw: &str) -> Result<Uuid, AppError> {
     Uuid::parse_str(raw).map_err(|_| AppError::NotFound)
 }
 
-async fn change(state: &AppState, owner: Uuid, command: Command) -> Result<Changed, AppError> {
-    Ok(state.workspaces.change(owner, command).await?)
+fn workbench_view(reads: &impl Reader, w: &WorkbenchRecord) -> Result<WorkbenchView, AppError> {
+    Ok(WorkbenchView::new(w, ws::project_ids(reads, w.id)?))
 }
 
-fn workbench_view(state: &AppState, w: &WorkbenchRecord) -> Result<WorkbenchView, AppError> {
-    Ok(WorkbenchView::new(w, ws::project_ids(&state.store, w.id)?))
-}
-
-fn project_view(state: &AppState, p: &ProjectRecord) -> Result<ProjectView, AppError> {
+fn project_view(reads: &impl Reader, p: &ProjectRecord) -> Result<ProjectView, AppError> {
     Ok(ProjectView::new(
         p,
-        ws::effective_kit_id(&state.store, p)?,
-        ws::asset_ids(&state.store, p.id)?,
+        ws::effective_kit_id(reads, p)?,
+        ws::asset_ids(reads, p.id)?,
     ))
-}
-
-fn unexpected(c: Changed) -> AppError {
-    AppError::Internal(format!("unexpected workspace answer {c:?}"))
 }
 
 // --- Workbenches --------------------------------------------------------------------------------
@@ -72,21 +68,17 @@ pub struct WorkbenchPatch {
     params(("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query), ("user_id" = Option<Uuid>, Query, description = "staff only")),
     responses((status = 200, body = Listing<WorkbenchView>)))]
 #[get("/api/v1/workbenches")]
-pub async fn list_workbenches(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    caller: Caller,
-) -> Result<HttpResponse, AppError> {
+pub async fn list_workbenches(req: HttpRequest, caller: Caller) -> Result<HttpResponse, AppError> {
     let page = Page::with_filters(&req, &["user_id"])?;
     let (items, next_cursor) = ws::page_owned::<WorkbenchRecord>(
-        &state.store,
+        &*caller.reads,
         &caller.user,
         Table::WorkbenchesByUser,
         &page,
     )?;
     let items = items
         .iter()
-        .map(|w| workbench_view(&state, w))
+        .map(|w| workbench_view(&*caller.reads, w))
         .collect::<Result<_, _>>()?;
     Ok(HttpResponse::Ok().json(Listing { items, next_cursor }))
 }
@@ -102,26 +94,23 @@ pub async fn create_workbench(
 ) -> Result<HttpResponse, AppError> {
     let body = body.0;
     let name = Name::parse(&body.name, "name")?.into_inner();
-    let command = Command::CreateWorkbench {
+    let command = CreateWorkbench {
         name,
         default_brand_kit_id: body.default_brand_kit_id,
     };
-    match change(&state, caller.user.id, command).await? {
-        Changed::Workbench(w) => Ok(HttpResponse::Created().json(workbench_view(&state, &w)?)),
-        other => Err(unexpected(other)),
-    }
+    let w = state.workspaces.change(caller.user.id, command).await?;
+    Ok(HttpResponse::Created().json(workbench_view(&state.store, &w)?))
 }
 
 #[utoipa::path(get, path = "/api/v1/workbenches/{id}", tag = "workspace", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = WorkbenchView), (status = 404, body = crate::views::ErrorBody)))]
 #[get("/api/v1/workbenches/{id}")]
 pub async fn get_workbench(
-    state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let w = ws::load::<WorkbenchRecord>(&state.store, &caller.user, &id, Access::Read)?;
-    Ok(HttpResponse::Ok().json(workbench_view(&state, &w)?))
+    let w = ws::load::<WorkbenchRecord>(&*caller.reads, &caller.user, &id, Access::Read)?;
+    Ok(HttpResponse::Ok().json(workbench_view(&*caller.reads, &w)?))
 }
 
 #[utoipa::path(patch, path = "/api/v1/workbenches/{id}", tag = "workspace", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = WorkbenchPatch,
@@ -138,16 +127,14 @@ pub async fn update_workbench(
         .name
         .map(|n| Name::parse(&n, "name").map(Name::into_inner))
         .transpose()?;
-    let w = ws::load::<WorkbenchRecord>(&state.store, &caller.user, &id, Access::Write)?;
-    let command = Command::UpdateWorkbench {
+    let w = ws::load::<WorkbenchRecord>(&*caller.reads, &caller.user, &id, Access::Write)?;
+    let command = UpdateWorkbench {
         id: w.id,
         name,
         default_brand_kit_id: body.default_brand_kit_id,
     };
-    match change(&state, w.user_id, command).await? {
-        Changed::Workbench(w) => Ok(HttpResponse::Ok().json(workbench_view(&state, &w)?)),
-        other => Err(unexpected(other)),
-    }
+    let w = state.workspaces.change(w.user_id, command).await?;
+    Ok(HttpResponse::Ok().json(workbench_view(&state.store, &w)?))
 }
 
 /// Delete a workbench with its projects and their assets, in one atomic write.
@@ -159,8 +146,11 @@ pub async fn delete_workbench(
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let w = ws::load::<WorkbenchRecord>(&state.store, &caller.user, &id, Access::Write)?;
-    change(&state, w.user_id, Command::DeleteWorkbench { id: w.id }).await?;
+    let w = ws::load::<WorkbenchRecord>(&*caller.reads, &caller.user, &id, Access::Write)?;
+    state
+        .workspaces
+        .change(w.user_id, DeleteWorkbench { id: w.id })
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -189,24 +179,20 @@ pub struct ProjectPatch {
     params(("workbench_id" = Option<Uuid>, Query), ("user_id" = Option<Uuid>, Query, description = "staff only"), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = Listing<ProjectView>), (status = 404, body = crate::views::ErrorBody)))]
 #[get("/api/v1/projects")]
-pub async fn list_projects(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    caller: Caller,
-) -> Result<HttpResponse, AppError> {
+pub async fn list_projects(req: HttpRequest, caller: Caller) -> Result<HttpResponse, AppError> {
     let page = Page::with_filters(&req, &["workbench_id", "user_id"])?;
     let (items, next_cursor) = match page.uuid_filter("workbench_id")? {
         Some(wb) => {
-            let w = ws::load_id::<WorkbenchRecord>(&state.store, &caller.user, wb, Access::Read)?;
+            let w = ws::load_id::<WorkbenchRecord>(&*caller.reads, &caller.user, wb, Access::Read)?;
             ws::page_by_index::<ProjectRecord>(
-                &state.store,
+                &*caller.reads,
                 Table::ProjectsByWorkbench,
                 w.id,
                 &page,
             )?
         }
         None => ws::page_owned::<ProjectRecord>(
-            &state.store,
+            &*caller.reads,
             &caller.user,
             Table::ProjectsByUser,
             &page,
@@ -214,7 +200,7 @@ pub async fn list_projects(
     };
     let items = items
         .iter()
-        .map(|p| project_view(&state, p))
+        .map(|p| project_view(&*caller.reads, p))
         .collect::<Result<_, _>>()?;
     Ok(HttpResponse::Ok().json(Listing { items, next_cursor }))
 }
@@ -243,27 +229,21 @@ pub async fn create_project(
             ))
         }
     };
-    let command = Command::CreateProject {
+    let command = CreateProject {
         workbench_id: body.workbench_id,
         name,
         brand_kit_id: body.brand_kit_id,
     };
-    match change(&state, owner, command).await? {
-        Changed::Project(p) => Ok(HttpResponse::Created().json(project_view(&state, &p)?)),
-        other => Err(unexpected(other)),
-    }
+    let p = state.workspaces.change(owner, command).await?;
+    Ok(HttpResponse::Created().json(project_view(&state.store, &p)?))
 }
 
 #[utoipa::path(get, path = "/api/v1/projects/{id}", tag = "workspace", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = ProjectView), (status = 404, body = crate::views::ErrorBody)))]
 #[get("/api/v1/projects/{id}")]
-pub async fn get_project(
-    state: web::Data<AppState>,
-    caller: Caller,
-    id: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
-    let p = ws::load::<ProjectRecord>(&state.store, &caller.user, &id, Access::Read)?;
-    Ok(HttpResponse::Ok().json(project_view(&state, &p)?))
+pub async fn get_project(caller: Caller, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let p = ws::load::<ProjectRecord>(&*caller.reads, &caller.user, &id, Access::Read)?;
+    Ok(HttpResponse::Ok().json(project_view(&*caller.reads, &p)?))
 }
 
 #[utoipa::path(patch, path = "/api/v1/projects/{id}", tag = "workspace", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = ProjectPatch,
@@ -280,21 +260,19 @@ pub async fn update_project(
         .name
         .map(|n| Name::parse(&n, "name").map(Name::into_inner))
         .transpose()?;
-    let p = ws::load::<ProjectRecord>(&state.store, &caller.user, &id, Access::Write)?;
-    match change(
-        &state,
-        p.user_id,
-        Command::UpdateProject {
-            id: p.id,
-            name,
-            brand_kit_id: body.brand_kit_id,
-        },
-    )
-    .await?
-    {
-        Changed::Project(p) => Ok(HttpResponse::Ok().json(project_view(&state, &p)?)),
-        other => Err(unexpected(other)),
-    }
+    let p = ws::load::<ProjectRecord>(&*caller.reads, &caller.user, &id, Access::Write)?;
+    let p = state
+        .workspaces
+        .change(
+            p.user_id,
+            UpdateProject {
+                id: p.id,
+                name,
+                brand_kit_id: body.brand_kit_id,
+            },
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(project_view(&state.store, &p)?))
 }
 
 /// Delete a project and its assets.
@@ -306,8 +284,11 @@ pub async fn delete_project(
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let p = ws::load::<ProjectRecord>(&state.store, &caller.user, &id, Access::Write)?;
-    change(&state, p.user_id, Command::DeleteProject { id: p.id }).await?;
+    let p = ws::load::<ProjectRecord>(&*caller.reads, &caller.user, &id, Access::Write)?;
+    state
+        .workspaces
+        .change(p.user_id, DeleteProject { id: p.id })
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -341,14 +322,10 @@ pub struct BrandKitPatchBody {
     params(("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query), ("user_id" = Option<Uuid>, Query, description = "staff only")),
     responses((status = 200, body = Listing<BrandKitView>)))]
 #[get("/api/v1/brand-kits")]
-pub async fn list_brand_kits(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    caller: Caller,
-) -> Result<HttpResponse, AppError> {
+pub async fn list_brand_kits(req: HttpRequest, caller: Caller) -> Result<HttpResponse, AppError> {
     let page = Page::with_filters(&req, &["user_id"])?;
     let (items, next_cursor) = ws::page_owned::<BrandKitRecord>(
-        &state.store,
+        &*caller.reads,
         &caller.user,
         Table::BrandKitsByUser,
         &page,
@@ -370,32 +347,26 @@ pub async fn create_brand_kit(
     body: ApiJson<BrandKitCreate>,
 ) -> Result<HttpResponse, AppError> {
     let b = body.0;
-    let kit = NewBrandKit {
+    let command = CreateBrandKit {
         name: Name::parse(&b.name, "name")?.into_inner(),
         colors: domain::parse_colors(b.colors)?,
         fonts: domain::parse_fonts(b.fonts)?,
         logos: domain::parse_logos(b.logos)?,
         is_default: b.is_default,
-    };
-    let command = Command::CreateBrandKit {
-        kit,
         tier_exempt: caller.user.role == Role::Admin,
     };
-    match change(&state, caller.user.id, command).await? {
-        Changed::BrandKit(k) => Ok(HttpResponse::Created().json(BrandKitView::from(&k))),
-        other => Err(unexpected(other)),
-    }
+    let k = state.workspaces.change(caller.user.id, command).await?;
+    Ok(HttpResponse::Created().json(BrandKitView::from(&k)))
 }
 
 #[utoipa::path(get, path = "/api/v1/brand-kits/{id}", tag = "workspace", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = BrandKitView), (status = 404, body = crate::views::ErrorBody)))]
 #[get("/api/v1/brand-kits/{id}")]
 pub async fn get_brand_kit(
-    state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let k = ws::load::<BrandKitRecord>(&state.store, &caller.user, &id, Access::Read)?;
+    let k = ws::load::<BrandKitRecord>(&*caller.reads, &caller.user, &id, Access::Read)?;
     Ok(HttpResponse::Ok().json(BrandKitView::from(&k)))
 }
 
@@ -409,7 +380,8 @@ pub async fn update_brand_kit(
     body: ApiJson<BrandKitPatchBody>,
 ) -> Result<HttpResponse, AppError> {
     let b = body.0;
-    let patch = BrandKitPatch {
+    let mut patch = UpdateBrandKit {
+        id: Uuid::nil(), // set once the kit is loaded: field errors answer before a 404
         name: b
             .name
             .map(|n| Name::parse(&n, "name").map(Name::into_inner))
@@ -419,17 +391,10 @@ pub async fn update_brand_kit(
         logos: b.logos.map(domain::parse_logos).transpose()?,
         is_default: b.is_default,
     };
-    let k = ws::load::<BrandKitRecord>(&state.store, &caller.user, &id, Access::Write)?;
-    match change(
-        &state,
-        k.user_id,
-        Command::UpdateBrandKit { id: k.id, patch },
-    )
-    .await?
-    {
-        Changed::BrandKit(k) => Ok(HttpResponse::Ok().json(BrandKitView::from(&k))),
-        other => Err(unexpected(other)),
-    }
+    let k = ws::load::<BrandKitRecord>(&*caller.reads, &caller.user, &id, Access::Write)?;
+    patch.id = k.id;
+    let k = state.workspaces.change(k.user_id, patch).await?;
+    Ok(HttpResponse::Ok().json(BrandKitView::from(&k)))
 }
 
 /// Delete a brand kit; 409 `brand_kit_in_use` while a workbench default or a project uses it.
@@ -441,8 +406,11 @@ pub async fn delete_brand_kit(
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let k = ws::load::<BrandKitRecord>(&state.store, &caller.user, &id, Access::Write)?;
-    change(&state, k.user_id, Command::DeleteBrandKit { id: k.id }).await?;
+    let k = ws::load::<BrandKitRecord>(&*caller.reads, &caller.user, &id, Access::Write)?;
+    state
+        .workspaces
+        .change(k.user_id, DeleteBrandKit { id: k.id })
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -466,14 +434,13 @@ pub struct AssetCreate {
 #[get("/api/v1/projects/{id}/assets")]
 pub async fn list_assets(
     req: HttpRequest,
-    state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let page = Page::from_query(&req)?;
-    let p = ws::load::<ProjectRecord>(&state.store, &caller.user, &id, Access::Read)?;
+    let p = ws::load::<ProjectRecord>(&*caller.reads, &caller.user, &id, Access::Read)?;
     let (items, next_cursor) =
-        ws::page_by_index::<AssetRecord>(&state.store, Table::AssetsByProject, p.id, &page)?;
+        ws::page_by_index::<AssetRecord>(&*caller.reads, Table::AssetsByProject, p.id, &page)?;
     Ok(HttpResponse::Ok().json(Listing {
         items: items.iter().map(AssetView::from).collect(),
         next_cursor,
@@ -502,20 +469,18 @@ pub async fn create_asset(
         },
         generation_request_id: None,
     };
-    let p = ws::load::<ProjectRecord>(&state.store, &caller.user, &id, Access::Write)?;
-    match change(
-        &state,
-        p.user_id,
-        Command::CreateAsset {
-            project_id: p.id,
-            asset,
-        },
-    )
-    .await?
-    {
-        Changed::Asset(a) => Ok(HttpResponse::Created().json(AssetView::from(&a))),
-        other => Err(unexpected(other)),
-    }
+    let p = ws::load::<ProjectRecord>(&*caller.reads, &caller.user, &id, Access::Write)?;
+    let a = state
+        .workspaces
+        .change(
+            p.user_id,
+            CreateAsset {
+                project_id: p.id,
+                asset,
+            },
+        )
+        .await?;
+    Ok(HttpResponse::Created().json(AssetView::from(&a)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/projects/{id}/assets/{asset_id}", tag = "workspace", security(("bearer" = [])),
@@ -528,15 +493,16 @@ pub async fn delete_asset(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
     let (project, asset) = path.into_inner();
-    let p = ws::load::<ProjectRecord>(&state.store, &caller.user, &project, Access::Write)?;
-    change(
-        &state,
-        p.user_id,
-        Command::DeleteAsset {
-            project_id: p.id,
-            id: parse_id(&asset)?,
-        },
-    )
-    .await?;
+    let p = ws::load::<ProjectRecord>(&*caller.reads, &caller.user, &project, Access::Write)?;
+    state
+        .workspaces
+        .change(
+            p.user_id,
+            DeleteAsset {
+                project_id: p.id,
+                id: parse_id(&asset)?,
+            },
+        )
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }

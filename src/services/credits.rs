@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 use storage::keys;
 use storage::ledger::Posting;
 use storage::records::{AccountRecord, LedgerEntry, LedgerKind};
-use storage::{Store, WriteSet};
+use storage::{Reader, Store, WriteSet};
 use uuid::Uuid;
 
 use crate::domain::{CreditDelta, Description, IdempotencyKeyValue};
@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 /// The caller's ledger, newest first: the account's head, then each entry's predecessor. The
 /// cursor is the id of the next (older) entry to show.
 pub fn ledger_page(
-    store: &Store,
+    store: &impl Reader,
     user_id: Uuid,
     page: &Page,
 ) -> Result<(Vec<LedgerEntry>, Option<String>), AppError> {
@@ -34,7 +34,7 @@ pub fn ledger_page(
         }
         let entry = store
             .get::<LedgerEntry>(&keys::ledger(id))?
-            .ok_or_else(|| AppError::Internal(format!("ledger entry {id} is missing")))?;
+            .ok_or_else(|| AppError::internal(format!("ledger entry {id} is missing")))?;
         if entry.user_id != user_id {
             // Only reachable through a forged cursor: never show another user's entry.
             return Err(bad_cursor());
@@ -100,7 +100,7 @@ pub async fn admin_adjust(
         }
         Outcome::IdempotencyKeyReused => Err(AppError::IdempotencyKeyReused),
         Outcome::ExtraConditionFailed { .. } => {
-            Err(AppError::Internal("unexpected extra condition".into()))
+            Err(AppError::internal("unexpected extra condition"))
         }
     }
 }

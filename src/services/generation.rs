@@ -3,15 +3,14 @@
 
 use std::sync::atomic::Ordering;
 
-use actors::generation::{
-    apply_event, creation_set, Event, EventOutcome, GenerationError, JobBrandKit, JobMessage,
-};
+use actors::generation::{apply_event, EventOutcome, GenerationError};
+use actors::lifecycle::{creation_set, Event, JobBrandKit, JobMessage};
 use actors::{Apply, IdempotencyKey, Outcome};
 use sha2::{Digest, Sha256};
 use storage::keys;
 use storage::ledger::Posting;
 use storage::records::*;
-use storage::{now_us, Direction, Record, Table};
+use storage::{now_us, Direction, Reader, Record, Table};
 use uuid::Uuid;
 
 use crate::domain::IdempotencyKeyValue;
@@ -138,7 +137,7 @@ pub async fn create(
         .copied()
         .ok_or_else(|| AppError::validation("format", "unknown format"))?;
     let cost = price * u64::from(req.variations);
-    let kit = actors::workspace::effective_brand_kit(&state.store, &project)?;
+    let kit = actors::workspace_reads::effective_brand_kit(&state.store, &project)?;
     let now = now_us();
     let deadline_us = i64::try_from(
         state
@@ -181,15 +180,14 @@ pub async fn create(
         cost,
         created_at: crate::views::rfc3339(now),
     };
-    let payload = serde_json::to_vec(&job).map_err(|e| AppError::Internal(e.to_string()))?;
+    let payload = serde_json::to_vec(&job).map_err(AppError::internal)?;
     let idempotency = idempotency.map(|k| IdempotencyKey {
         key_hash: Sha256::digest(format!("generation\0{}", k.as_str())).into(),
         request_hash: req.fingerprint(),
     });
     let apply = Apply {
         posting: Posting {
-            amount: -i64::try_from(cost)
-                .map_err(|_| AppError::Internal("cost out of range".into()))?,
+            amount: -i64::try_from(cost).map_err(|_| AppError::internal("cost out of range"))?,
             kind: LedgerKind::GenerationCharge,
             description: format!(
                 "Generation: {} x{}",
@@ -218,7 +216,7 @@ pub async fn create(
             m.ledger_replayed.fetch_add(1, Ordering::Relaxed);
             let id = entry
                 .generation_request_id
-                .ok_or_else(|| AppError::Internal("replayed entry without its request".into()))?;
+                .ok_or_else(|| AppError::internal("replayed entry without its request"))?;
             Ok(Created {
                 id,
                 cost: entry.amount.unsigned_abs(),
@@ -243,22 +241,17 @@ pub async fn create(
 
 /// The request if the caller may see it (owner, or staff); others get 404.
 pub fn get_visible(
-    state: &AppState,
+    reads: &impl Reader,
     caller: &UserRecord,
     id: Uuid,
 ) -> Result<GenerationRecord, AppError> {
-    crate::services::workspace::load_id(
-        &state.store,
-        caller,
-        id,
-        crate::services::workspace::Access::Read,
-    )
+    crate::services::workspace::load_id(reads, caller, id, crate::services::workspace::Access::Read)
 }
 
-pub fn assets_of(state: &AppState, g: &GenerationRecord) -> Result<Vec<AssetRecord>, AppError> {
+pub fn assets_of(reads: &impl Reader, g: &GenerationRecord) -> Result<Vec<AssetRecord>, AppError> {
     let mut out = Vec::with_capacity(g.asset_ids.len());
     for id in &g.asset_ids {
-        if let Some(a) = state.store.get::<AssetRecord>(&keys::id(*id))? {
+        if let Some(a) = reads.get::<AssetRecord>(&keys::id(*id))? {
             out.push(a);
         }
     }
@@ -278,7 +271,7 @@ pub async fn cancel(
     caller: &UserRecord,
     id: Uuid,
 ) -> Result<Cancelled, AppError> {
-    let g = get_visible(state, caller, id)?;
+    let g = get_visible(&state.store, caller, id)?;
     crate::services::workspace::authorize(
         caller,
         g.user_id,
@@ -310,7 +303,7 @@ pub async fn cancel(
 
 /// The caller's requests newest first (staff: `user_id`), filtered by project and status.
 pub fn list(
-    state: &AppState,
+    reads: &impl Reader,
     caller: &UserRecord,
     page: &Page,
 ) -> Result<(Vec<GenerationRecord>, Option<String>), AppError> {
@@ -339,12 +332,8 @@ pub fn list(
     let mut last_key: Option<Vec<u8>> = None;
     let mut exhausted = false;
     while items.len() < page.limit && examined < LIST_SCAN_MAX {
-        let keys = state.store.scan::<GenerationOfUser>(
-            &prefix,
-            after.as_deref(),
-            Direction::Backward,
-            256,
-        )?;
+        let keys =
+            reads.scan::<GenerationOfUser>(&prefix, after.as_deref(), Direction::Backward, 256)?;
         if keys.is_empty() {
             exhausted = true;
             break;
@@ -353,7 +342,7 @@ pub fn list(
             examined += 1;
             last_key = Some(k.clone());
             let Some(g) = keys::pair_child(k)
-                .map(|id| state.store.get::<GenerationRecord>(&keys::id(id)))
+                .map(|id| reads.get::<GenerationRecord>(&keys::id(id)))
                 .transpose()?
                 .flatten()
             else {
@@ -428,16 +417,4 @@ pub fn outbox_backlog(state: &AppState) -> u64 {
 
 pub fn table_len(state: &AppState, t: Table) -> u64 {
     state.store.count(t).unwrap_or(0)
-}
-
-impl From<GenerationError> for AppError {
-    fn from(e: GenerationError) -> Self {
-        match e {
-            GenerationError::Unknown(_) => AppError::NotFound,
-            GenerationError::Contended => AppError::Conflict("concurrent_update"),
-            GenerationError::Account(a) => a.into(),
-            GenerationError::Workspace(w) => w.into(),
-            GenerationError::Storage(s) => s.into(),
-        }
-    }
 }

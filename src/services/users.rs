@@ -1,7 +1,7 @@
 use storage::keys;
 use storage::ledger::Posting;
 use storage::records::*;
-use storage::{now_us, Direction, Store, WriteOutcome, WriteSet};
+use storage::{now_us, Direction, Reader, Store, WriteOutcome, WriteSet};
 use uuid::Uuid;
 
 use crate::auth::{hash_token, new_token};
@@ -61,7 +61,7 @@ fn create_user_set(new: NewUser) -> Result<(WriteSet, UserRecord), AppError> {
     let empty = AccountRecord::empty(id, now);
     if new.signup_grant > 0 {
         let amount = i64::try_from(new.signup_grant)
-            .map_err(|_| AppError::Internal("signup grant out of range".into()))?;
+            .map_err(|_| AppError::internal("signup grant out of range"))?;
         let (account, entry) = empty
             .post(
                 Posting {
@@ -73,7 +73,7 @@ fn create_user_set(new: NewUser) -> Result<(WriteSet, UserRecord), AppError> {
                 },
                 now,
             )
-            .map_err(|e| AppError::Internal(e.to_string()))?;
+            .map_err(AppError::internal)?;
         set.put(keys::account(id), &account);
         set.put(keys::ledger(entry.id), &entry);
     } else {
@@ -82,20 +82,20 @@ fn create_user_set(new: NewUser) -> Result<(WriteSet, UserRecord), AppError> {
     Ok((set, user))
 }
 
-pub fn find_by_email(store: &Store, email: &Email) -> Result<Option<UserRecord>, AppError> {
+pub fn find_by_email(store: &impl Reader, email: &Email) -> Result<Option<UserRecord>, AppError> {
     let Some(ix) = store.get::<EmailIndex>(&keys::email(email.as_str()))? else {
         return Ok(None);
     };
     Ok(store.get::<UserRecord>(&keys::user(ix.user_id))?)
 }
 
-pub fn get_user(store: &Store, id: Uuid) -> Result<UserRecord, AppError> {
+pub fn get_user(store: &impl Reader, id: Uuid) -> Result<UserRecord, AppError> {
     store
         .get::<UserRecord>(&keys::user(id))?
         .ok_or(AppError::NotFound)
 }
 
-pub fn balance_of(store: &Store, id: Uuid) -> Result<u64, AppError> {
+pub fn balance_of(store: &impl Reader, id: Uuid) -> Result<u64, AppError> {
     Ok(store
         .get::<AccountRecord>(&keys::account(id))?
         .map_or(0, |a| a.balance))
@@ -236,7 +236,7 @@ pub async fn update_user(
 ) -> Result<UserRecord, AppError> {
     if actor.id == id && patch.role.is_some_and(|r| r != actor.role) {
         // An admin demoting themselves could leave nobody able to undo it.
-        return Err(AppError::Conflict("cannot_change_own_role"));
+        return Err(AppError::CannotChangeOwnRole);
     }
     for _ in 0..3 {
         let current = get_user(store, id)?;
@@ -262,11 +262,11 @@ pub async fn update_user(
             return Ok(next);
         }
     }
-    Err(AppError::Conflict("concurrent_update"))
+    Err(AppError::ConcurrentUpdate)
 }
 
 pub fn list_users(
-    store: &Store,
+    store: &impl Reader,
     page: &Page,
 ) -> Result<(Vec<UserRecord>, Option<String>), AppError> {
     let rows =
@@ -315,7 +315,7 @@ pub async fn delete_user(
     id: Uuid,
 ) -> Result<(), AppError> {
     if actor.id == id {
-        return Err(AppError::Conflict("cannot_delete_self"));
+        return Err(AppError::CannotDeleteSelf);
     }
     let user = get_user(store, id)?;
     let mut extra = WriteSet::new();
@@ -330,7 +330,7 @@ pub async fn delete_user(
         true
     })?;
     workspaces
-        .change(id, actors::workspace::Command::DeleteEverything { extra })
+        .change(id, actors::workspace::DeleteEverything { extra })
         .await?;
     tracing::info!(admin = %actor.id, user = %id, "user deleted (ledger kept)");
     Ok(())

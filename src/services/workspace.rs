@@ -1,9 +1,9 @@
 //! Workspace reads (straight from the store) and the record rules: who may see or change what.
 
-use actors::workspace::{child_ids, effective_brand_kit, index_keys, WorkspaceError};
+use actors::workspace_reads::{child_ids, effective_brand_kit, index_keys};
 use storage::keys;
 use storage::records::*;
-use storage::{Direction, Record, Store, Table};
+use storage::{Direction, Reader, Record, Table};
 use uuid::Uuid;
 
 use crate::error::AppError;
@@ -31,7 +31,7 @@ pub fn authorize(caller: &UserRecord, owner: Uuid, access: Access) -> Result<(),
 /// A record, by the id as the path gave it, that the caller may access. A malformed id names no
 /// record: 404 like any other.
 pub fn load<R: Owned>(
-    store: &Store,
+    store: &impl Reader,
     caller: &UserRecord,
     raw_id: &str,
     access: Access,
@@ -42,7 +42,7 @@ pub fn load<R: Owned>(
 
 /// The same for an id already parsed.
 pub fn load_id<R: Owned>(
-    store: &Store,
+    store: &impl Reader,
     caller: &UserRecord,
     id: Uuid,
     access: Access,
@@ -54,7 +54,7 @@ pub fn load_id<R: Owned>(
 
 /// One page of the records listed under `parent` in an index table.
 pub fn page_by_index<R: Record>(
-    store: &Store,
+    store: &impl Reader,
     index: Table,
     parent: Uuid,
     page: &Page,
@@ -80,7 +80,7 @@ pub fn page_by_index<R: Record>(
 
 /// One page of every record of a table (staff listings).
 pub fn page_all<R: Record>(
-    store: &Store,
+    store: &impl Reader,
     page: &Page,
 ) -> Result<(Vec<R>, Option<String>), AppError> {
     let rows = store.scan::<R>(&[], page.after.as_deref(), Direction::Forward, page.limit)?;
@@ -90,7 +90,7 @@ pub fn page_all<R: Record>(
 
 /// A listing: the caller's own records, or for staff everyone's (or one user's with `user_id`).
 pub fn page_owned<R: Record>(
-    store: &Store,
+    store: &impl Reader,
     caller: &UserRecord,
     index: Table,
     page: &Page,
@@ -103,37 +103,17 @@ pub fn page_owned<R: Record>(
     }
 }
 
-pub fn project_ids(store: &Store, workbench: Uuid) -> Result<Vec<Uuid>, AppError> {
+pub fn project_ids(store: &impl Reader, workbench: Uuid) -> Result<Vec<Uuid>, AppError> {
     Ok(child_ids(store, Table::ProjectsByWorkbench, workbench)?)
 }
 
-pub fn asset_ids(store: &Store, project: Uuid) -> Result<Vec<Uuid>, AppError> {
+pub fn asset_ids(store: &impl Reader, project: Uuid) -> Result<Vec<Uuid>, AppError> {
     Ok(child_ids(store, Table::AssetsByProject, project)?)
 }
 
-pub fn effective_kit_id(store: &Store, project: &ProjectRecord) -> Result<Option<Uuid>, AppError> {
+pub fn effective_kit_id(
+    store: &impl Reader,
+    project: &ProjectRecord,
+) -> Result<Option<Uuid>, AppError> {
     Ok(effective_brand_kit(store, project)?.map(|k| k.id))
-}
-
-impl From<WorkspaceError> for AppError {
-    fn from(e: WorkspaceError) -> Self {
-        match e {
-            WorkspaceError::NotFound => AppError::NotFound,
-            WorkspaceError::TierRequired => AppError::TierRequired,
-            WorkspaceError::BrandKitInUse {
-                workbenches,
-                projects,
-            } => AppError::BrandKitInUse {
-                workbenches,
-                projects,
-            },
-            WorkspaceError::LimitReached { what, limit } => AppError::LimitReached { what, limit },
-            WorkspaceError::BadReference { field, what } => {
-                AppError::validation(field, format!("does not name one of the owner's {what}"))
-            }
-            WorkspaceError::Conflict => AppError::Conflict("concurrent_update"),
-            WorkspaceError::Unavailable => AppError::Overloaded,
-            WorkspaceError::Storage(s) => s.into(),
-        }
-    }
 }

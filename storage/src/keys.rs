@@ -73,6 +73,17 @@ pub fn parse_live_generation(key: &[u8]) -> Option<(i64, Uuid)> {
     ))
 }
 
+/// A key the writer assigned from its per-table commit sequence (big-endian, so scans follow
+/// commit order).
+pub fn sequence(seq: u64) -> Vec<u8> {
+    seq.to_be_bytes().to_vec()
+}
+
+/// The sequence number of a key made by [`sequence`].
+pub fn parse_sequence(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.try_into().ok()?))
+}
+
 /// The smallest key strictly greater than every key that starts with `prefix`, for range ends.
 pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();

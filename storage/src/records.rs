@@ -252,7 +252,9 @@ impl Record for MetaRecord {
 }
 
 pub const META_KEY: &[u8] = b"store";
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: `outbox_order` (commit-ordered keys for the publisher's cursor). A version-2 store is
+/// upgraded at open: each outbox entry gets its order entry.
+pub const SCHEMA_VERSION: u32 = 3;
 
 // --- Creative workspace -------------------------------------------------------------------------
 
@@ -466,6 +468,21 @@ pub struct OutboxRecord {
 
 impl Record for OutboxRecord {
     const TABLE: Table = Table::Outbox;
+    const VERSION: u8 = 1;
+}
+
+/// `outbox_order`: commit sequence → the generation whose job entered the outbox. The writer
+/// assigns the key when it applies the set ([`crate::WriteSet::append`]), so keys grow in commit
+/// order and a cursor over this table can never be passed by an entry that commits later. An
+/// entry whose outbox record is gone (cancelled or failed before publishing) is removed by the
+/// publisher when its cursor reaches it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OutboxOrder {
+    pub generation_id: Uuid,
+}
+
+impl Record for OutboxOrder {
+    const TABLE: Table = Table::OutboxOrder;
     const VERSION: u8 = 1;
 }
 

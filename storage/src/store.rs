@@ -103,12 +103,7 @@ impl Store {
     }
 
     pub fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StorageError> {
-        let txn = self.inner.db.begin_read()?;
-        let table = txn.open_table(R::TABLE.def())?;
-        match table.get(key)? {
-            Some(v) => Ok(Some(decode(v.value())?)),
-            None => Ok(None),
-        }
+        get_in(&self.inner.db.begin_read()?, key)
     }
 
     /// Records whose key starts with `prefix`, strictly after `after` in `direction`, at most
@@ -160,6 +155,76 @@ impl Store {
     /// A consistent read snapshot, for `verify` and `backup` while writes go on.
     pub fn snapshot(&self) -> Result<redb::ReadTransaction, StorageError> {
         Ok(self.inner.db.begin_read()?)
+    }
+
+    /// One consistent view for several reads: what a request reads (its caller, then the
+    /// records it shows) comes from one point in time, and opens one read transaction.
+    pub fn read(&self) -> Result<Snapshot, StorageError> {
+        Ok(Snapshot {
+            txn: self.inner.db.begin_read()?,
+        })
+    }
+}
+
+/// Reads of records: from the latest commit at each call ([`Store`]) or from one fixed point
+/// in time ([`Snapshot`]). Read-only code takes `&impl Reader` so callers choose.
+pub trait Reader {
+    fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StorageError>;
+
+    /// Records whose key starts with `prefix`, strictly after `after` in `direction`, at most
+    /// `limit` of them, from one consistent view.
+    fn scan<R: Record>(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, R)>, StorageError>;
+}
+
+impl Reader for Store {
+    fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StorageError> {
+        Store::get(self, key)
+    }
+
+    fn scan<R: Record>(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, R)>, StorageError> {
+        Store::scan(self, prefix, after, direction, limit)
+    }
+}
+
+/// A read transaction held for a short while (one request).
+pub struct Snapshot {
+    txn: redb::ReadTransaction,
+}
+
+impl Reader for Snapshot {
+    fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StorageError> {
+        get_in(&self.txn, key)
+    }
+
+    fn scan<R: Record>(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, R)>, StorageError> {
+        let table = self.txn.open_table(R::TABLE.def())?;
+        scan_table(&table, prefix, after, direction, limit)
+    }
+}
+
+fn get_in<R: Record>(txn: &redb::ReadTransaction, key: &[u8]) -> Result<Option<R>, StorageError> {
+    let table = txn.open_table(R::TABLE.def())?;
+    match table.get(key)? {
+        Some(v) => Ok(Some(decode(v.value())?)),
+        None => Ok(None),
     }
 }
 
@@ -255,6 +320,15 @@ pub(crate) fn ensure_tables(db: &Database) -> Result<(), StorageError> {
                 meta.insert(META_KEY, encode(&record).as_slice())?;
             }
             Some(Ok(m)) if m.schema_version == SCHEMA_VERSION => {}
+            Some(Ok(m)) if m.schema_version == 2 => {
+                order_the_outbox(&txn)?;
+                let upgraded = MetaRecord {
+                    schema_version: SCHEMA_VERSION,
+                    ..m
+                };
+                meta.insert(META_KEY, encode(&upgraded).as_slice())?;
+                tracing::info!("store upgraded from schema 2 to {SCHEMA_VERSION}");
+            }
             Some(Ok(m)) => {
                 return Err(StorageError::Open {
                     path: String::new(),
@@ -268,5 +342,25 @@ pub(crate) fn ensure_tables(db: &Database) -> Result<(), StorageError> {
         }
     }
     txn.commit()?;
+    Ok(())
+}
+
+/// Schema 2 → 3: every job waiting in the outbox gets its `outbox_order` entry, in the outbox's
+/// key order (request ids are time-ordered, the best order a version-2 store knows).
+fn order_the_outbox(txn: &redb::WriteTransaction) -> Result<(), StorageError> {
+    use redb::ReadableTable;
+    let outbox = txn.open_table(Table::Outbox.def())?;
+    let mut order = txn.open_table(Table::OutboxOrder.def())?;
+    for (seq, item) in (0u64..).zip(outbox.iter()?) {
+        let (_, v) = item?;
+        let record = decode::<crate::records::OutboxRecord>(v.value())?;
+        let entry = crate::records::OutboxOrder {
+            generation_id: record.generation_id,
+        };
+        order.insert(
+            crate::keys::sequence(seq).as_slice(),
+            encode(&entry).as_slice(),
+        )?;
+    }
     Ok(())
 }

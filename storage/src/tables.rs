@@ -26,6 +26,7 @@ pub enum Table {
     GenerationsByUser,
     GenerationsLive,
     Outbox,
+    OutboxOrder,
     ProcessedEvents,
     Subscriptions,
     BillingRefs,
@@ -36,7 +37,7 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 29] = [
+    pub const ALL: [Table; 30] = [
         Table::Meta,
         Table::Users,
         Table::UsersByEmail,
@@ -59,6 +60,7 @@ impl Table {
         Table::GenerationsByUser,
         Table::GenerationsLive,
         Table::Outbox,
+        Table::OutboxOrder,
         Table::ProcessedEvents,
         Table::Subscriptions,
         Table::BillingRefs,
@@ -92,6 +94,7 @@ impl Table {
             Table::GenerationsByUser => "generations_by_user",
             Table::GenerationsLive => "generations_live",
             Table::Outbox => "outbox",
+            Table::OutboxOrder => "outbox_order",
             Table::ProcessedEvents => "processed_events",
             Table::Subscriptions => "subscriptions",
             Table::BillingRefs => "billing_refs",

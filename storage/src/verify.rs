@@ -535,6 +535,47 @@ fn check_workspace(txn: &ReadTransaction, c: &mut Collector) -> Result<(), Stora
     Ok(())
 }
 
+/// Every job in the outbox is named by exactly one `outbox_order` entry (else the publisher's
+/// cursor would never reach it, or publish it twice); every order entry is a sequence key with a
+/// readable value. An entry naming a job no longer in the outbox is allowed: the publisher
+/// removes it when its cursor passes.
+fn check_outbox_order(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageError> {
+    let outbox = open(txn, Table::Outbox)?;
+    let order = open(txn, Table::OutboxOrder)?;
+    let mut named: std::collections::HashMap<Uuid, u32> = std::collections::HashMap::new();
+    for item in order.iter()? {
+        let (k, v) = item?;
+        c.seen(Table::OutboxOrder);
+        match (
+            keys::parse_sequence(k.value()),
+            decode::<OutboxOrder>(v.value()),
+        ) {
+            (Some(_), Ok(o)) => {
+                if outbox.get(keys::id(o.generation_id).as_slice())?.is_some() {
+                    *named.entry(o.generation_id).or_default() += 1;
+                }
+            }
+            _ => c.violation(format!(
+                "outbox order entry {} is unreadable or not a sequence key",
+                hex(k.value())
+            )),
+        }
+    }
+    for item in outbox.iter()? {
+        let (k, _) = item?;
+        let Ok(id) = Uuid::from_slice(k.value()) else {
+            continue; // reported by check_generations
+        };
+        match named.get(&id).copied().unwrap_or(0) {
+            1 => {}
+            n => c.violation(format!(
+                "outbox entry {id} is named by {n} outbox order entries (should be 1)"
+            )),
+        }
+    }
+    Ok(())
+}
+
 /// Money and dispatch invariants of generation requests: each request was charged exactly once
 /// (its cost), refunded at most once and exactly when failed or cancelled; a pending request's
 /// job is in the outbox; a request is in the live index exactly while not terminal.
@@ -618,6 +659,7 @@ fn check_generations(txn: &ReadTransaction, c: &mut Collector) -> Result<(), Sto
             ));
         }
     }
+    check_outbox_order(txn, c)?;
     for item in live.iter()? {
         let (k, _) = item?;
         c.seen(Table::GenerationsLive);

@@ -44,6 +44,11 @@ enum Op {
         table: Table,
         key: Vec<u8>,
     },
+    /// Put under the next key of the table's commit sequence (see [`WriteSet::append`]).
+    Append {
+        table: Table,
+        value: Vec<u8>,
+    },
 }
 
 /// Records to write together: all or nothing, and durable before the caller hears back.
@@ -80,6 +85,18 @@ impl WriteSet {
         self.ops.push(Op::Delete {
             table: R::TABLE,
             key,
+        });
+        self
+    }
+
+    /// Puts `record` under a key the writer assigns when it applies the set: the next number of
+    /// the table's sequence ([`crate::keys::sequence`]). Sets apply in commit order, so these
+    /// keys grow in commit order: a reader that remembers the last key it saw can never miss an
+    /// entry committed later (an id taken before the commit cannot promise that).
+    pub fn append<R: Record>(&mut self, record: &R) -> &mut Self {
+        self.ops.push(Op::Append {
+            table: R::TABLE,
+            value: encode(record),
         });
         self
     }
@@ -244,6 +261,7 @@ impl WriterHandle {
 
 fn run(db: Arc<Database>, rx: Receiver<Msg>, batch_size_max: usize, stats: Arc<WriterStats>) {
     let mut batch: Vec<Job> = Vec::with_capacity(batch_size_max);
+    let mut seqs = Sequences::default();
     let mut stopping = false;
     while !stopping {
         match rx.recv() {
@@ -259,20 +277,64 @@ fn run(db: Arc<Database>, rx: Receiver<Msg>, batch_size_max: usize, stats: Arc<W
                 Err(_) => break,
             }
             if batch.len() >= batch_size_max {
-                commit_batch(&db, &mut batch, &stats);
+                commit_batch(&db, &mut batch, &mut seqs, &stats);
             }
         }
         if !batch.is_empty() {
-            commit_batch(&db, &mut batch, &stats);
+            commit_batch(&db, &mut batch, &mut seqs, &stats);
         }
     }
     tracing::info!("storage writer stopped");
 }
 
-fn commit_batch(db: &Database, batch: &mut Vec<Job>, stats: &WriterStats) {
+/// The next key of each sequenced table, read from the table on first use. Only this thread
+/// writes, so memory is the truth between batches; a failed batch forgets them (its keys were
+/// never visible) and they are read again from what is committed.
+#[derive(Default)]
+struct Sequences {
+    next: Vec<Option<u64>>,
+}
+
+impl Sequences {
+    fn take<'t>(
+        &mut self,
+        table: Table,
+        handle: &redb::Table<'t, &'static [u8], &'static [u8]>,
+    ) -> Result<u64, StorageError> {
+        if self.next.is_empty() {
+            self.next = vec![None; Table::ALL.len()];
+        }
+        let slot = &mut self.next[table.index()];
+        let next = match *slot {
+            Some(n) => n,
+            None => match handle.last()? {
+                None => 0,
+                Some((k, _)) => crate::keys::parse_sequence(k.value())
+                    .and_then(|n| n.checked_add(1))
+                    .ok_or_else(|| {
+                        StorageError::Engine(format!("{table} holds a key that is not a sequence"))
+                    })?,
+            },
+        };
+        *slot = Some(
+            next.checked_add(1)
+                .ok_or_else(|| StorageError::Engine(format!("{table} sequence exhausted")))?,
+        );
+        Ok(next)
+    }
+
+    fn forget(&mut self) {
+        self.next.clear();
+    }
+}
+
+fn commit_batch(db: &Database, batch: &mut Vec<Job>, seqs: &mut Sequences, stats: &WriterStats) {
     let started = std::time::Instant::now();
     let size = batch.len() as u64;
-    let result = apply_batch(db, batch);
+    let result = apply_batch(db, batch, seqs);
+    if result.is_err() {
+        seqs.forget();
+    }
     let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     stats.batches.fetch_add(1, Ordering::Relaxed);
     stats
@@ -296,7 +358,11 @@ fn commit_batch(db: &Database, batch: &mut Vec<Job>, stats: &WriterStats) {
     stats.completed.fetch_add(size, Ordering::Relaxed);
 }
 
-fn apply_batch(db: &Database, batch: &[Job]) -> Result<Vec<WriteOutcome>, StorageError> {
+fn apply_batch(
+    db: &Database,
+    batch: &[Job],
+    seqs: &mut Sequences,
+) -> Result<Vec<WriteOutcome>, StorageError> {
     let txn = db.begin_write()?;
     let mut outcomes = Vec::with_capacity(batch.len());
     {
@@ -314,6 +380,11 @@ fn apply_batch(db: &Database, batch: &[Job]) -> Result<Vec<WriteOutcome>, Storag
                         }
                         Op::Delete { table, key } => {
                             table_of(&txn, &mut tables, *table)?.remove(key.as_slice())?;
+                        }
+                        Op::Append { table, value } => {
+                            let handle = table_of(&txn, &mut tables, *table)?;
+                            let key = crate::keys::sequence(seqs.take(*table, handle)?);
+                            handle.insert(key.as_slice(), value.as_slice())?;
                         }
                     }
                 }

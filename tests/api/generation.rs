@@ -219,10 +219,19 @@ async fn an_idempotent_retry_returns_the_first_answer_and_charges_once() {
             .send()
     };
     let body = json!({"project_id": project_id, "prompt": "Logo", "format": "banner"});
-    let first: Value = send(body.clone()).await.unwrap().json().await.unwrap();
-    let again = send(body).await.unwrap();
+    let first = send(body.clone()).await.unwrap();
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+    let again = send(body.clone()).await.unwrap();
     assert_eq!(again.status(), 202);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.json::<Value>().await.unwrap(), first);
+    // The JSON-RPC form of the same call is the same replay, answered in kind.
+    let rpc = send(json!({"jsonrpc": "2.0", "method": "call", "id": 1, "params": body}))
+        .await
+        .unwrap();
+    assert_eq!(rpc.headers()["idempotent-replayed"], "true");
+    assert_eq!(rpc.json::<Value>().await.unwrap()["result"], first);
     let other = send(json!({"project_id": project_id, "prompt": "Another", "format": "banner"}))
         .await
         .unwrap();
@@ -735,4 +744,49 @@ async fn a_job_accepted_while_the_broker_is_down_is_published_after_a_kill_9_and
     assert_eq!(ready["outbox_backlog"], 0);
     drop(server);
     bus.cleanup().await;
+}
+
+/// The publisher follows the outbox by commit-ordered keys and never rescans: every job of many
+/// concurrent creates is published and queued, and once the load stops no entry is left
+/// behind its cursor (with no more creates there is nothing left to wake it).
+#[actix_web::test]
+async fn under_concurrent_creates_every_job_is_published_without_a_rescan() {
+    let bus = Bus::new().await;
+    let owned = app_on(&bus, "").await;
+    let app = &owned;
+    let mut users = Vec::new();
+    for _ in 0..8 {
+        users.push(user_with_project(app).await);
+    }
+    let creates = users.iter().flat_map(|(token, _, project)| {
+        (0..10).map(move |i| {
+            let body =
+                json!({"project_id": project, "prompt": format!("p{i}"), "format": "social_post"});
+            async move { accepted(app, token, &body).await }
+        })
+    });
+    let accepted_ids: Vec<String> = futures_util::future::join_all(creates)
+        .await
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(accepted_ids.len(), 80);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app.state.store.count(Table::Outbox).unwrap() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "jobs stayed in the outbox: {} left",
+            app.state.store.count(Table::Outbox).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.state.store.count(Table::OutboxOrder).unwrap(), 0);
+    let mut published = std::collections::HashSet::new();
+    while published.len() < accepted_ids.len() {
+        let (job, _) = bus.next_job(WAIT).await.expect("every job on the queue");
+        published.insert(job["generation_id"].as_str().unwrap().to_string());
+    }
+    assert!(accepted_ids.iter().all(|id| published.contains(id)));
+    app.assert_verified();
+    finish(owned, bus).await;
 }

@@ -1,10 +1,12 @@
 //! Integration tests: the real app on port 0 with a fresh data folder per test, or the real
 //! binary for the CLI and crash tests.
 
+mod architecture;
 mod auth;
 mod billing;
 mod bus;
 mod cli;
+mod conventions;
 mod crash;
 mod credits;
 mod generation;

@@ -724,118 +724,12 @@ fn echo(value: &str) -> String {
     }
 }
 
-/// Parses an RFC 3339 timestamp (`2026-11-25T17:10:19Z`, optional fractional
-/// seconds, `Z` or `±HH:MM` offset) into unix seconds (fraction truncated).
+/// An RFC 3339 timestamp (`2026-11-25T17:10:19Z`, optional fractional seconds, `Z` or
+/// `±HH:MM` offset) as unix seconds (fraction truncated).
 fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let digits = |from: usize, to: usize| -> Option<i64> {
-        let part = b.get(from..to)?;
-        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        Some(
-            part.iter()
-                .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0')),
-        )
-    };
-    let byte_is = |at: usize, allowed: &[u8]| b.get(at).is_some_and(|c| allowed.contains(c));
-
-    let year = digits(0, 4)?;
-    if !byte_is(4, b"-") {
-        return None;
-    }
-    let month = digits(5, 7)?;
-    if !byte_is(7, b"-") {
-        return None;
-    }
-    let day = digits(8, 10)?;
-    if !byte_is(10, b"Tt ") {
-        return None;
-    }
-    let hour = digits(11, 13)?;
-    if !byte_is(13, b":") {
-        return None;
-    }
-    let minute = digits(14, 16)?;
-    if !byte_is(16, b":") {
-        return None;
-    }
-    let second = digits(17, 19)?;
-
-    let mut i = 19;
-    if byte_is(i, b".") {
-        i += 1;
-        let start = i;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-    }
-    let offset_s = match b.get(i)? {
-        b'Z' | b'z' => {
-            i += 1;
-            0
-        }
-        sign @ (b'+' | b'-') => {
-            let oh = digits(i + 1, i + 3)?;
-            if !byte_is(i + 3, b":") {
-                return None;
-            }
-            let om = digits(i + 4, i + 6)?;
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            i += 6;
-            let magnitude = oh * 3600 + om * 60;
-            if *sign == b'-' {
-                -magnitude
-            } else {
-                magnitude
-            }
-        }
-        _ => return None,
-    };
-    if i != b.len() {
-        return None;
-    }
-
-    if !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset_s)
-}
-
-fn is_leap_year(year: i64) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if is_leap_year(year) => 29,
-        _ => 28,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(time::OffsetDateTime::unix_timestamp)
 }
 
 #[cfg(test)]
