@@ -9,12 +9,10 @@ use std::sync::OnceLock;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
 use base64::Engine;
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 use storage::keys;
 use storage::records::{Role, TokenRecord, UserRecord};
@@ -30,9 +28,9 @@ pub async fn hash_password(password: Password) -> Result<String, AppError> {
 }
 
 pub fn hash_password_now(password: &str) -> Result<String, AppError> {
-    let salt = SaltString::generate(&mut OsRng);
+    // The salt comes from the operating system's generator (getrandom).
     Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
+        .hash_password(password.as_bytes())
         .map(|h| h.to_string())
         .map_err(|e| AppError::internal(format!("argon2: {e}")))
 }
@@ -68,12 +66,13 @@ fn dummy_hash() -> &'static str {
 }
 
 /// A new random token (returned to the client once) and its hash (the only thing stored).
-pub fn new_token() -> (String, [u8; 32]) {
+pub fn new_token() -> Result<(String, [u8; 32]), AppError> {
     let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
+    getrandom::fill(&mut bytes)
+        .map_err(|e| AppError::internal(format!("the system random generator failed: {e}")))?;
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let hash = hash_token(&token);
-    (token, hash)
+    Ok((token, hash))
 }
 
 pub fn hash_token(token: &str) -> [u8; 32] {

@@ -268,9 +268,12 @@ pub fn parse_colors(input: Vec<ColorInput>) -> Result<Vec<BrandColor>, AppError>
 #[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FontInput {
+    #[schema(min_length = 1, max_length = 100)]
     pub family: String,
     /// 100..900.
+    #[schema(minimum = 100, maximum = 900)]
     pub weight: Option<u16>,
+    #[schema(min_length = 1, max_length = 100)]
     pub usage: Option<String>,
 }
 

@@ -22,7 +22,7 @@ use crate::routes::{auth, billing, credits, generation, health, users, workspace
         generation::create, generation::status, generation::cancel, generation::list,
         billing::stripe_webhook, billing::paypal_webhook, billing::invoices, billing::subscription, billing::owed,
     ),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &CommonAnswers)
 )]
 pub struct ApiDoc;
 
@@ -36,6 +36,106 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }
+}
+
+/// The answers every route of a kind can give, added where a handler's annotation does not
+/// already name them, so the document lists every status the server can send: 503 (capacity,
+/// shutdown) on every route; 401 where a bearer token is required; 409 `concurrent_update` on
+/// every authenticated change (a compare-and-set can lose); 400, 413, 415 and 422 where there
+/// is a JSON body; 404 where a path names a record (malformed ids are 404 too); 422 and the
+/// bounds of `limit` where a route pages. Each carries the error envelope.
+struct CommonAnswers;
+
+impl Modify for CommonAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            if let Some(op) = item.get.as_mut() {
+                add_common_answers(op, false);
+            }
+            let writes = [
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for op in writes.into_iter().flatten() {
+                add_common_answers(op, true);
+            }
+        }
+    }
+}
+
+fn error_answer(description: &str) -> utoipa::openapi::Response {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+}
+
+fn add_common_answers(op: &mut utoipa::openapi::path::Operation, writes: bool) {
+    use utoipa::openapi::path::ParameterIn;
+    let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+    let has_body = op.request_body.is_some();
+    let params = op.parameters.get_or_insert_with(Vec::new);
+    let has_path_id = params.iter().any(|p| p.parameter_in == ParameterIn::Path);
+    let mut pages = false;
+    for p in params.iter_mut() {
+        if p.name == "limit" {
+            pages = true;
+            p.schema = Some(limit_schema());
+        }
+    }
+    let mut answers: Vec<(&str, &str)> = vec![(
+        "503",
+        "overloaded or unavailable (shutting down); `Retry-After` says when to retry",
+    )];
+    if secured {
+        answers.push((
+            "401",
+            "unauthenticated: no, unknown or expired bearer token",
+        ));
+    }
+    if has_body {
+        answers.push(("400", "malformed_json"));
+        answers.push(("413", "payload_too_large"));
+        answers.push(("415", "unsupported_media_type"));
+        answers.push(("422", "validation_failed (`details.field`)"));
+    }
+    if has_path_id {
+        answers.push(("404", "not_found (also for a malformed id)"));
+    }
+    if secured && writes {
+        answers.push((
+            "409",
+            "concurrent_update: the record changed meanwhile (or the route's own conflict codes)",
+        ));
+    }
+    if pages {
+        answers.push(("422", "validation_failed on `limit`, `cursor` or a filter"));
+    }
+    for (status, description) in answers {
+        op.responses
+            .responses
+            .entry(status.to_string())
+            .or_insert_with(|| error_answer(description).into());
+    }
+}
+
+/// `?limit=`: what `extract::Page` accepts.
+fn limit_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::Integer))
+        .minimum(Some(1))
+        .maximum(Some(crate::extract::PAGE_LIMIT_MAX as i64))
+        .default(Some(crate::extract::PAGE_LIMIT_DEFAULT.into()))
+        .into()
 }
 
 /// This document.

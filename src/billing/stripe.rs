@@ -1,6 +1,6 @@
 //! Stripe: the `Stripe-Signature` check and what each event does.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 use storage::keys;
@@ -73,7 +73,7 @@ pub fn verify_signature(
 
 fn signed_mac(secret: &str, t: i64, body: &[u8]) -> Hmac<Sha256> {
     // HMAC accepts keys of any length; this cannot fail.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
         .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(t.to_string().as_bytes());
     mac.update(b".");

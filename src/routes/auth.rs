@@ -15,9 +15,12 @@ use storage::records::Role;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignupBody {
+    #[schema(format = Email, min_length = 3, max_length = 254)]
     email: String,
-    /// At least 10 characters.
+    /// 10 to 1024 characters.
+    #[schema(min_length = 10, max_length = 1024)]
     password: String,
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
 }
 
@@ -88,7 +91,9 @@ pub async fn signup(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
+    #[schema(max_length = 254)]
     email: String,
+    #[schema(max_length = 1024)]
     password: String,
 }
 
@@ -156,6 +161,7 @@ pub async fn logout(state: web::Data<AppState>, caller: Caller) -> Result<HttpRe
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetRequestBody {
+    #[schema(format = Email, min_length = 3, max_length = 254)]
     email: String,
 }
 
@@ -189,7 +195,9 @@ pub async fn password_reset_request(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetConfirmBody {
+    #[schema(min_length = 1)]
     token: String,
+    #[schema(min_length = 10, max_length = 1024)]
     new_password: String,
 }
 

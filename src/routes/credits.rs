@@ -40,8 +40,10 @@ pub async fn my_credits(req: HttpRequest, caller: Caller) -> Result<HttpResponse
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdjustBody {
-    /// Non-zero; negative deducts.
+    /// Non-zero; negative deducts; at most 1,000,000,000 either way.
+    #[schema(minimum = -1_000_000_000, maximum = 1_000_000_000)]
     amount: i64,
+    #[schema(min_length = 1, max_length = 500)]
     description: String,
 }
 

@@ -20,15 +20,70 @@ use crate::views::{rfc3339, AssetView, Listing};
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
     project_id: Uuid,
-    /// 1..4000 characters.
+    /// 1..4000 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 4000, pattern = r"\S")]
     prompt: String,
     /// A format of the price table (default: social_post, story, banner, image_hd, video_short).
     format: String,
     /// 1..4, default 1.
+    #[schema(minimum = 1, maximum = 4)]
     variations: Option<i64>,
     /// An object under 16 KiB, passed to the worker.
     #[schema(value_type = Option<Object>)]
     params: Option<Value>,
+}
+
+/// The two forms the create route accepts (documentation of the body; the handler tells them
+/// apart by the `jsonrpc` member).
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // a schema only
+pub enum CreateCall {
+    Rest(CreateBody),
+    JsonRpc(JsonRpcCall),
+}
+
+/// The Odoo JSON-RPC envelope around a create.
+#[derive(ToSchema)]
+#[allow(dead_code)] // a schema only
+pub struct JsonRpcCall {
+    #[schema(pattern = r"^2\.0$")]
+    jsonrpc: String,
+    #[schema(example = "call")]
+    method: Option<String>,
+    /// Any JSON value; echoed in the answer.
+    #[schema(schema_with = any_value)]
+    id: Option<Value>,
+    params: CreateBody,
+}
+
+/// The JSON-RPC answer: `result` (the 202 body) or `error` (the envelope's status, message,
+/// code and details).
+#[derive(ToSchema)]
+#[allow(dead_code)] // a schema only
+pub struct JsonRpcAnswer {
+    jsonrpc: String,
+    /// The call's `id`, whatever it was.
+    #[schema(schema_with = any_value)]
+    id: Option<Value>,
+    result: Option<CreatedView>,
+    error: Option<JsonRpcError>,
+}
+
+fn any_value() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
+        .build()
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)] // a schema only
+pub struct JsonRpcError {
+    /// The HTTP status the REST form would have answered.
+    code: u16,
+    message: String,
+    #[schema(value_type = Object)]
+    data: Value,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -112,9 +167,11 @@ async fn create_from(
 /// Charge the cost and accept a generation request; its job goes to the AI workers through the
 /// outbox. Honours `Idempotency-Key` (24 h). Also accepts the Odoo JSON-RPC envelope
 /// `{"jsonrpc":"2.0","method":"call","params":{...},"id":N}`, answered in kind.
-#[utoipa::path(post, path = "/api/v1/generation/create", tag = "generation", security(("bearer" = [])), request_body = CreateBody,
-    params(("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 202, body = CreatedView), (status = 402, body = crate::views::ErrorBody), (status = 409, description = "idempotency_key_reused", body = crate::views::ErrorBody),
+#[utoipa::path(post, path = "/api/v1/generation/create", tag = "generation", security(("bearer" = [])), request_body = CreateCall,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1..255 visible ASCII characters; a replay answers the first status and body with `Idempotent-Replayed: true`")),
+    responses((status = 202, description = "accepted (REST form)", body = CreatedView),
+        (status = 200, description = "the JSON-RPC form: a result or an error object, always 200", body = JsonRpcAnswer),
+        (status = 402, body = crate::views::ErrorBody), (status = 409, description = "idempotency_key_reused", body = crate::views::ErrorBody),
         (status = 422, body = crate::views::ErrorBody)))]
 #[post("/api/v1/generation/create")]
 pub async fn create(

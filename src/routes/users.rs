@@ -46,15 +46,19 @@ pub async fn admin_list_users(req: HttpRequest, caller: Caller) -> Result<HttpRe
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatchBody {
+    #[schema(value_type = Option<String>, pattern = "^(free|pro|team|enterprise)$")]
     subscription_tier: Option<String>,
+    #[schema(value_type = Option<String>, pattern = "^(user|agent|admin)$")]
     role: Option<String>,
+    #[schema(min_length = 1, max_length = 200)]
     name: Option<String>,
 }
 
 /// Change a user's tier, role or name (admins).
 #[utoipa::path(patch, path = "/api/v1/admin/users/{id}", tag = "admin", security(("bearer" = [])), request_body = UserPatchBody,
     params(("id" = Uuid, Path)),
-    responses((status = 200, body = UserView), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody), (status = 422, body = crate::views::ErrorBody)))]
+    responses((status = 200, body = UserView), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody),
+        (status = 409, description = "cannot_change_own_role, concurrent_update", body = crate::views::ErrorBody), (status = 422, body = crate::views::ErrorBody)))]
 #[patch("/api/v1/admin/users/{id}")]
 pub async fn admin_update_user(
     state: web::Data<AppState>,

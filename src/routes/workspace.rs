@@ -49,6 +49,7 @@ fn project_view(reads: &impl Reader, p: &ProjectRecord) -> Result<ProjectView, A
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkbenchCreate {
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
     default_brand_kit_id: Option<Uuid>,
 }
@@ -56,6 +57,7 @@ pub struct WorkbenchCreate {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkbenchPatch {
+    #[schema(min_length = 1, max_length = 200)]
     name: Option<String>,
     /// `null` clears the default.
     #[serde(default, deserialize_with = "nullable")]
@@ -159,6 +161,7 @@ pub async fn delete_workbench(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectCreate {
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
     workbench_id: Uuid,
     brand_kit_id: Option<Uuid>,
@@ -167,6 +170,7 @@ pub struct ProjectCreate {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectPatch {
+    #[schema(min_length = 1, max_length = 200)]
     name: Option<String>,
     /// `null` clears the override.
     #[serde(default, deserialize_with = "nullable")]
@@ -297,12 +301,17 @@ pub async fn delete_project(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BrandKitCreate {
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
     #[serde(default)]
+    #[schema(max_items = 50)]
     colors: Vec<ColorInput>,
     #[serde(default)]
+    #[schema(max_items = 20)]
     fonts: Vec<FontInput>,
+    /// Relative object-store paths.
     #[serde(default)]
+    #[schema(max_items = 20)]
     logos: Vec<String>,
     #[serde(default)]
     is_default: bool,
@@ -311,9 +320,13 @@ pub struct BrandKitCreate {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BrandKitPatchBody {
+    #[schema(min_length = 1, max_length = 200)]
     name: Option<String>,
+    #[schema(max_items = 50)]
     colors: Option<Vec<ColorInput>>,
+    #[schema(max_items = 20)]
     fonts: Option<Vec<FontInput>>,
+    #[schema(max_items = 20)]
     logos: Option<Vec<String>>,
     is_default: Option<bool>,
 }
@@ -419,12 +432,15 @@ pub async fn delete_brand_kit(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssetCreate {
-    #[schema(example = "image")]
+    #[schema(example = "image", pattern = "^(image|video|audio|document|other)$")]
     kind: String,
-    /// Object-store path, relative.
+    /// Object-store path, relative: `[A-Za-z0-9._-]` segments, no `..`.
+    #[schema(min_length = 1, max_length = 1024)]
     path: String,
-    #[schema(example = "image/png")]
+    #[schema(example = "image/png", max_length = 127)]
     mime: String,
+    /// At most 10 GiB.
+    #[schema(maximum = 10_737_418_240_u64)]
     size: u64,
 }
 

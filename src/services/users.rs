@@ -103,7 +103,7 @@ pub fn balance_of(store: &impl Reader, id: Uuid) -> Result<u64, AppError> {
 
 /// Issues a bearer token valid for `ttl_us`; returns the token (shown once).
 pub async fn issue_token(store: &Store, user_id: Uuid, ttl_us: i64) -> Result<String, AppError> {
-    let (token, hash) = new_token();
+    let (token, hash) = new_token()?;
     let now = now_us();
     let expires_at_us = now.saturating_add(ttl_us);
     let mut set = WriteSet::new();
@@ -163,7 +163,7 @@ pub async fn request_password_reset(
         tracing::info!("password reset asked for an unknown email");
         return Ok(());
     };
-    let (token, hash) = new_token();
+    let (token, hash) = new_token()?;
     let now = now_us();
     let mut set = WriteSet::new();
     set.put(
