@@ -31,6 +31,7 @@ fn method_label(m: &Method) -> &'static str {
 }
 
 /// A metric line's value as Prometheus reads it.
+#[derive(Debug, Clone, Copy)]
 pub enum Sample {
     Counter(f64),
     Gauge(f64),
@@ -67,25 +68,7 @@ impl Metrics {
     /// the bus, and the publish lag histogram.
     pub fn render(&self, samples: &[(&str, &str, Sample)], publish_lag: &Histogram) -> String {
         let mut out = String::with_capacity(4096);
-        let _ = writeln!(
-            out,
-            "# HELP creativeflow_http_requests_total HTTP requests by route and status."
-        );
-        let _ = writeln!(out, "# TYPE creativeflow_http_requests_total counter");
-        let mut rows: Vec<(String, String, u16, u64)> = self
-            .requests
-            .lock()
-            .iter()
-            .map(|((m, p, s), n)| (m.to_string(), p.clone(), *s, *n))
-            .collect();
-        rows.sort_unstable();
-        for (m, p, s, n) in rows {
-            let _ = writeln!(
-                out,
-                "creativeflow_http_requests_total{{method=\"{m}\",route=\"{}\",status=\"{s}\"}} {n}",
-                p.replace('"', "")
-            );
-        }
+        self.render_requests(&mut out);
         self.latency.render(
             &mut out,
             "creativeflow_http_request_duration_seconds",
@@ -98,7 +81,51 @@ impl Metrics {
             "Job accepted to confirmed by the broker.",
             "",
         );
-        let counters = [
+        let own = self.own_counters();
+        let own = own.iter().map(|(name, help, v)| {
+            (
+                *name,
+                *help,
+                Sample::Counter(v.load(Ordering::Relaxed) as f64),
+            )
+        });
+        for (name, help, sample) in own.chain(samples.iter().map(|(n, h, s)| (*n, *h, *s))) {
+            let (kind, v) = match sample {
+                Sample::Counter(v) => ("counter", v),
+                Sample::Gauge(v) => ("gauge", v),
+            };
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        }
+        out
+    }
+
+    fn render_requests(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP creativeflow_http_requests_total HTTP requests by route and status.\n\
+             # TYPE creativeflow_http_requests_total counter"
+        );
+        let mut rows: Vec<(&'static str, String, u16, u64)> = self
+            .requests
+            .lock()
+            .iter()
+            .map(|((m, p, s), n)| (*m, p.clone(), *s, *n))
+            .collect();
+        rows.sort_unstable();
+        for (m, p, s, n) in rows {
+            let _ = writeln!(
+                out,
+                "creativeflow_http_requests_total{{method=\"{m}\",route=\"{}\",status=\"{s}\"}} {n}",
+                p.replace('"', "")
+            );
+        }
+    }
+
+    fn own_counters(&self) -> [(&'static str, &'static str, &AtomicU64); 9] {
+        [
             (
                 "creativeflow_ledger_entries_applied_total",
                 "Credit movements written.",
@@ -144,24 +171,6 @@ impl Metrics {
                 "Payment events acknowledged and ignored (unhandled types).",
                 &self.payment_events_ignored,
             ),
-        ];
-        for (name, help, v) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Ordering::Relaxed)
-            );
-        }
-        for (name, help, sample) in samples {
-            let (kind, v) = match sample {
-                Sample::Counter(v) => ("counter", v),
-                Sample::Gauge(v) => ("gauge", v),
-            };
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-            );
-        }
-        out
+        ]
     }
 }

@@ -583,47 +583,7 @@ async fn consume(
     status: &BrokerStatus,
     conn: &Connection,
 ) -> String {
-    let channel = match conn.create_channel().await {
-        Ok(c) => c,
-        Err(e) => return e.to_string(),
-    };
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-dead-letter-exchange".into(),
-        AMQPValue::LongString("".into()),
-    );
-    args.insert(
-        "x-dead-letter-routing-key".into(),
-        AMQPValue::LongString(config.results_dlq.as_str().into()),
-    );
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    let setup = async {
-        channel
-            .queue_declare(
-                config.results_dlq.as_str().into(),
-                durable,
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .queue_declare(config.results_queue.as_str().into(), durable, args)
-            .await?;
-        channel
-            .basic_qos(config.prefetch, BasicQosOptions::default())
-            .await?;
-        channel
-            .basic_consume(
-                config.results_queue.as_str().into(),
-                format!("{}-results", config.connection_name).into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-    };
-    let mut consumer = match setup.await {
+    let mut consumer = match open_results(conn, config).await {
         Ok(c) => c,
         Err(e) => return e.to_string(),
     };
@@ -642,41 +602,97 @@ async fn consume(
                 Err(e) => {
                     // Not applied, not the message's fault: requeue and let it come back.
                     tracing::warn!(error = %e, "result not applied; requeued");
-                    if let Err(e) = delivery
-                        .nack(BasicNackOptions {
-                            requeue: true,
-                            ..Default::default()
-                        })
-                        .await
-                    {
+                    let requeue = BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    };
+                    if let Err(e) = delivery.nack(requeue).await {
                         return e.to_string();
                     }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    tokio::time::sleep(Duration::from_millis(REQUEUE_PAUSE_MS)).await;
                     continue;
                 }
             },
         };
-        let sent = match verdict {
-            Ok(()) => {
-                status.results_applied_total.fetch_add(1, Ordering::Relaxed);
-                delivery.ack(BasicAckOptions::default()).await
-            }
-            Err(why) => {
-                status
-                    .results_dead_lettered_total
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(reason = %why, "result dead-lettered");
-                delivery.reject(BasicRejectOptions { requeue: false }).await
-            }
-        };
-        if let Err(e) = sent {
+        if let Err(e) = settle_result(&delivery, verdict, status).await {
             return e.to_string();
         }
     }
     "the consumer was cancelled".into()
 }
 
-/// Wakes the publisher after new outbox entries (it also polls, so a lost wake only delays).
+/// After a result could not be applied for a reason of ours, so a hot loop does not spin.
+const REQUEUE_PAUSE_MS: u64 = 200;
+
+/// Declares the results queue (dead-lettering to the DLQ through the default exchange) and
+/// starts consuming it with the prefetch bound.
+async fn open_results(
+    conn: &Connection,
+    config: &BrokerConfig,
+) -> Result<lapin::Consumer, lapin::Error> {
+    let channel = conn.create_channel().await?;
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("".into()),
+    );
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(config.results_dlq.as_str().into()),
+    );
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(
+            config.results_dlq.as_str().into(),
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_declare(config.results_queue.as_str().into(), durable, args)
+        .await?;
+    channel
+        .basic_qos(config.prefetch, BasicQosOptions::default())
+        .await?;
+    channel
+        .basic_consume(
+            config.results_queue.as_str().into(),
+            format!("{}-results", config.connection_name).into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+}
+
+/// Acks an applied result; rejects one that can never apply, so it goes to the DLQ.
+async fn settle_result(
+    delivery: &lapin::message::Delivery,
+    verdict: Result<(), String>,
+    status: &BrokerStatus,
+) -> Result<(), lapin::Error> {
+    match verdict {
+        Ok(()) => {
+            status.results_applied_total.fetch_add(1, Ordering::Relaxed);
+            delivery.ack(BasicAckOptions::default()).await.map(drop)
+        }
+        Err(why) => {
+            status
+                .results_dead_lettered_total
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(reason = %why, "result dead-lettered");
+            delivery
+                .reject(BasicRejectOptions { requeue: false })
+                .await
+                .map(drop)
+        }
+    }
+}
+
+/// Wakes the publisher after new outbox entries. A wake while the publisher is busy is kept
+/// (one permit), so the publisher always reads again after the last commit that woke it.
 #[derive(Clone)]
 pub struct PublisherHandle {
     pub wake: Arc<Notify>,

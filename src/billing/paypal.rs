@@ -56,189 +56,216 @@ fn event_time_us(event: &Value) -> i64 {
         .map_or(0, |t| (t.unix_timestamp_nanos() / 1000) as i64)
 }
 
+/// What a verified PayPal event means for the store.
 pub fn decide(state: &AppState, event: &Value) -> Result<Decision, AppError> {
     let r = &event["resource"];
     let at_us = event_time_us(event);
     match text(event, &["event_type"]).unwrap_or_default() {
-        "PAYMENT.CAPTURE.COMPLETED" => {
-            let Some((user_raw, code)) = text(r, &["custom_id"]).and_then(|c| c.split_once(':'))
-            else {
-                return Ok(Decision::Ignore(
-                    "custom_id is not <user_id>:<pack_code>".into(),
-                ));
-            };
-            let Some(user) = existing_user(state, Some(user_raw))? else {
-                return Ok(Decision::Ignore("custom_id names no user".into()));
-            };
-            let Some(pack) = state.config.file.packs.get(code) else {
-                return Ok(Decision::Ignore(format!("unknown pack {code}")));
-            };
-            let paid = text(r, &["amount", "value"]).and_then(minor_units);
-            let currency = text(r, &["amount", "currency_code"]).map(str::to_ascii_lowercase);
-            if paid != Some(pack.price_minor) || currency.as_deref() != Some(pack.currency.as_str())
-            {
-                state
-                    .metrics
-                    .payment_mismatches
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let note = format!("mismatch: paid {paid:?} {currency:?} for {code}");
-                tracing::warn!(%user, %note, "pack price mismatch; no credits");
-                return Ok(Decision::Ignore(note));
-            }
-            let Some(capture) = text(r, &["id"]) else {
-                return Ok(Decision::Ignore("capture without id".into()));
-            };
-            desk::purchase(
-                state,
-                PackPurchase {
-                    provider: Provider::Paypal,
-                    user,
-                    pack_code: code,
-                    credits: pack.credits,
-                    amount_minor: pack.price_minor,
-                    currency: &pack.currency,
-                    payment_ref: capture,
-                },
-            )
-        }
-        "PAYMENT.CAPTURE.REFUNDED" => {
-            // The resource is the refund; its capture is in related ids or the "up" link.
-            let capture = text(r, &["supplementary_data", "related_ids", "capture_id"])
-                .map(str::to_string)
-                .or_else(|| {
-                    r["links"].as_array()?.iter().find(|l| l["rel"] == "up")?["href"]
-                        .as_str()?
-                        .rsplit('/')
-                        .next()
-                        .map(str::to_string)
-                });
-            let Some(capture) = capture else {
-                return Ok(Decision::Ignore("refund without its capture".into()));
-            };
-            let key = desk::ref_key(&[Provider::Paypal.as_str(), "payment", &capture]);
-            let already = state
-                .store
-                .get::<PurchaseRecord>(&key)?
-                .map_or(0, |p| p.refunded_minor);
-            let this = text(r, &["amount", "value"])
-                .and_then(minor_units)
-                .unwrap_or(0);
-            desk::refund(state, Provider::Paypal, &capture, already + this)
-        }
-        "BILLING.SUBSCRIPTION.ACTIVATED" => {
-            let Some(sub) = text(r, &["id"]) else {
-                return Ok(Decision::Ignore("subscription without id".into()));
-            };
-            let Some(user) = existing_user(state, text(r, &["custom_id"]))? else {
-                return Ok(Decision::Ignore("custom_id names no user".into()));
-            };
-            let Some(tier) = plan_tier(state, text(r, &["plan_id"])) else {
-                return Ok(Decision::Ignore("plan_id maps to no tier".into()));
-            };
-            let mut set = WriteSet::new();
-            desk::subscription_set(
-                state,
-                &mut set,
-                Provider::Paypal,
-                user,
-                None,
-                sub,
-                tier,
-                SubStatus::Active,
-                None,
-                at_us,
-            )?;
-            Ok(Decision::Apply {
-                user: None,
-                credit: None,
-                set,
-                note: format!("subscription {sub} active at {}", tier.as_str()),
-            })
-        }
+        "PAYMENT.CAPTURE.COMPLETED" => capture_completed(state, r),
+        "PAYMENT.CAPTURE.REFUNDED" => capture_refunded(state, r),
+        "BILLING.SUBSCRIPTION.ACTIVATED" => subscription_activated(state, r, at_us),
         kind @ ("BILLING.SUBSCRIPTION.CANCELLED" | "BILLING.SUBSCRIPTION.PAYMENT.FAILED") => {
-            let Some(sub) = text(r, &["id"]) else {
-                return Ok(Decision::Ignore("subscription without id".into()));
-            };
-            let Some(user) = desk::user_of(state, Provider::Paypal, "subscription", sub)? else {
-                return Ok(Decision::RetryLater(format!(
-                    "subscription {sub} not known yet"
-                )));
-            };
-            let Some(known) = state.store.get::<SubscriptionRecord>(&keys::user(user))? else {
-                return Ok(Decision::RetryLater(format!(
-                    "subscription {sub} not known yet"
-                )));
-            };
-            if at_us < known.last_event_at_us {
-                return Ok(Decision::Ignore(
-                    "older than the state already applied".into(),
-                ));
-            }
-            let status = if kind.ends_with("CANCELLED") {
-                SubStatus::Cancelled
-            } else {
-                SubStatus::PastDue
-            };
-            let mut set = WriteSet::new();
-            desk::subscription_set(
-                state,
-                &mut set,
-                Provider::Paypal,
-                user,
-                None,
-                sub,
-                known.tier,
-                status,
-                None,
-                at_us,
-            )?;
-            Ok(Decision::Apply {
-                user: None,
-                credit: None,
-                set,
-                note: format!("subscription {}", status.as_str()),
-            })
+            subscription_ended(state, r, kind, at_us)
         }
-        "PAYMENT.SALE.COMPLETED" => {
-            let Some(sub) = text(r, &["billing_agreement_id"]) else {
-                return Ok(Decision::Ignore("sale without billing_agreement_id".into()));
-            };
-            let Some(sale) = text(r, &["id"]) else {
-                return Ok(Decision::Ignore("sale without id".into()));
-            };
-            let Some(user) = desk::user_of(state, Provider::Paypal, "subscription", sub)? else {
-                return Ok(Decision::RetryLater(format!(
-                    "subscription {sub} not known yet"
-                )));
-            };
-            let Some(known) = state.store.get::<SubscriptionRecord>(&keys::user(user))? else {
-                return Ok(Decision::RetryLater(format!(
-                    "subscription {sub} not known yet"
-                )));
-            };
-            let amount = text(r, &["amount", "total"])
-                .and_then(minor_units)
-                .unwrap_or(0);
-            let currency = text(r, &["amount", "currency"])
-                .unwrap_or("usd")
-                .to_ascii_lowercase();
-            let line = InvoiceLine {
-                description: format!("Plan {}", known.tier.as_str()),
-                quantity: 1,
-                amount_minor: amount as i64,
-            };
-            let billed = desk::Billed {
-                user,
-                provider: Provider::Paypal,
-                provider_ref: sale,
-                amount_minor: amount,
-                currency: &currency,
-                lines: vec![line],
-            };
-            desk::period_paid(state, known.tier, billed, WriteSet::new())
-        }
+        "PAYMENT.SALE.COMPLETED" => sale_completed(state, r),
         other => Ok(Decision::Ignore(format!("unhandled type {other}"))),
     }
+}
+
+/// The user and stored subscription behind a PayPal subscription id, once its activation (or
+/// an earlier event naming it) was applied.
+fn known_subscription(
+    state: &AppState,
+    sub: &str,
+) -> Result<Option<(uuid::Uuid, SubscriptionRecord)>, AppError> {
+    let Some(user) = desk::user_of(state, Provider::Paypal, "subscription", sub)? else {
+        return Ok(None);
+    };
+    Ok(state
+        .store
+        .get::<SubscriptionRecord>(&keys::user(user))?
+        .map(|known| (user, known)))
+}
+
+/// A pack bought with an order: `custom_id` is `<user_id>:<pack_code>`; the amount must match.
+fn capture_completed(state: &AppState, r: &Value) -> Result<Decision, AppError> {
+    let Some((user_raw, code)) = text(r, &["custom_id"]).and_then(|c| c.split_once(':')) else {
+        return Ok(Decision::Ignore(
+            "custom_id is not <user_id>:<pack_code>".into(),
+        ));
+    };
+    let Some(user) = existing_user(state, Some(user_raw))? else {
+        return Ok(Decision::Ignore("custom_id names no user".into()));
+    };
+    let Some(pack) = state.config.file.packs.get(code) else {
+        return Ok(Decision::Ignore(format!("unknown pack {code}")));
+    };
+    let paid = text(r, &["amount", "value"]).and_then(minor_units);
+    let currency = text(r, &["amount", "currency_code"]).map(str::to_ascii_lowercase);
+    if paid != Some(pack.price_minor) || currency.as_deref() != Some(pack.currency.as_str()) {
+        state
+            .metrics
+            .payment_mismatches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let note = format!("mismatch: paid {paid:?} {currency:?} for {code}");
+        tracing::warn!(%user, %note, "pack price mismatch; no credits");
+        return Ok(Decision::Ignore(note));
+    }
+    let Some(capture) = text(r, &["id"]) else {
+        return Ok(Decision::Ignore("capture without id".into()));
+    };
+    desk::purchase(
+        state,
+        PackPurchase {
+            provider: Provider::Paypal,
+            user,
+            pack_code: code,
+            credits: pack.credits,
+            amount_minor: pack.price_minor,
+            currency: &pack.currency,
+            payment_ref: capture,
+        },
+    )
+}
+
+/// A (partial) refund of a capture: the total refunded so far decides what is reversed.
+fn capture_refunded(state: &AppState, r: &Value) -> Result<Decision, AppError> {
+    // The resource is the refund; its capture is in related ids or the "up" link.
+    let capture = text(r, &["supplementary_data", "related_ids", "capture_id"])
+        .map(str::to_string)
+        .or_else(|| {
+            r["links"].as_array()?.iter().find(|l| l["rel"] == "up")?["href"]
+                .as_str()?
+                .rsplit('/')
+                .next()
+                .map(str::to_string)
+        });
+    let Some(capture) = capture else {
+        return Ok(Decision::Ignore("refund without its capture".into()));
+    };
+    let key = desk::ref_key(&[Provider::Paypal.as_str(), "payment", &capture]);
+    let already = state
+        .store
+        .get::<PurchaseRecord>(&key)?
+        .map_or(0, |p| p.refunded_minor);
+    let this = text(r, &["amount", "value"])
+        .and_then(minor_units)
+        .unwrap_or(0);
+    desk::refund(state, Provider::Paypal, &capture, already + this)
+}
+
+/// A subscription starts: `custom_id` is the user, the plan id maps to a tier.
+fn subscription_activated(state: &AppState, r: &Value, at_us: i64) -> Result<Decision, AppError> {
+    let Some(sub) = text(r, &["id"]) else {
+        return Ok(Decision::Ignore("subscription without id".into()));
+    };
+    let Some(user) = existing_user(state, text(r, &["custom_id"]))? else {
+        return Ok(Decision::Ignore("custom_id names no user".into()));
+    };
+    let Some(tier) = plan_tier(state, text(r, &["plan_id"])) else {
+        return Ok(Decision::Ignore("plan_id maps to no tier".into()));
+    };
+    let mut set = WriteSet::new();
+    desk::subscription_set(
+        state,
+        &mut set,
+        Provider::Paypal,
+        user,
+        None,
+        sub,
+        tier,
+        SubStatus::Active,
+        None,
+        at_us,
+    )?;
+    Ok(Decision::Apply {
+        user: None,
+        credit: None,
+        set,
+        note: format!("subscription {sub} active at {}", tier.as_str()),
+    })
+}
+
+/// A subscription is cancelled or its payment failed; an event older than the stored state
+/// changes nothing.
+fn subscription_ended(
+    state: &AppState,
+    r: &Value,
+    kind: &str,
+    at_us: i64,
+) -> Result<Decision, AppError> {
+    let Some(sub) = text(r, &["id"]) else {
+        return Ok(Decision::Ignore("subscription without id".into()));
+    };
+    let Some((user, known)) = known_subscription(state, sub)? else {
+        return Ok(Decision::RetryLater(format!(
+            "subscription {sub} not known yet"
+        )));
+    };
+    if at_us < known.last_event_at_us {
+        return Ok(Decision::Ignore(
+            "older than the state already applied".into(),
+        ));
+    }
+    let status = if kind.ends_with("CANCELLED") {
+        SubStatus::Cancelled
+    } else {
+        SubStatus::PastDue
+    };
+    let mut set = WriteSet::new();
+    desk::subscription_set(
+        state,
+        &mut set,
+        Provider::Paypal,
+        user,
+        None,
+        sub,
+        known.tier,
+        status,
+        None,
+        at_us,
+    )?;
+    Ok(Decision::Apply {
+        user: None,
+        credit: None,
+        set,
+        note: format!("subscription {}", status.as_str()),
+    })
+}
+
+/// A subscription period paid: plan credits and an invoice.
+fn sale_completed(state: &AppState, r: &Value) -> Result<Decision, AppError> {
+    let Some(sub) = text(r, &["billing_agreement_id"]) else {
+        return Ok(Decision::Ignore("sale without billing_agreement_id".into()));
+    };
+    let Some(sale) = text(r, &["id"]) else {
+        return Ok(Decision::Ignore("sale without id".into()));
+    };
+    let Some((user, known)) = known_subscription(state, sub)? else {
+        return Ok(Decision::RetryLater(format!(
+            "subscription {sub} not known yet"
+        )));
+    };
+    let amount = text(r, &["amount", "total"])
+        .and_then(minor_units)
+        .unwrap_or(0);
+    let currency = text(r, &["amount", "currency"])
+        .unwrap_or("usd")
+        .to_ascii_lowercase();
+    let line = InvoiceLine {
+        description: format!("Plan {}", known.tier.as_str()),
+        quantity: 1,
+        amount_minor: amount as i64,
+    };
+    let billed = desk::Billed {
+        user,
+        provider: Provider::Paypal,
+        provider_ref: sale,
+        amount_minor: amount,
+        currency: &currency,
+        lines: vec![line],
+    };
+    desk::period_paid(state, known.tier, billed, WriteSet::new())
 }
 
 #[cfg(test)]

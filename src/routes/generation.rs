@@ -153,7 +153,14 @@ async fn create_from(
         b.variations,
         b.params,
     )?;
-    let created = gen::create(state, &caller.user, request, idempotency(req)?).await?;
+    let created = gen::create(
+        state,
+        &*caller.reads,
+        &caller.user,
+        request,
+        idempotency(req)?,
+    )
+    .await?;
     let view = CreatedView {
         id: created.id,
         // A replay answers the first body: the request was pending when it was accepted.

@@ -111,24 +111,17 @@ pub struct Created {
     pub replayed: bool,
 }
 
+/// Accepts a request: charges its cost and writes the request, its indexes and its job (in the
+/// outbox) in one durable write through the caller's account actor. `reads` is the caller's
+/// snapshot (the project and brand kit are read from it; the write rechecks the project).
 pub async fn create(
     state: &AppState,
+    reads: &impl Reader,
     caller: &UserRecord,
     req: CreateRequest,
     idempotency: Option<IdempotencyKeyValue>,
 ) -> Result<Created, AppError> {
-    let project = match state
-        .store
-        .get::<ProjectRecord>(&keys::id(req.project_id))?
-    {
-        Some(p) if p.user_id == caller.id => p,
-        _ => {
-            return Err(AppError::validation(
-                "project_id",
-                "does not name one of your projects",
-            ))
-        }
-    };
+    let project = own_project(reads, caller, req.project_id)?;
     let price = state
         .config
         .file
@@ -137,50 +130,9 @@ pub async fn create(
         .copied()
         .ok_or_else(|| AppError::validation("format", "unknown format"))?;
     let cost = price * u64::from(req.variations);
-    let kit = actors::workspace_reads::effective_brand_kit(&state.store, &project)?;
-    let now = now_us();
-    let deadline_us = i64::try_from(
-        state
-            .config
-            .file
-            .generation
-            .deadline_seconds
-            .saturating_mul(1_000_000),
-    )
-    .unwrap_or(i64::MAX);
-    let generation = GenerationRecord {
-        id: Uuid::now_v7(),
-        user_id: caller.id,
-        project_id: project.id,
-        prompt: req.prompt.clone(),
-        format: req.format.clone(),
-        variations: req.variations,
-        params_json: req.params.to_string(),
-        cost,
-        status: GenStatus::Pending,
-        error: None,
-        asset_ids: Vec::new(),
-        deadline_at_us: now.saturating_add(deadline_us),
-        created_at_us: now,
-        updated_at_us: now,
-    };
-    let job = JobMessage {
-        generation_id: generation.id,
-        user_id: caller.id,
-        project_id: project.id,
-        prompt: &generation.prompt,
-        format: &generation.format,
-        variations: generation.variations,
-        params: &req.params,
-        brand_kit: kit.as_ref().map(|k| JobBrandKit {
-            colors: &k.colors,
-            fonts: &k.fonts,
-            logos: &k.logos,
-        }),
-        cost,
-        created_at: crate::views::rfc3339(now),
-    };
-    let payload = serde_json::to_vec(&job).map_err(AppError::internal)?;
+    let generation = new_request(state, caller, &project, &req, cost);
+    let kit = actors::workspace_reads::effective_brand_kit(reads, &project)?;
+    let payload = job_payload(&generation, &req.params, kit.as_ref())?;
     let idempotency = idempotency.map(|k| IdempotencyKey {
         key_hash: Sha256::digest(format!("generation\0{}", k.as_str())).into(),
         request_hash: req.fingerprint(),
@@ -199,14 +151,95 @@ pub async fn create(
         idempotency,
         extra: creation_set(&generation, payload),
     };
+    let outcome = state.accounts.apply(caller.id, apply).await?;
+    answer_create(state, generation.id, cost, outcome)
+}
+
+fn not_your_project() -> AppError {
+    AppError::validation("project_id", "does not name one of your projects")
+}
+
+/// The caller's own project; another user's is the same answer as none (never revealed).
+fn own_project(
+    reads: &impl Reader,
+    caller: &UserRecord,
+    id: Uuid,
+) -> Result<ProjectRecord, AppError> {
+    match reads.get::<ProjectRecord>(&keys::id(id))? {
+        Some(p) if p.user_id == caller.id => Ok(p),
+        _ => Err(not_your_project()),
+    }
+}
+
+/// The request record as accepted: pending, with its deadline.
+fn new_request(
+    state: &AppState,
+    caller: &UserRecord,
+    project: &ProjectRecord,
+    req: &CreateRequest,
+    cost: u64,
+) -> GenerationRecord {
+    let now = now_us();
+    let deadline_s = state.config.file.generation.deadline_seconds;
+    let deadline_us = i64::try_from(deadline_s.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+    GenerationRecord {
+        id: Uuid::now_v7(),
+        user_id: caller.id,
+        project_id: project.id,
+        prompt: req.prompt.clone(),
+        format: req.format.clone(),
+        variations: req.variations,
+        params_json: req.params.to_string(),
+        cost,
+        status: GenStatus::Pending,
+        error: None,
+        asset_ids: Vec::new(),
+        deadline_at_us: now.saturating_add(deadline_us),
+        created_at_us: now,
+        updated_at_us: now,
+    }
+}
+
+/// The job message (SPEC §7) as the workers will receive it.
+fn job_payload(
+    g: &GenerationRecord,
+    params: &serde_json::Value,
+    kit: Option<&BrandKitRecord>,
+) -> Result<Vec<u8>, AppError> {
+    let job = JobMessage {
+        generation_id: g.id,
+        user_id: g.user_id,
+        project_id: g.project_id,
+        prompt: &g.prompt,
+        format: &g.format,
+        variations: g.variations,
+        params,
+        brand_kit: kit.map(|k| JobBrandKit {
+            colors: &k.colors,
+            fonts: &k.fonts,
+            logos: &k.logos,
+        }),
+        cost: g.cost,
+        created_at: crate::views::rfc3339(g.created_at_us),
+    };
+    serde_json::to_vec(&job).map_err(AppError::internal)
+}
+
+/// The 202 answer (a replay answers the first one), or why not.
+fn answer_create(
+    state: &AppState,
+    id: Uuid,
+    cost: u64,
+    outcome: Outcome,
+) -> Result<Created, AppError> {
     let m = &state.metrics;
-    match state.accounts.apply(caller.id, apply).await? {
+    match outcome {
         Outcome::Applied { entry } => {
             m.ledger_applied.fetch_add(1, Ordering::Relaxed);
             m.generations_created.fetch_add(1, Ordering::Relaxed);
             state.publisher.wake();
             Ok(Created {
-                id: generation.id,
+                id,
                 cost,
                 credit_balance: entry.balance_after,
                 replayed: false,
@@ -232,10 +265,7 @@ pub async fn create(
             })
         }
         Outcome::IdempotencyKeyReused => Err(AppError::IdempotencyKeyReused),
-        Outcome::ExtraConditionFailed { .. } => Err(AppError::validation(
-            "project_id",
-            "does not name one of your projects",
-        )),
+        Outcome::ExtraConditionFailed { .. } => Err(not_your_project()),
     }
 }
 

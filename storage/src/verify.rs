@@ -354,183 +354,295 @@ fn hex(bytes: &[u8]) -> String {
 /// project's owner is its workbench's owner, references point at the owner's own kits, at most
 /// one default kit per user, and every index entry matches its record both ways.
 fn check_workspace(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageError> {
-    let users = open(txn, Table::Users)?;
-    let workbenches = open(txn, Table::Workbenches)?;
-    let projects = open(txn, Table::Projects)?;
-    let kits = open(txn, Table::BrandKits)?;
-    let assets = open(txn, Table::Assets)?;
-    let indexes = [
-        (
-            Table::WorkbenchesByUser,
-            open(txn, Table::WorkbenchesByUser)?,
-        ),
-        (
-            Table::ProjectsByWorkbench,
-            open(txn, Table::ProjectsByWorkbench)?,
-        ),
-        (Table::ProjectsByUser, open(txn, Table::ProjectsByUser)?),
-        (Table::BrandKitsByUser, open(txn, Table::BrandKitsByUser)?),
-        (Table::AssetsByProject, open(txn, Table::AssetsByProject)?),
-    ];
-    let index = |t: Table| {
-        &indexes
-            .iter()
-            .find(|(n, _)| *n == t)
-            .expect("index table listed")
-            .1
+    let ws = Workspace {
+        users: open(txn, Table::Users)?,
+        workbenches: open(txn, Table::Workbenches)?,
+        projects: open(txn, Table::Projects)?,
+        kits: open(txn, Table::BrandKits)?,
+        assets: open(txn, Table::Assets)?,
+        workbenches_by_user: open(txn, Table::WorkbenchesByUser)?,
+        projects_by_workbench: open(txn, Table::ProjectsByWorkbench)?,
+        projects_by_user: open(txn, Table::ProjectsByUser)?,
+        kits_by_user: open(txn, Table::BrandKitsByUser)?,
+        assets_by_project: open(txn, Table::AssetsByProject)?,
     };
-    let has = |table: &RawTable, key: Vec<u8>| -> Result<bool, StorageError> {
-        Ok(table.get(key.as_slice())?.is_some())
-    };
-    let kit_of = |id: Uuid| -> Result<Option<BrandKitRecord>, StorageError> {
-        Ok(get::<BrandKitRecord>(&kits, &keys::id(id))?.and_then(Result::ok))
-    };
+    ws.check_kits(c)?;
+    ws.check_workbenches(c)?;
+    ws.check_projects(c)?;
+    ws.check_assets(c)?;
+    ws.check_indexes(c)
+}
 
-    let mut defaults: BTreeMap<Uuid, u32> = BTreeMap::new();
-    for item in kits.iter()? {
-        let (_, v) = item?;
-        c.seen(Table::BrandKits);
-        match decode::<BrandKitRecord>(v.value()) {
-            Ok(k) => {
-                if !has(index(Table::BrandKitsByUser), keys::pair(k.user_id, k.id))? {
-                    c.violation(format!("brand kit {} is not indexed under its user", k.id));
-                }
-                if !has(&users, keys::user(k.user_id))? {
-                    c.violation(format!(
-                        "brand kit {} belongs to missing user {}",
-                        k.id, k.user_id
-                    ));
-                }
-                if k.is_default {
-                    *defaults.entry(k.user_id).or_default() += 1;
-                }
-            }
-            Err(e) => c.violation(format!("brand kit unreadable: {e}")),
-        }
+/// The workspace tables of one snapshot.
+struct Workspace {
+    users: RawTable,
+    workbenches: RawTable,
+    projects: RawTable,
+    kits: RawTable,
+    assets: RawTable,
+    workbenches_by_user: RawTable,
+    projects_by_workbench: RawTable,
+    projects_by_user: RawTable,
+    kits_by_user: RawTable,
+    assets_by_project: RawTable,
+}
+
+fn has(table: &RawTable, key: Vec<u8>) -> Result<bool, StorageError> {
+    Ok(table.get(key.as_slice())?.is_some())
+}
+
+impl Workspace {
+    fn kit(&self, id: Uuid) -> Result<Option<BrandKitRecord>, StorageError> {
+        Ok(get::<BrandKitRecord>(&self.kits, &keys::id(id))?.and_then(Result::ok))
     }
-    for (user, n) in defaults.into_iter().filter(|(_, n)| *n > 1) {
-        c.violation(format!("user {user} has {n} default brand kits"));
+
+    /// Whether `kit` is missing or not `owner`'s (a reference to it is then broken).
+    fn foreign_kit(&self, kit: Uuid, owner: Uuid) -> Result<bool, StorageError> {
+        Ok(self.kit(kit)?.is_none_or(|k| k.user_id != owner))
     }
-    for item in workbenches.iter()? {
-        let (_, v) = item?;
-        c.seen(Table::Workbenches);
-        match decode::<WorkbenchRecord>(v.value()) {
-            Ok(w) => {
-                if !has(index(Table::WorkbenchesByUser), keys::pair(w.user_id, w.id))? {
-                    c.violation(format!("workbench {} is not indexed under its user", w.id));
+
+    fn check_kits(&self, c: &mut Collector) -> Result<(), StorageError> {
+        let mut defaults: BTreeMap<Uuid, u32> = BTreeMap::new();
+        for item in self.kits.iter()? {
+            let (_, v) = item?;
+            c.seen(Table::BrandKits);
+            let k = match decode::<BrandKitRecord>(v.value()) {
+                Ok(k) => k,
+                Err(e) => {
+                    c.violation(format!("brand kit unreadable: {e}"));
+                    continue;
                 }
-                if !has(&users, keys::user(w.user_id))? {
-                    c.violation(format!(
-                        "workbench {} belongs to missing user {}",
-                        w.id, w.user_id
-                    ));
-                }
-                if let Some(k) = w.default_brand_kit_id {
-                    if kit_of(k)?.is_none_or(|k| k.user_id != w.user_id) {
-                        c.violation(format!("workbench {} defaults to brand kit {k} that is missing or not its owner's", w.id));
-                    }
-                }
-            }
-            Err(e) => c.violation(format!("workbench unreadable: {e}")),
-        }
-    }
-    for item in projects.iter()? {
-        let (_, v) = item?;
-        c.seen(Table::Projects);
-        match decode::<ProjectRecord>(v.value()) {
-            Ok(p) => {
-                match get::<WorkbenchRecord>(&workbenches, &keys::id(p.workbench_id))? {
-                    Some(Ok(w)) if w.user_id == p.user_id => {}
-                    Some(Ok(w)) => c.violation(format!(
-                        "project {} has owner {} but its workbench belongs to {}",
-                        p.id, p.user_id, w.user_id
-                    )),
-                    Some(Err(_)) => {}
-                    None => c.violation(format!(
-                        "project {} has no workbench (orphan of {})",
-                        p.id, p.workbench_id
-                    )),
-                }
-                if !has(
-                    index(Table::ProjectsByWorkbench),
-                    keys::pair(p.workbench_id, p.id),
-                )? || !has(index(Table::ProjectsByUser), keys::pair(p.user_id, p.id))?
-                {
-                    c.violation(format!("project {} is missing from an index", p.id));
-                }
-                if let Some(k) = p.brand_kit_id {
-                    if kit_of(k)?.is_none_or(|k| k.user_id != p.user_id) {
-                        c.violation(format!(
-                            "project {} uses brand kit {k} that is missing or not its owner's",
-                            p.id
-                        ));
-                    }
-                }
-            }
-            Err(e) => c.violation(format!("project unreadable: {e}")),
-        }
-    }
-    for item in assets.iter()? {
-        let (_, v) = item?;
-        c.seen(Table::Assets);
-        match decode::<AssetRecord>(v.value()) {
-            Ok(a) => {
-                match get::<ProjectRecord>(&projects, &keys::id(a.project_id))? {
-                    Some(Ok(p)) if p.user_id == a.user_id => {}
-                    Some(Ok(_)) => {
-                        c.violation(format!("asset {} has another owner than its project", a.id))
-                    }
-                    Some(Err(_)) => {}
-                    None => c.violation(format!(
-                        "asset {} has no project (orphan of {})",
-                        a.id, a.project_id
-                    )),
-                }
-                if !has(
-                    index(Table::AssetsByProject),
-                    keys::pair(a.project_id, a.id),
-                )? {
-                    c.violation(format!("asset {} is not indexed under its project", a.id));
-                }
-            }
-            Err(e) => c.violation(format!("asset unreadable: {e}")),
-        }
-    }
-    // Every index entry points at a record with the same parent.
-    let targets: [(Table, &RawTable, ParentOf); 5] = [
-        (Table::WorkbenchesByUser, &workbenches, |v| {
-            decode::<WorkbenchRecord>(v).ok().map(|r| r.user_id)
-        }),
-        (Table::ProjectsByWorkbench, &projects, |v| {
-            decode::<ProjectRecord>(v).ok().map(|r| r.workbench_id)
-        }),
-        (Table::ProjectsByUser, &projects, |v| {
-            decode::<ProjectRecord>(v).ok().map(|r| r.user_id)
-        }),
-        (Table::BrandKitsByUser, &kits, |v| {
-            decode::<BrandKitRecord>(v).ok().map(|r| r.user_id)
-        }),
-        (Table::AssetsByProject, &assets, |v| {
-            decode::<AssetRecord>(v).ok().map(|r| r.project_id)
-        }),
-    ];
-    for (table, records, parent_of) in targets {
-        for item in index(table).iter()? {
-            let (k, _) = item?;
-            c.seen(table);
-            let parent = k.value().get(..16).and_then(|b| Uuid::from_slice(b).ok());
-            let child = keys::pair_child(k.value());
-            let (Some(parent), Some(child)) = (parent, child) else {
-                c.violation(format!("{table} key {} is malformed", hex(k.value())));
-                continue;
             };
-            let stored_parent = records
-                .get(keys::id(child).as_slice())?
-                .and_then(|v| parent_of(v.value()));
-            if stored_parent != Some(parent) {
-                c.violation(format!("{table} entry ({parent}, {child}) points at a record that is missing or elsewhere"));
+            if !has(&self.kits_by_user, keys::pair(k.user_id, k.id))? {
+                c.violation(format!("brand kit {} is not indexed under its user", k.id));
+            }
+            if !has(&self.users, keys::user(k.user_id))? {
+                c.violation(format!(
+                    "brand kit {} belongs to missing user {}",
+                    k.id, k.user_id
+                ));
+            }
+            if k.is_default {
+                *defaults.entry(k.user_id).or_default() += 1;
             }
         }
+        for (user, n) in defaults.into_iter().filter(|(_, n)| *n > 1) {
+            c.violation(format!("user {user} has {n} default brand kits"));
+        }
+        Ok(())
+    }
+
+    fn check_workbenches(&self, c: &mut Collector) -> Result<(), StorageError> {
+        for item in self.workbenches.iter()? {
+            let (_, v) = item?;
+            c.seen(Table::Workbenches);
+            let w = match decode::<WorkbenchRecord>(v.value()) {
+                Ok(w) => w,
+                Err(e) => {
+                    c.violation(format!("workbench unreadable: {e}"));
+                    continue;
+                }
+            };
+            if !has(&self.workbenches_by_user, keys::pair(w.user_id, w.id))? {
+                c.violation(format!("workbench {} is not indexed under its user", w.id));
+            }
+            if !has(&self.users, keys::user(w.user_id))? {
+                c.violation(format!(
+                    "workbench {} belongs to missing user {}",
+                    w.id, w.user_id
+                ));
+            }
+            if let Some(k) = w.default_brand_kit_id {
+                if self.foreign_kit(k, w.user_id)? {
+                    c.violation(format!(
+                        "workbench {} defaults to brand kit {k} that is missing or not its owner's",
+                        w.id
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_projects(&self, c: &mut Collector) -> Result<(), StorageError> {
+        for item in self.projects.iter()? {
+            let (_, v) = item?;
+            c.seen(Table::Projects);
+            let p = match decode::<ProjectRecord>(v.value()) {
+                Ok(p) => p,
+                Err(e) => {
+                    c.violation(format!("project unreadable: {e}"));
+                    continue;
+                }
+            };
+            match get::<WorkbenchRecord>(&self.workbenches, &keys::id(p.workbench_id))? {
+                Some(Ok(w)) if w.user_id == p.user_id => {}
+                Some(Ok(w)) => c.violation(format!(
+                    "project {} has owner {} but its workbench belongs to {}",
+                    p.id, p.user_id, w.user_id
+                )),
+                Some(Err(_)) => {}
+                None => c.violation(format!(
+                    "project {} has no workbench (orphan of {})",
+                    p.id, p.workbench_id
+                )),
+            }
+            if !has(
+                &self.projects_by_workbench,
+                keys::pair(p.workbench_id, p.id),
+            )? || !has(&self.projects_by_user, keys::pair(p.user_id, p.id))?
+            {
+                c.violation(format!("project {} is missing from an index", p.id));
+            }
+            if let Some(k) = p.brand_kit_id {
+                if self.foreign_kit(k, p.user_id)? {
+                    c.violation(format!(
+                        "project {} uses brand kit {k} that is missing or not its owner's",
+                        p.id
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_assets(&self, c: &mut Collector) -> Result<(), StorageError> {
+        for item in self.assets.iter()? {
+            let (_, v) = item?;
+            c.seen(Table::Assets);
+            let a = match decode::<AssetRecord>(v.value()) {
+                Ok(a) => a,
+                Err(e) => {
+                    c.violation(format!("asset unreadable: {e}"));
+                    continue;
+                }
+            };
+            match get::<ProjectRecord>(&self.projects, &keys::id(a.project_id))? {
+                Some(Ok(p)) if p.user_id == a.user_id => {}
+                Some(Ok(_)) => {
+                    c.violation(format!("asset {} has another owner than its project", a.id))
+                }
+                Some(Err(_)) => {}
+                None => c.violation(format!(
+                    "asset {} has no project (orphan of {})",
+                    a.id, a.project_id
+                )),
+            }
+            if !has(&self.assets_by_project, keys::pair(a.project_id, a.id))? {
+                c.violation(format!("asset {} is not indexed under its project", a.id));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every index entry points at a record with the same parent.
+    fn check_indexes(&self, c: &mut Collector) -> Result<(), StorageError> {
+        let targets: [(Table, &RawTable, &RawTable, ParentOf); 5] = [
+            (
+                Table::WorkbenchesByUser,
+                &self.workbenches_by_user,
+                &self.workbenches,
+                |v| decode::<WorkbenchRecord>(v).ok().map(|r| r.user_id),
+            ),
+            (
+                Table::ProjectsByWorkbench,
+                &self.projects_by_workbench,
+                &self.projects,
+                |v| decode::<ProjectRecord>(v).ok().map(|r| r.workbench_id),
+            ),
+            (
+                Table::ProjectsByUser,
+                &self.projects_by_user,
+                &self.projects,
+                |v| decode::<ProjectRecord>(v).ok().map(|r| r.user_id),
+            ),
+            (
+                Table::BrandKitsByUser,
+                &self.kits_by_user,
+                &self.kits,
+                |v| decode::<BrandKitRecord>(v).ok().map(|r| r.user_id),
+            ),
+            (
+                Table::AssetsByProject,
+                &self.assets_by_project,
+                &self.assets,
+                |v| decode::<AssetRecord>(v).ok().map(|r| r.project_id),
+            ),
+        ];
+        for (table, index, records, parent_of) in targets {
+            for item in index.iter()? {
+                let (k, _) = item?;
+                c.seen(table);
+                let parent = k.value().get(..16).and_then(|b| Uuid::from_slice(b).ok());
+                let child = keys::pair_child(k.value());
+                let (Some(parent), Some(child)) = (parent, child) else {
+                    c.violation(format!("{table} key {} is malformed", hex(k.value())));
+                    continue;
+                };
+                let stored_parent = records
+                    .get(keys::id(child).as_slice())?
+                    .and_then(|v| parent_of(v.value()));
+                if stored_parent != Some(parent) {
+                    c.violation(format!("{table} entry ({parent}, {child}) points at a record that is missing or elsewhere"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A request was charged its cost exactly once, and refunded exactly when failed or cancelled.
+fn check_generation_money(g: &GenerationRecord, l: GenLinks, c: &mut Collector) {
+    let cost = i64::try_from(g.cost).unwrap_or(i64::MAX);
+    if l.charges != 1 || l.charged != -cost || l.user.is_some_and(|u| u != g.user_id) {
+        c.violation(format!(
+            "generation {} should be charged {} once; the ledger has {} charge(s) totalling {}",
+            g.id, g.cost, l.charges, l.charged
+        ));
+    }
+    let refunds_expected = u32::from(g.status.is_refunded());
+    if l.refunds != refunds_expected || l.refunded != cost * i64::from(refunds_expected) {
+        c.violation(format!(
+            "generation {} is {} with {} refund(s) totalling {}",
+            g.id,
+            g.status.as_str(),
+            l.refunds,
+            l.refunded
+        ));
+    }
+}
+
+/// A pending request's job is in the outbox; the live index holds exactly the unfinished
+/// requests; the request is indexed under its user.
+fn check_generation_dispatch(
+    g: &GenerationRecord,
+    outbox: &RawTable,
+    live: &RawTable,
+    by_user: &RawTable,
+    c: &mut Collector,
+) -> Result<(), StorageError> {
+    if g.status == GenStatus::Pending && outbox.get(keys::id(g.id).as_slice())?.is_none() {
+        c.violation(format!(
+            "pending generation {} is neither queued nor in the outbox",
+            g.id
+        ));
+    }
+    let in_live = live
+        .get(keys::live_generation(g.deadline_at_us, g.id).as_slice())?
+        .is_some();
+    if in_live == g.status.is_terminal() {
+        c.violation(format!(
+            "generation {} ({}) is {} the live index",
+            g.id,
+            g.status.as_str(),
+            if in_live { "still in" } else { "missing from" }
+        ));
+    }
+    if by_user
+        .get(keys::pair(g.user_id, g.id).as_slice())?
+        .is_none()
+    {
+        c.violation(format!("generation {} is not indexed under its user", g.id));
     }
     Ok(())
 }
@@ -595,47 +707,8 @@ fn check_generations(txn: &ReadTransaction, c: &mut Collector) -> Result<(), Sto
                 continue;
             }
         };
-        let l = links.remove(&g.id).unwrap_or_default();
-        let cost = i64::try_from(g.cost).unwrap_or(i64::MAX);
-        if l.charges != 1 || l.charged != -cost || l.user.is_some_and(|u| u != g.user_id) {
-            c.violation(format!(
-                "generation {} should be charged {} once; the ledger has {} charge(s) totalling {}",
-                g.id, g.cost, l.charges, l.charged
-            ));
-        }
-        let refunds_expected = u32::from(g.status.is_refunded());
-        if l.refunds != refunds_expected || l.refunded != cost * i64::from(refunds_expected) {
-            c.violation(format!(
-                "generation {} is {} with {} refund(s) totalling {}",
-                g.id,
-                g.status.as_str(),
-                l.refunds,
-                l.refunded
-            ));
-        }
-        if g.status == GenStatus::Pending && outbox.get(keys::id(g.id).as_slice())?.is_none() {
-            c.violation(format!(
-                "pending generation {} is neither queued nor in the outbox",
-                g.id
-            ));
-        }
-        let in_live = live
-            .get(keys::live_generation(g.deadline_at_us, g.id).as_slice())?
-            .is_some();
-        if in_live == g.status.is_terminal() {
-            c.violation(format!(
-                "generation {} ({}) is {} the live index",
-                g.id,
-                g.status.as_str(),
-                if in_live { "still in" } else { "missing from" }
-            ));
-        }
-        if by_user
-            .get(keys::pair(g.user_id, g.id).as_slice())?
-            .is_none()
-        {
-            c.violation(format!("generation {} is not indexed under its user", g.id));
-        }
+        check_generation_money(&g, links.remove(&g.id).unwrap_or_default(), c);
+        check_generation_dispatch(&g, &outbox, &live, &by_user, c)?;
     }
     for (id, _) in links {
         c.violation(format!(
