@@ -218,7 +218,6 @@ use storage::records::{BrandColor, BrandFont};
 pub const COLORS_MAX: usize = 50;
 pub const FONTS_MAX: usize = 20;
 pub const LOGOS_MAX: usize = 20;
-const PATH_LEN_MAX: usize = 1024;
 const LABEL_LEN_MAX: usize = 100;
 
 /// A brand color as clients send it: `"#RRGGBB"` or `{"hex": "#RRGGBB", "name": "Primary"}`.
@@ -313,17 +312,7 @@ pub fn parse_object_path(raw: &str, field: &str) -> Result<String, AppError> {
             "must be a relative object-store path without '..' or a scheme",
         )
     };
-    if raw.is_empty() || raw.len() > PATH_LEN_MAX || raw.starts_with('/') || raw.contains("://") {
-        return Err(bad());
-    }
-    let segment_ok = |s: &str| {
-        !s.is_empty()
-            && s != "."
-            && s != ".."
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-    };
-    if !raw.split('/').all(segment_ok) {
+    if !actors::workspace_reads::object_path_ok(raw) {
         return Err(bad());
     }
     Ok(raw.to_string())
@@ -341,8 +330,7 @@ pub fn parse_logos(input: Vec<String>) -> Result<Vec<String>, AppError> {
 }
 
 pub const ASSET_KINDS: [&str; 5] = ["image", "video", "audio", "document", "other"];
-/// 10 GiB: the largest asset recorded.
-pub const ASSET_SIZE_MAX: u64 = 10 * 1024 * 1024 * 1024;
+pub use actors::workspace_reads::ASSET_SIZE_MAX;
 
 pub fn parse_asset_kind(raw: &str) -> Result<String, AppError> {
     ASSET_KINDS
@@ -355,18 +343,13 @@ pub fn parse_asset_kind(raw: &str) -> Result<String, AppError> {
 
 /// `type/subtype` in the token characters of RFC 6838.
 pub fn parse_mime(raw: &str) -> Result<String, AppError> {
-    let token = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 127
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+".contains(c))
-    };
-    match raw.split_once('/') {
-        Some((t, s)) if token(t) && token(s) => Ok(raw.to_ascii_lowercase()),
-        _ => Err(AppError::validation(
+    if actors::workspace_reads::mime_ok(raw) {
+        Ok(raw.to_ascii_lowercase())
+    } else {
+        Err(AppError::validation(
             "mime",
             "must be a media type like image/png",
-        )),
+        ))
     }
 }
 

@@ -73,8 +73,19 @@ pub async fn read_body(mut payload: Payload, limit_bytes: usize) -> Result<Vec<u
     Ok(body)
 }
 
+/// Parses a whole body: one JSON value and nothing after it but whitespace (a second value or
+/// trailing garbage is 400, so what was applied is exactly what was sent).
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = parse_value(&mut de)?;
+    de.end()
+        .map_err(|e| AppError::MalformedJson(format!("data after the JSON value: {e}")))?;
+    Ok(value)
+}
+
+fn parse_value<T: DeserializeOwned>(
+    de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'_>>,
+) -> Result<T, AppError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();

@@ -25,7 +25,7 @@ use crate::generation::{apply_event, mark_published, GenerationError};
 use crate::histogram::Histogram;
 use crate::lifecycle::Event;
 use crate::workspace::WorkspaceRegistry;
-use crate::workspace_reads::NewAsset;
+use crate::workspace_reads::{mime_ok, object_path_ok, NewAsset, ASSET_SIZE_MAX};
 
 /// Names and bounds of the job bus (SPEC §7 defaults; all configurable).
 #[derive(Debug, Clone)]
@@ -462,24 +462,8 @@ fn parse_result(body: &[u8]) -> Result<(Uuid, Event), String> {
             let assets = msg
                 .assets
                 .into_iter()
-                .map(|a| {
-                    let kind = a
-                        .mime
-                        .split('/')
-                        .next()
-                        .filter(|k| ["image", "video", "audio"].contains(k))
-                        .unwrap_or("other")
-                        .to_string();
-                    valid_path(&a.path).then_some(NewAsset {
-                        kind,
-                        path: a.path,
-                        mime: a.mime,
-                        size: a.size,
-                        generation_request_id: None,
-                    })
-                })
-                .collect::<Option<Vec<_>>>()
-                .ok_or("an asset path is not a relative object-store path")?;
+                .map(result_asset)
+                .collect::<Result<Vec<_>, String>>()?;
             Event::Completed { assets }
         }
         "failed" => Event::Failed {
@@ -495,12 +479,32 @@ fn parse_result(body: &[u8]) -> Result<(Uuid, Event), String> {
     Ok((msg.generation_id, event))
 }
 
-fn valid_path(p: &str) -> bool {
-    !p.is_empty()
-        && p.len() <= 1024
-        && !p.starts_with('/')
-        && !p.contains("://")
-        && p.split('/').all(|s| !s.is_empty() && s != ".." && s != ".")
+/// A result's asset under the same rules as an asset the API accepts: a worker is not trusted
+/// more than a client.
+fn result_asset(a: ResultAsset) -> Result<NewAsset, String> {
+    if !object_path_ok(&a.path) {
+        return Err("an asset path is not a relative object-store path".into());
+    }
+    if !mime_ok(&a.mime) {
+        return Err("an asset mime type is not type/subtype".into());
+    }
+    if a.size > ASSET_SIZE_MAX {
+        return Err(format!("an asset is larger than {ASSET_SIZE_MAX} bytes"));
+    }
+    let mime = a.mime.to_ascii_lowercase();
+    let kind = mime
+        .split('/')
+        .next()
+        .filter(|k| ["image", "video", "audio"].contains(k))
+        .unwrap_or("other")
+        .to_string();
+    Ok(NewAsset {
+        kind,
+        path: a.path,
+        mime,
+        size: a.size,
+        generation_request_id: None,
+    })
 }
 
 /// Consumes `ai_generation_results` with manual acks: a message is acked only after its effect

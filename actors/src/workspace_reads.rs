@@ -14,6 +14,37 @@ pub const ASSETS_PER_PROJECT_MAX: usize = 5000;
 /// Index keys read per step when a whole child list is collected.
 const SCAN_STEP: usize = 1000;
 
+/// Longest object-store path accepted.
+pub const OBJECT_PATH_LEN_MAX: usize = 1024;
+/// 10 GiB: the largest asset recorded.
+pub const ASSET_SIZE_MAX: u64 = 10 * 1024 * 1024 * 1024;
+
+/// An object-store path: relative, `/`-separated segments of ASCII letters, digits, `.`, `_`,
+/// `-`; no `.` or `..` segment, no empty segment, no scheme. Percent signs, backslashes and
+/// control characters cannot appear, so no decoding step can turn a path into another. The
+/// same rule holds for API input and for the workers' result messages.
+pub fn object_path_ok(raw: &str) -> bool {
+    let segment_ok = |s: &str| {
+        !s.is_empty()
+            && s != "."
+            && s != ".."
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    };
+    !raw.is_empty() && raw.len() <= OBJECT_PATH_LEN_MAX && raw.split('/').all(segment_ok)
+}
+
+/// `type/subtype` in the token characters of RFC 6838.
+pub fn mime_ok(raw: &str) -> bool {
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 127
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+".contains(c))
+    };
+    matches!(raw.split_once('/'), Some((t, s)) if token(t) && token(s))
+}
+
 /// An asset to create (by a user, or from a completed generation).
 #[derive(Debug, Clone)]
 pub struct NewAsset {

@@ -495,3 +495,9 @@ pub fn existing_user(state: &AppState, raw: Option<&str>) -> Result<Option<Uuid>
 pub fn tier_named(name: &str) -> Option<Tier> {
     Tier::parse(name).filter(|t| *t != Tier::Free)
 }
+
+/// Unix seconds from a provider as our microseconds; `None` when out of range (a forged or
+/// broken timestamp is treated as absent, never wrapped).
+pub fn seconds_to_us(s: i64) -> Option<i64> {
+    s.checked_mul(1_000_000)
+}

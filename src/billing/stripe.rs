@@ -155,8 +155,8 @@ pub fn decide(state: &AppState, event: &Value) -> Result<Decision, AppError> {
     let obj = &event["data"]["object"];
     let created_us = event["created"]
         .as_i64()
-        .unwrap_or(0)
-        .saturating_mul(1_000_000);
+        .and_then(desk::seconds_to_us)
+        .unwrap_or(0);
     match event["type"].as_str().unwrap_or_default() {
         "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
             checkout(state, obj, created_us)
@@ -327,7 +327,7 @@ fn invoice_paid(state: &AppState, obj: &Value, created_us: i64) -> Result<Decisi
     let period_end_us = obj["lines"]["data"]
         .get(0)
         .and_then(|l| l["period"]["end"].as_i64())
-        .map(|e| e * 1_000_000);
+        .and_then(desk::seconds_to_us);
     let mut extra = WriteSet::new();
     let sub = invoice_subscription(obj)
         .map(str::to_string)
@@ -464,7 +464,7 @@ fn subscription_changed(
                 .get(0)
                 .and_then(|i| i["current_period_end"].as_i64())
         })
-        .map(|e| e * 1_000_000);
+        .and_then(desk::seconds_to_us);
     let mut set = WriteSet::new();
     let r = desk::subscription_set(
         state,

@@ -519,3 +519,30 @@ async fn late_or_foreign_subscription_events_do_not_override_newer_state() {
         "pro"
     );
 }
+
+/// Provider timestamps far out of range are treated as absent, never wrapped or panicking.
+#[actix_web::test]
+async fn out_of_range_provider_timestamps_neither_panic_nor_fail_the_event() {
+    let app = app().await;
+    let (_, user) = app.new_user().await;
+    let mut checkout = subscription_checkout("evt_huge_1", &user, "pro");
+    checkout["created"] = json!(i64::MAX / 2);
+    assert_eq!(stripe(&app, &checkout).await.status(), 200);
+    let mut invoice = invoice_paid("evt_huge_2", "in_huge", false, None);
+    invoice["data"]["object"]["lines"]["data"][0]["period"]["end"] = json!(i64::MAX / 3);
+    let r = stripe(&app, &invoice).await;
+    assert!(r.status() == 200 || r.status() == 503, "{}", r.status());
+    let update = event(
+        "evt_huge_3",
+        "customer.subscription.updated",
+        now(),
+        json!({"id": "sub_1", "status": "active", "current_period_end": i64::MIN / 7, "metadata": {"user_id": user}}),
+    );
+    let r = stripe(&app, &update).await;
+    assert!(
+        r.status().is_success() || r.status() == 503,
+        "{}",
+        r.status()
+    );
+    app.assert_verified();
+}

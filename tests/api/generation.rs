@@ -790,3 +790,44 @@ async fn under_concurrent_creates_every_job_is_published_without_a_rescan() {
     app.assert_verified();
     finish(owned, bus).await;
 }
+
+/// A worker is not trusted more than a client: asset paths with a backslash, a control
+/// character, a percent-encoded dot, or a scheme; a mime that is not type/subtype; a size past
+/// the bound — each message goes to the DLQ whole, and the request is left as it was.
+#[actix_web::test]
+async fn hostile_result_messages_are_dead_lettered_and_change_nothing() {
+    let bus = Bus::new().await;
+    let app = app_on(&bus, "").await;
+    let (token, _, project_id) = user_with_project(&app).await;
+    let created: Value = accepted(
+        &app,
+        &token,
+        &json!({"project_id": project_id, "prompt": "p", "format": "banner"}),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap();
+    wait_status(&app, &token, id, "queued").await;
+    let hostile = [
+        json!({"path": "out\\..\\etc\\passwd", "mime": "image/png", "size": 1}),
+        json!({"path": "out/a\u{0007}b.png", "mime": "image/png", "size": 1}),
+        json!({"path": "out/%2e%2e/secret.png", "mime": "image/png", "size": 1}),
+        json!({"path": "https://evil.example/x.png", "mime": "image/png", "size": 1}),
+        json!({"path": "out/ok.png", "mime": "image png", "size": 1}),
+        json!({"path": "out/ok.png", "mime": "image/png", "size": 10_737_418_241_u64}),
+    ];
+    for asset in &hostile {
+        let msg = json!({"generation_id": id, "status": "completed", "assets": [asset]});
+        bus.send_result(msg.to_string().as_bytes()).await;
+    }
+    for asset in &hostile {
+        assert!(
+            bus.next_dead_letter(WAIT).await.is_some(),
+            "dead-lettered: {asset}"
+        );
+    }
+    let s = status(&app, &token, id).await;
+    assert_eq!(s["status"], "queued");
+    assert_eq!(s["assets"].as_array().unwrap().len(), 0);
+    app.assert_verified();
+    finish(app, bus).await;
+}

@@ -12,6 +12,7 @@ mod credits;
 mod generation;
 mod health;
 mod helpers;
+mod hostile;
 mod paypal;
 mod users;
 mod workspace;
