@@ -932,7 +932,7 @@ async fn build_app(vars: Vec<(String, String)>) -> Res<(AppInfo, Application)> {
         .map_err(|e| format!("the application does not start: {e}"))?;
     let state = app.state();
     let admin_email = format!("admin-{}@example.com", Uuid::new_v4().simple());
-    let hash = creativeflow::auth::hash_password_now(PASSWORD).map_err(|e| e.to_string())?;
+    let hash = creativeflow::passwords::hash_password_now(PASSWORD).map_err(|e| e.to_string())?;
     create_user(
         &state.store,
         NewUser {

@@ -4,66 +4,18 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::OnceLock;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::Argon2;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 use storage::keys;
 use storage::records::{Role, TokenRecord, UserRecord};
 use storage::{Reader, Snapshot};
 
-use crate::domain::Password;
 use crate::error::AppError;
 use crate::state::AppState;
-
-/// Hashes on the blocking pool: Argon2id takes tens of milliseconds by design.
-pub async fn hash_password(password: Password) -> Result<String, AppError> {
-    web::block(move || hash_password_now(password.expose())).await?
-}
-
-pub fn hash_password_now(password: &str) -> Result<String, AppError> {
-    // The salt comes from the operating system's generator (getrandom).
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| AppError::internal(format!("argon2: {e}")))
-}
-
-/// Verifies on the blocking pool. With no stored hash it verifies against a fixed one anyway,
-/// so an unknown email takes as long as a wrong password (no account enumeration by timing).
-pub async fn verify_password(stored: Option<String>, password: String) -> Result<bool, AppError> {
-    web::block(move || {
-        let hash = match &stored {
-            Some(h) => h.as_str(),
-            None => dummy_hash(),
-        };
-        verify_password_now(&password, hash) && stored.is_some()
-    })
-    .await
-    .map_err(AppError::from)
-}
-
-/// Whether `password` matches a stored Argon2 hash (on the calling thread).
-pub fn verify_password_now(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .unwrap_or(false)
-}
-
-fn dummy_hash() -> &'static str {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| hash_password_now("not a real password at all").unwrap_or_default())
-}
 
 /// A new random token (returned to the client once) and its hash (the only thing stored).
 pub fn new_token() -> Result<(String, [u8; 32]), AppError> {
@@ -143,6 +95,10 @@ impl FromRequest for Caller {
             let user = reads
                 .get::<UserRecord>(&keys::user(record.user_id))?
                 .ok_or(AppError::Unauthenticated)?;
+            // Issued before the last password change: revoked, however many such tokens exist.
+            if record.credentials_version != user.credentials_version {
+                return Err(AppError::Unauthenticated);
+            }
             Ok(Caller {
                 user,
                 token_hash,

@@ -121,7 +121,7 @@ pub(crate) fn failed(e: AppError) -> Answer {
 }
 
 pub fn user_create_blocking(store: &Store, args: UserCreateArgs, signup_grant: u64) -> Answer {
-    let hash = match crate::auth::hash_password_now(args.password.expose()) {
+    let hash = match crate::passwords::hash_password_now(args.password.expose()) {
         Ok(h) => h,
         Err(e) => return failed(e),
     };

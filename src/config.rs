@@ -69,6 +69,19 @@ pub struct AuthConfig {
     /// Failed logins allowed per client IP within the window before 429.
     pub failed_logins_per_ip_max: u32,
     pub failed_login_window_seconds: u64,
+    /// Live sessions per user; a new login revokes the oldest beyond it.
+    pub sessions_per_user_max: usize,
+    /// Password hashes running at once (0: one per core) and running or waiting; past the
+    /// second, 503 `overloaded`.
+    pub password_hashes_running_max: usize,
+    pub password_hashes_admitted_max: usize,
+    /// Signups per client IP within the window (credit farming, enumeration by `email_taken`).
+    pub signups_per_ip_max: u32,
+    pub signup_window_seconds: u64,
+    /// Password-reset requests per email and per client IP within the window.
+    pub reset_requests_per_email_max: u32,
+    pub reset_requests_per_ip_max: u32,
+    pub reset_request_window_seconds: u64,
 }
 
 impl Default for AuthConfig {
@@ -79,6 +92,14 @@ impl Default for AuthConfig {
             failed_logins_per_account_max: 5,
             failed_logins_per_ip_max: 50,
             failed_login_window_seconds: 15 * 60,
+            sessions_per_user_max: 50,
+            password_hashes_running_max: 0,
+            password_hashes_admitted_max: 32,
+            signups_per_ip_max: 20,
+            signup_window_seconds: 3600,
+            reset_requests_per_email_max: 3,
+            reset_requests_per_ip_max: 20,
+            reset_request_window_seconds: 3600,
         }
     }
 }
@@ -520,7 +541,7 @@ impl FileConfig {
         }
         let a = &self.auth;
         let s = &self.store;
-        let checks: [(bool, &str); 9] = [
+        let checks: [(bool, &str); 11] = [
             (
                 self.credits.signup_grant <= 1_000_000,
                 "credits.signup_grant must be at most 1000000",
@@ -540,6 +561,18 @@ impl FileConfig {
             (
                 a.failed_login_window_seconds >= 1,
                 "auth.failed_login_window_seconds must be at least 1",
+            ),
+            (
+                a.sessions_per_user_max >= 1 && a.password_hashes_admitted_max >= 1,
+                "auth.sessions_per_user_max and auth.password_hashes_admitted_max must be at least 1",
+            ),
+            (
+                a.signups_per_ip_max >= 1
+                    && a.reset_requests_per_email_max >= 1
+                    && a.reset_requests_per_ip_max >= 1
+                    && a.signup_window_seconds >= 1
+                    && a.reset_request_window_seconds >= 1,
+                "auth signup and reset limits and windows must be at least 1",
             ),
             (
                 s.cache_size_mib >= 1,

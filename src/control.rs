@@ -150,7 +150,7 @@ async fn dispatch(request: Request, state: &web::Data<AppState>, tx: mpsc::Sende
                 Ok(a) => a,
                 Err(e) => return done(failed(e)),
             };
-            let hash = match crate::auth::hash_password(args.password).await {
+            let hash = match state.hashes.hash(args.password).await {
                 Ok(h) => h,
                 Err(e) => return done(failed(e)),
             };

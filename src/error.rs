@@ -262,7 +262,7 @@ impl AppError {
         }
         let mut resp = HttpResponse::build(e.status);
         self.headers(&mut resp);
-        let request_id = crate::telemetry::current_request_id().unwrap_or_default();
+        let request_id = crate::request_id::current().unwrap_or_default();
         resp.content_type("text/html; charset=utf-8").body(format!(
             "<!doctype html><html><head><meta charset=\"utf-8\"><title>{status}</title></head>\
              <body><h1>{status}</h1><p>{message}</p><p><small>{code} · request {rid}</small></p>\
@@ -280,7 +280,7 @@ impl Envelope {
     pub fn to_json(&self) -> Value {
         let mut error =
             json!({ "code": self.code, "message": self.message, "details": self.details });
-        if let Some(rid) = crate::telemetry::current_request_id() {
+        if let Some(rid) = crate::request_id::current() {
             error["request_id"] = Value::String(rid);
         }
         json!({ "error": error })

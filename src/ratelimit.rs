@@ -1,73 +1,142 @@
-//! Failed-login limiting, per account and per client IP, in fixed windows. In memory and per
-//! node: it slows guessing; it is not a ledger. Bounded: past `KEYS_MAX` keys, expired windows
-//! are dropped first and then the oldest.
+//! Attempt limiting in fixed windows (failed logins per account and per client IP, signups per
+//! IP, reset requests per email and per IP). In memory and per node: it slows guessing and
+//! farming; it is not a ledger.
+//!
+//! An attempt is *reserved before* the expensive work it guards (a password hash), so parallel
+//! attempts cannot all pass the check and count afterwards: exactly `max` get through a window.
+//! Bounded: keys longer than [`KEY_LEN_MAX`] share one key, and past [`KEYS_MAX`] keys expired
+//! windows go first, then the oldest.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+/// Keys kept at most (each ~100 bytes).
 const KEYS_MAX: usize = 100_000;
+/// A key (an email is at most 254 bytes, plus a prefix) longer than this is not kept as itself.
+pub const KEY_LEN_MAX: usize = 300;
+const OVERLONG_KEY: &str = "~overlong";
 
 #[derive(Debug)]
-pub struct LoginLimiter {
+pub struct WindowLimiter {
     window: Duration,
-    per_account_max: u32,
-    per_ip_max: u32,
-    failures: Mutex<HashMap<String, (Instant, u32)>>,
+    counts: Mutex<HashMap<String, (Instant, u32)>>,
 }
 
-impl LoginLimiter {
-    pub fn new(window: Duration, per_account_max: u32, per_ip_max: u32) -> Self {
-        LoginLimiter {
+fn bounded(key: &str) -> &str {
+    if key.len() <= KEY_LEN_MAX {
+        key
+    } else {
+        OVERLONG_KEY
+    }
+}
+
+impl WindowLimiter {
+    pub fn new(window: Duration) -> Self {
+        WindowLimiter {
             window,
-            per_account_max,
-            per_ip_max,
-            failures: Mutex::new(HashMap::new()),
+            counts: Mutex::new(HashMap::new()),
         }
     }
 
-    /// `Some(retry_after_s)` when either key is over its limit.
-    pub fn blocked(&self, account: &str, ip: &str) -> Option<u64> {
-        let map = self.failures.lock();
+    /// Takes one attempt from every `(key, max)` at once, or none: `Err(retry_after_s)` when
+    /// any key has used its `max` in the current window.
+    pub fn try_take(&self, keys: &[(&str, u32)]) -> Result<(), u64> {
+        let mut map = self.counts.lock();
         let now = Instant::now();
-        let check = |key: String, max: u32| -> Option<u64> {
-            let (start, n) = map.get(&key)?;
-            let age = now.duration_since(*start);
-            (age < self.window && *n >= max).then(|| (self.window - age).as_secs().max(1))
-        };
-        check(format!("a:{account}"), self.per_account_max)
-            .or_else(|| check(format!("i:{ip}"), self.per_ip_max))
-    }
-
-    pub fn record_failure(&self, account: &str, ip: &str) {
-        let mut map = self.failures.lock();
-        let now = Instant::now();
-        if map.len() >= KEYS_MAX {
-            let window = self.window;
-            map.retain(|_, (start, _)| now.duration_since(*start) < window);
-            if map.len() >= KEYS_MAX {
-                if let Some(oldest) = map
-                    .iter()
-                    .min_by_key(|(_, (s, _))| *s)
-                    .map(|(k, _)| k.clone())
-                {
-                    map.remove(&oldest);
+        for (key, max) in keys {
+            if let Some((start, n)) = map.get(bounded(key)) {
+                let age = now.duration_since(*start);
+                if age < self.window && *n >= *max {
+                    return Err((self.window - age).as_secs().max(1));
                 }
             }
         }
-        for key in [format!("a:{account}"), format!("i:{ip}")] {
-            let slot = map.entry(key).or_insert((now, 0));
+        self.make_room(&mut map, now, keys.len());
+        for (key, _) in keys {
+            let slot = map.entry(bounded(key).to_string()).or_insert((now, 0));
             if now.duration_since(slot.0) >= self.window {
                 *slot = (now, 0);
             }
             slot.1 += 1;
         }
+        Ok(())
     }
 
-    /// A successful login clears the account's count (not the IP's).
-    pub fn record_success(&self, account: &str) {
-        self.failures.lock().remove(&format!("a:{account}"));
+    /// Returns an attempt taken by [`Self::try_take`] (it turned out not to count, e.g. a
+    /// successful login for the client's IP).
+    pub fn give_back(&self, key: &str) {
+        if let Some(slot) = self.counts.lock().get_mut(bounded(key)) {
+            slot.1 = slot.1.saturating_sub(1);
+        }
+    }
+
+    /// Forgets a key (a successful login clears its account's failures).
+    pub fn clear(&self, key: &str) {
+        self.counts.lock().remove(bounded(key));
+    }
+
+    fn make_room(&self, map: &mut HashMap<String, (Instant, u32)>, now: Instant, wanted: usize) {
+        if map.len() + wanted <= KEYS_MAX {
+            return;
+        }
+        let window = self.window;
+        map.retain(|_, (start, _)| now.duration_since(*start) < window);
+        while map.len() + wanted > KEYS_MAX {
+            let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, (s, _))| *s)
+                .map(|(k, _)| k.clone())
+            else {
+                return;
+            };
+            map.remove(&oldest);
+        }
+    }
+
+    pub fn keys(&self) -> usize {
+        self.counts.lock().len()
+    }
+}
+
+/// Failed-login limits: per account and per client IP.
+#[derive(Debug)]
+pub struct LoginLimiter {
+    limiter: WindowLimiter,
+    per_account_max: u32,
+    per_ip_max: u32,
+}
+
+impl LoginLimiter {
+    pub fn new(window: Duration, per_account_max: u32, per_ip_max: u32) -> Self {
+        LoginLimiter {
+            limiter: WindowLimiter::new(window),
+            per_account_max,
+            per_ip_max,
+        }
+    }
+
+    /// Reserves one attempt for the account and the IP before the password is checked;
+    /// `Err(retry_after_s)` when either is used up.
+    pub fn reserve(&self, account: &str, ip: &str) -> Result<(), u64> {
+        self.limiter.try_take(&[
+            (&format!("a:{account}"), self.per_account_max),
+            (&format!("i:{ip}"), self.per_ip_max),
+        ])
+    }
+
+    /// The attempt succeeded: the account's failures are forgotten and the IP's reservation
+    /// returned. A failure keeps both reservations (they were the count).
+    pub fn succeeded(&self, account: &str, ip: &str) {
+        self.limiter.clear(&format!("a:{account}"));
+        self.limiter.give_back(&format!("i:{ip}"));
+    }
+
+    /// The attempt was never checked (refused before the hash ran): both reservations return.
+    pub fn succeeded_without_clearing(&self, account: &str, ip: &str) {
+        self.limiter.give_back(&format!("a:{account}"));
+        self.limiter.give_back(&format!("i:{ip}"));
     }
 }
 
@@ -79,20 +148,42 @@ mod tests {
     fn an_account_is_blocked_after_its_limit_and_cleared_by_success() {
         let l = LoginLimiter::new(Duration::from_secs(60), 3, 100);
         for _ in 0..3 {
-            assert!(l.blocked("a@x.io", "1.2.3.4").is_none());
-            l.record_failure("a@x.io", "1.2.3.4");
+            assert!(l.reserve("a@x.io", "1.2.3.4").is_ok());
         }
-        assert!(l.blocked("a@x.io", "9.9.9.9").is_some());
-        l.record_success("a@x.io");
-        assert!(l.blocked("a@x.io", "9.9.9.9").is_none());
+        assert!(l.reserve("a@x.io", "9.9.9.9").is_err());
+        l.succeeded("a@x.io", "1.2.3.4");
+        assert!(l.reserve("a@x.io", "9.9.9.9").is_ok());
     }
 
     #[test]
     fn an_ip_is_blocked_across_accounts() {
         let l = LoginLimiter::new(Duration::from_secs(60), 100, 2);
-        l.record_failure("a@x.io", "1.2.3.4");
-        l.record_failure("b@x.io", "1.2.3.4");
-        assert!(l.blocked("c@x.io", "1.2.3.4").is_some());
-        assert!(l.blocked("c@x.io", "5.6.7.8").is_none());
+        assert!(l.reserve("a@x.io", "1.2.3.4").is_ok());
+        assert!(l.reserve("b@x.io", "1.2.3.4").is_ok());
+        assert!(l.reserve("c@x.io", "1.2.3.4").is_err());
+        assert!(l.reserve("c@x.io", "5.6.7.8").is_ok());
+    }
+
+    #[test]
+    fn a_refused_attempt_takes_nothing_from_the_other_key() {
+        let l = WindowLimiter::new(Duration::from_secs(60));
+        assert!(l.try_take(&[("a", 1)]).is_ok());
+        assert!(l.try_take(&[("b", 5), ("a", 1)]).is_err());
+        for _ in 0..5 {
+            assert!(l.try_take(&[("b", 5)]).is_ok());
+        }
+    }
+
+    #[test]
+    fn overlong_keys_share_one_slot_and_the_map_is_bounded() {
+        let l = WindowLimiter::new(Duration::from_secs(60));
+        let long_a = "a".repeat(KEY_LEN_MAX + 1);
+        let long_b = "b".repeat(KEY_LEN_MAX + 1);
+        assert!(l.try_take(&[(&long_a, 1)]).is_ok());
+        assert!(l.try_take(&[(&long_b, 1)]).is_err());
+        for i in 0..(KEYS_MAX + 10) {
+            let _ = l.try_take(&[(&format!("k{i}"), 1)]);
+        }
+        assert!(l.keys() <= KEYS_MAX);
     }
 }

@@ -9,7 +9,8 @@ use storage::Store;
 use crate::config::Config;
 use crate::mailer::Mailer;
 use crate::metrics::Metrics;
-use crate::ratelimit::LoginLimiter;
+use crate::passwords::HashPool;
+use crate::ratelimit::{LoginLimiter, WindowLimiter};
 
 /// What every handler can reach. Cheap to clone (all shared).
 pub struct AppState {
@@ -21,6 +22,12 @@ pub struct AppState {
     pub mailer: Arc<dyn Mailer>,
     pub metrics: Arc<Metrics>,
     pub login_limiter: LoginLimiter,
+    /// Signups per client IP.
+    pub signup_limiter: WindowLimiter,
+    /// Password-reset requests per email and per client IP.
+    pub reset_limiter: WindowLimiter,
+    /// Every password hash and check runs here (bounded).
+    pub hashes: HashPool,
     /// The feature toggles now (initial values from the environment).
     pub features: parking_lot::RwLock<crate::config::Features>,
     /// PayPal transmission verifier; `None` while `CREATIVEFLOW_PAYPAL_WEBHOOK_ID` is unset.
@@ -62,6 +69,12 @@ impl AppState {
             a.failed_logins_per_account_max,
             a.failed_logins_per_ip_max,
         );
+        let signup_limiter = WindowLimiter::new(Duration::from_secs(a.signup_window_seconds));
+        let reset_limiter = WindowLimiter::new(Duration::from_secs(a.reset_request_window_seconds));
+        let hashes = HashPool::new(
+            a.password_hashes_running_max,
+            a.password_hashes_admitted_max,
+        );
         AppState {
             store,
             accounts,
@@ -71,6 +84,9 @@ impl AppState {
             mailer,
             metrics: Arc::new(Metrics::default()),
             login_limiter,
+            signup_limiter,
+            reset_limiter,
+            hashes,
             features: parking_lot::RwLock::new(initial_features),
             paypal,
             billing_lock: tokio::sync::Mutex::new(()),

@@ -22,10 +22,6 @@ pub const REQUEST_ID_HEADER: &str = "request-id";
 /// is replaced (it ends up in logs and headers).
 const REQUEST_ID_LEN_MAX: usize = 64;
 
-tokio::task_local! {
-    static REQUEST_ID: String;
-}
-
 /// Structured logs to stderr; `RUST_LOG` filters (default `info`), `CREATIVEFLOW_LOG_FORMAT=json`
 /// switches to one JSON object per line. Colour only when stderr is a terminal, so files and
 /// log collectors get no escape codes.
@@ -41,11 +37,6 @@ pub fn init() {
     } else {
         builder.try_init()
     };
-}
-
-/// The id of the request being served on this task, if any.
-pub fn current_request_id() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
 }
 
 fn request_id_of(req: &ServiceRequest) -> String {
@@ -72,9 +63,9 @@ pub async fn observe(
     let method = req.method().clone();
     let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %req.path());
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let mut res = REQUEST_ID
-        .scope(request_id.clone(), next.call(req).instrument(span.clone()))
-        .await?;
+    let mut res =
+        crate::request_id::scope(request_id.clone(), next.call(req).instrument(span.clone()))
+            .await?;
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         res.headers_mut()
             .insert(HeaderName::from_static(REQUEST_ID_HEADER), v);

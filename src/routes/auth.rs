@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 use utoipa::ToSchema;
 
-use crate::auth::{hash_password, verify_password, Caller};
+use crate::auth::Caller;
 use crate::domain::{Email, Name, Password};
 use crate::error::AppError;
 use crate::extract::ApiJson;
@@ -49,7 +49,8 @@ async fn session(
     user: &storage::records::UserRecord,
 ) -> Result<SessionView, AppError> {
     let ttl = ttl_us(state);
-    let token = users::issue_token(&state.store, user.id, ttl).await?;
+    let sessions_max = state.config.file.auth.sessions_per_user_max;
+    let token = users::issue_token(&state.store, user, ttl, sessions_max).await?;
     Ok(SessionView {
         user: UserView::new(user, users::balance_of(&state.store, user.id)?),
         token,
@@ -59,9 +60,11 @@ async fn session(
 
 /// Create an account (tier `free`, with the signup grant of credits) and sign in.
 #[utoipa::path(post, path = "/api/v1/auth/signup", request_body = SignupBody, tag = "auth",
-    responses((status = 201, body = SessionView), (status = 409, description = "email_taken", body = crate::views::ErrorBody), (status = 422, body = crate::views::ErrorBody)))]
+    responses((status = 201, body = SessionView), (status = 409, description = "email_taken", body = crate::views::ErrorBody), (status = 422, body = crate::views::ErrorBody),
+        (status = 429, description = "rate_limited: signups per client IP", body = crate::views::ErrorBody)))]
 #[post("/api/v1/auth/signup")]
 pub async fn signup(
+    req: HttpRequest,
     state: web::Data<AppState>,
     body: ApiJson<SignupBody>,
 ) -> Result<HttpResponse, AppError> {
@@ -69,10 +72,17 @@ pub async fn signup(
     let email = Email::parse(&body.email)?;
     let name = Name::parse(&body.name, "name")?;
     let password = Password::parse(body.password, "password")?;
+    // Every well-formed attempt counts: it bounds both credit farming and how fast anyone can
+    // learn which emails are registered from `email_taken`.
+    let a = &state.config.file.auth;
+    state
+        .signup_limiter
+        .try_take(&[(&format!("s:{}", client_ip(&req)), a.signups_per_ip_max)])
+        .map_err(|retry_after_s| AppError::RateLimited { retry_after_s })?;
     if users::find_by_email(&state.store, &email)?.is_some() {
         return Err(AppError::EmailTaken);
     }
-    let password_hash = hash_password(password).await?;
+    let password_hash = state.hashes.hash(password).await?;
     let user = users::create_user(
         &state.store,
         NewUser {
@@ -108,10 +118,7 @@ pub async fn login(
     body: ApiJson<LoginBody>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.0;
-    let ip = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
+    let ip = client_ip(&req);
     // A malformed email cannot match an account: treat it as a failed login, not a 422, so the
     // answer does not tell which emails are well-formed accounts.
     let email = Email::parse(&body.email).ok();
@@ -119,7 +126,8 @@ pub async fn login(
         || body.email.trim().to_lowercase(),
         |e| e.as_str().to_string(),
     );
-    if let Some(retry_after_s) = state.login_limiter.blocked(&account_key, &ip) {
+    // Reserved before the hash: parallel guesses cannot all pass the check.
+    if let Err(retry_after_s) = state.login_limiter.reserve(&account_key, &ip) {
         state
             .metrics
             .logins_rate_limited
@@ -135,14 +143,23 @@ pub async fn login(
         .chars()
         .take(Password::LEN_MAX)
         .collect::<String>();
-    let ok = verify_password(user.as_ref().map(|u| u.password_hash.clone()), password).await?;
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let ok = match state.hashes.verify(stored, password).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            // Not checked (the hashing pool is full): the attempt does not count.
+            state
+                .login_limiter
+                .succeeded_without_clearing(&account_key, &ip);
+            return Err(e);
+        }
+    };
     match (ok, user) {
         (true, Some(user)) => {
-            state.login_limiter.record_success(&account_key);
+            state.login_limiter.succeeded(&account_key, &ip);
             Ok(HttpResponse::Ok().json(session(&state, &user).await?))
         }
         _ => {
-            state.login_limiter.record_failure(&account_key, &ip);
             state.metrics.logins_failed.fetch_add(1, Ordering::Relaxed);
             Err(AppError::InvalidCredentials)
         }
@@ -172,13 +189,30 @@ pub struct StatusView {
 
 /// Mail a single-use reset code. Always 202: the answer never tells whether the email exists.
 #[utoipa::path(post, path = "/api/v1/auth/password-reset/request", request_body = ResetRequestBody, tag = "auth",
-    responses((status = 202, body = StatusView), (status = 422, body = crate::views::ErrorBody)))]
+    responses((status = 202, body = StatusView), (status = 422, body = crate::views::ErrorBody),
+        (status = 429, description = "rate_limited: requests per email and per client IP", body = crate::views::ErrorBody)))]
 #[post("/api/v1/auth/password-reset/request")]
 pub async fn password_reset_request(
+    req: HttpRequest,
     state: web::Data<AppState>,
     body: ApiJson<ResetRequestBody>,
 ) -> Result<HttpResponse, AppError> {
     let email = Email::parse(&body.0.email)?;
+    // Limited alike for known and unknown emails, so the limit tells nothing either.
+    let a = &state.config.file.auth;
+    state
+        .reset_limiter
+        .try_take(&[
+            (
+                &format!("e:{}", email.as_str()),
+                a.reset_requests_per_email_max,
+            ),
+            (
+                &format!("i:{}", client_ip(&req)),
+                a.reset_requests_per_ip_max,
+            ),
+        ])
+        .map_err(|retry_after_s| AppError::RateLimited { retry_after_s })?;
     let ttl_us = i64::try_from(
         state
             .config
@@ -188,7 +222,7 @@ pub async fn password_reset_request(
             .saturating_mul(60_000_000),
     )
     .unwrap_or(i64::MAX);
-    users::request_password_reset(&state.store, state.mailer.as_ref(), &email, ttl_us).await?;
+    users::request_password_reset(&state.store, state.mailer.clone(), &email, ttl_us)?;
     Ok(HttpResponse::Accepted().json(StatusView { status: "accepted" }))
 }
 
@@ -217,9 +251,18 @@ pub async fn password_reset_confirm(
         ));
     }
     let password = Password::parse(body.new_password, "new_password")?;
-    let hash = hash_password(password).await?;
-    users::confirm_password_reset(&state.store, &body.token, hash).await?;
+    // The code first: a bogus one costs a read, never a hash.
+    let checked = users::check_reset_code(&state.store, &body.token)?;
+    let hash = state.hashes.hash(password).await?;
+    users::confirm_password_reset(&state.store, checked, hash).await?;
     Ok(HttpResponse::Ok().json(StatusView {
         status: "password_changed",
     }))
+}
+
+/// The client's address as the limiters see it: the TCP peer (behind a proxy, the proxy's).
+fn client_ip(req: &HttpRequest) -> String {
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default()
 }

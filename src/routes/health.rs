@@ -151,6 +151,16 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, AppErro
             Sample::Gauge(state.started.elapsed().as_secs_f64()),
         ),
         (
+            "creativeflow_password_hashes_total",
+            "Password hashes and checks run.",
+            Sample::Counter(state.hashes.ran_total.load(Relaxed) as f64),
+        ),
+        (
+            "creativeflow_password_hashes_refused_total",
+            "Password hashes refused because the hashing pool was full (503).",
+            Sample::Counter(state.hashes.refused_total.load(Relaxed) as f64),
+        ),
+        (
             "process_start_time_seconds",
             "Start time of the process since the Unix epoch, in seconds.",
             Sample::Gauge(state.started_unix_s),

@@ -9,9 +9,12 @@ use crate::domain::{Email, Name};
 use crate::error::AppError;
 use crate::extract::Page;
 use crate::mailer::{Mail, Mailer};
+use std::sync::Arc;
 
 /// Tokens of one user revoked per write, bounding the write set.
 const TOKENS_REVOKED_PER_WRITE_MAX: usize = 1000;
+/// Sessions beyond the bound revoked by one login at most (sessions from before the bound).
+const SESSIONS_TRIMMED_PER_LOGIN_MAX: usize = 64;
 
 pub struct NewUser {
     pub email: Email,
@@ -101,8 +104,15 @@ pub fn balance_of(store: &impl Reader, id: Uuid) -> Result<u64, AppError> {
         .map_or(0, |a| a.balance))
 }
 
-/// Issues a bearer token valid for `ttl_us`; returns the token (shown once).
-pub async fn issue_token(store: &Store, user_id: Uuid, ttl_us: i64) -> Result<String, AppError> {
+/// Issues a bearer token valid for `ttl_us`, bound to the user's credentials version (a later
+/// password change ends it); returns the token (shown once). At most `sessions_max` sessions
+/// live: the ones expiring first are revoked in the same write.
+pub async fn issue_token(
+    store: &Store,
+    user: &UserRecord,
+    ttl_us: i64,
+    sessions_max: usize,
+) -> Result<String, AppError> {
     let (token, hash) = new_token()?;
     let now = now_us();
     let expires_at_us = now.saturating_add(ttl_us);
@@ -110,17 +120,48 @@ pub async fn issue_token(store: &Store, user_id: Uuid, ttl_us: i64) -> Result<St
     set.put(
         keys::token(&hash),
         &TokenRecord {
-            user_id,
+            user_id: user.id,
+            credentials_version: user.credentials_version,
             created_at_us: now,
             expires_at_us,
         },
     );
     set.put(
-        keys::token_by_user(user_id, &hash),
+        keys::token_by_user(user.id, &hash),
         &TokenOfUser { expires_at_us },
     );
+    revoke_oldest_sessions(store, user.id, sessions_max.saturating_sub(1), &mut set)?;
     store.write(set).await?;
     Ok(token)
+}
+
+/// Adds to `set` the revocation of the user's sessions beyond `keep`, those expiring first.
+/// Reads a bounded number of them: a user with more (from before the bound) loses a batch per
+/// login until within it.
+fn revoke_oldest_sessions(
+    store: &Store,
+    user_id: Uuid,
+    keep: usize,
+    set: &mut WriteSet,
+) -> Result<(), AppError> {
+    let scan_max = keep.saturating_add(SESSIONS_TRIMMED_PER_LOGIN_MAX);
+    let mut sessions =
+        store.scan::<TokenOfUser>(&keys::user(user_id), None, Direction::Forward, scan_max)?;
+    if sessions.len() <= keep {
+        return Ok(());
+    }
+    sessions.sort_by_key(|(_, t)| t.expires_at_us);
+    let excess = sessions.len() - keep;
+    for (k, _) in sessions.into_iter().take(excess) {
+        if let Some(hash) = k
+            .get(keys::USER_KEY_LEN..)
+            .and_then(|h| <[u8; 32]>::try_from(h).ok())
+        {
+            set.delete::<TokenRecord>(keys::token(&hash));
+            set.delete::<TokenOfUser>(k);
+        }
+    }
+    Ok(())
 }
 
 pub async fn revoke_token(store: &Store, user_id: Uuid, hash: &[u8; 32]) -> Result<(), AppError> {
@@ -151,11 +192,13 @@ fn revoke_all_tokens(store: &Store, user_id: Uuid, set: &mut WriteSet) -> Result
     Ok(())
 }
 
-/// Creates a single-use reset token and mails it. Unknown emails do nothing, silently: the
-/// answer must not reveal whether an account exists.
-pub async fn request_password_reset(
+/// Creates the user's reset code (replacing any earlier one) and mails it. Known and unknown
+/// emails take the same path up to the answer: one read, then the write and the mail happen
+/// after the caller was answered, so neither timing nor the answer tells whether the account
+/// exists.
+pub fn request_password_reset(
     store: &Store,
-    mailer: &dyn Mailer,
+    mailer: Arc<dyn Mailer>,
     email: &Email,
     ttl_us: i64,
 ) -> Result<(), AppError> {
@@ -163,13 +206,31 @@ pub async fn request_password_reset(
         tracing::info!("password reset asked for an unknown email");
         return Ok(());
     };
-    let (token, hash) = new_token()?;
+    let store = store.clone();
+    actix_web::rt::spawn(async move {
+        if let Err(e) = write_and_mail_reset(&store, mailer.as_ref(), &user, ttl_us).await {
+            tracing::warn!(user = %user.id, error = %e, "password reset code not issued");
+        }
+    });
+    Ok(())
+}
+
+async fn write_and_mail_reset(
+    store: &Store,
+    mailer: &dyn Mailer,
+    user: &UserRecord,
+    ttl_us: i64,
+) -> Result<(), AppError> {
+    let (secret, _) = new_token()?;
+    let code = format!("{}.{secret}", user.id);
     let now = now_us();
     let mut set = WriteSet::new();
+    // Keyed by user: this replaces any earlier code, so at most one is live.
     set.put(
-        keys::token(&hash),
+        keys::user(user.id),
         &ResetRecord {
             user_id: user.id,
+            code_hash: hash_token(&code),
             credentials_version: user.credentials_version,
             created_at_us: now,
             expires_at_us: now.saturating_add(ttl_us),
@@ -180,42 +241,59 @@ pub async fn request_password_reset(
         to: user.email.clone(),
         subject: "Reset your CreativeFlow password".into(),
         body: format!(
-            "Use this code to choose a new password within {} minutes: {token}",
+            "Use this code to choose a new password within {} minutes: {code}",
             ttl_us / 60_000_000
         ),
     });
     Ok(())
 }
 
-/// Spends a reset token: new password, every session revoked, the token gone, in one write.
-/// A second use, an expired token, or one issued before a later password change is refused.
-pub async fn confirm_password_reset(
-    store: &Store,
-    token: &str,
-    new_password_hash: String,
-) -> Result<(), AppError> {
+/// A reset code that may be spent now, with its user; checked before any password is hashed,
+/// so a bogus code costs a read, not an Argon2 run.
+pub fn check_reset_code(
+    store: &impl Reader,
+    code: &str,
+) -> Result<(ResetRecord, UserRecord), AppError> {
     let invalid = || AppError::validation("token", "the reset token is invalid, used or expired");
-    let hash = hash_token(token);
+    let user_id = code
+        .split_once('.')
+        .and_then(|(id, _)| Uuid::parse_str(id).ok())
+        .ok_or_else(invalid)?;
     let reset = store
-        .get::<ResetRecord>(&keys::token(&hash))?
+        .get::<ResetRecord>(&keys::user(user_id))?
+        .filter(|r| r.code_hash == hash_token(code))
         .ok_or_else(invalid)?;
     let user = get_user(store, reset.user_id).map_err(|_| invalid())?;
     if reset.expires_at_us <= now_us() || reset.credentials_version != user.credentials_version {
         return Err(invalid());
     }
+    Ok((reset, user))
+}
+
+/// Spends a checked reset code: new password and credentials version (which ends every
+/// session at once), the code gone, the session records removed as cleanup, in one write. A
+/// second use, or a code overtaken by a later password change, is refused.
+pub async fn confirm_password_reset(
+    store: &Store,
+    (reset, user): (ResetRecord, UserRecord),
+    new_password_hash: String,
+) -> Result<(), AppError> {
     let mut updated = user.clone();
     updated.password_hash = new_password_hash;
     updated.credentials_version = user.credentials_version.wrapping_add(1);
     updated.updated_at_us = now_us();
     let mut set = WriteSet::new();
-    set.require_present::<ResetRecord>(keys::token(&hash));
+    set.require_equal(keys::user(user.id), &reset);
     set.require_equal(keys::user(user.id), &user);
-    set.delete::<ResetRecord>(keys::token(&hash));
+    set.delete::<ResetRecord>(keys::user(user.id));
     set.put(keys::user(user.id), &updated);
     revoke_all_tokens(store, user.id, &mut set)?;
     match store.write(set).await? {
         WriteOutcome::Committed => Ok(()),
-        WriteOutcome::ConditionFailed(_) => Err(invalid()),
+        WriteOutcome::ConditionFailed(_) => Err(AppError::validation(
+            "token",
+            "the reset token is invalid, used or expired",
+        )),
     }
 }
 
@@ -323,12 +401,7 @@ pub async fn delete_user(
     extra.delete::<UserRecord>(keys::user(id));
     extra.delete::<EmailIndex>(keys::email(&user.email));
     revoke_all_tokens(store, id, &mut extra)?;
-    store.visit::<ResetRecord>(&[], |k, r| {
-        if r.user_id == id {
-            extra.delete::<ResetRecord>(k);
-        }
-        true
-    })?;
+    extra.delete::<ResetRecord>(keys::user(id));
     workspaces
         .change(id, actors::workspace::DeleteEverything { extra })
         .await?;

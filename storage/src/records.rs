@@ -109,11 +109,28 @@ impl Record for EmailIndex {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TokenRecord {
     pub user_id: Uuid,
+    /// The user's `credentials_version` when issued: a token older than the user's last
+    /// password change never authenticates again, however many there are (revocation is one
+    /// write to the user, not one delete per token).
+    pub credentials_version: u32,
     pub created_at_us: i64,
     pub expires_at_us: i64,
 }
 
 impl Record for TokenRecord {
+    const TABLE: Table = Table::Tokens;
+    const VERSION: u8 = 2;
+}
+
+/// Version 1 of [`TokenRecord`] (no credentials version), read only by the schema upgrade.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenRecordV1 {
+    pub user_id: Uuid,
+    pub created_at_us: i64,
+    pub expires_at_us: i64,
+}
+
+impl Record for TokenRecordV1 {
     const TABLE: Table = Table::Tokens;
     const VERSION: u8 = 1;
 }
@@ -129,10 +146,13 @@ impl Record for TokenOfUser {
     const VERSION: u8 = 1;
 }
 
-/// A single-use password reset token, keyed by its SHA-256.
+/// The live password reset code of a user, keyed by the user id: a new request replaces the
+/// previous code, so a user has at most one. Only the code's SHA-256 is stored; the code mailed
+/// is `<user id>.<secret>`, so confirming finds this record without an index.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ResetRecord {
     pub user_id: Uuid,
+    pub code_hash: [u8; 32],
     /// The user's `credentials_version` when issued.
     pub credentials_version: u32,
     pub created_at_us: i64,
@@ -141,7 +161,7 @@ pub struct ResetRecord {
 
 impl Record for ResetRecord {
     const TABLE: Table = Table::ResetTokens;
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
 }
 
 /// A record that belongs to one user: the record rules (who may see or change it) key on this.
@@ -254,7 +274,10 @@ impl Record for MetaRecord {
 pub const META_KEY: &[u8] = b"store";
 /// 3: `outbox_order` (commit-ordered keys for the publisher's cursor). A version-2 store is
 /// upgraded at open: each outbox entry gets its order entry.
-pub const SCHEMA_VERSION: u32 = 3;
+/// 4: tokens carry the user's credentials version; reset codes are keyed by user (one live
+/// code each). A version-3 store is upgraded at open: tokens get their user's version, and
+/// outstanding reset codes (an hour's worth at most) are dropped.
+pub const SCHEMA_VERSION: u32 = 4;
 
 // --- Creative workspace -------------------------------------------------------------------------
 

@@ -320,14 +320,21 @@ pub(crate) fn ensure_tables(db: &Database) -> Result<(), StorageError> {
                 meta.insert(META_KEY, encode(&record).as_slice())?;
             }
             Some(Ok(m)) if m.schema_version == SCHEMA_VERSION => {}
-            Some(Ok(m)) if m.schema_version == 2 => {
-                order_the_outbox(&txn)?;
+            Some(Ok(m)) if m.schema_version == 2 || m.schema_version == 3 => {
+                if m.schema_version == 2 {
+                    order_the_outbox(&txn)?;
+                }
+                version_the_sessions(&txn)?;
                 let upgraded = MetaRecord {
                     schema_version: SCHEMA_VERSION,
                     ..m
                 };
                 meta.insert(META_KEY, encode(&upgraded).as_slice())?;
-                tracing::info!("store upgraded from schema 2 to {SCHEMA_VERSION}");
+                tracing::info!(
+                    from = m.schema_version,
+                    to = SCHEMA_VERSION,
+                    "store schema upgraded"
+                );
             }
             Some(Ok(m)) => {
                 return Err(StorageError::Open {
@@ -362,5 +369,50 @@ fn order_the_outbox(txn: &redb::WriteTransaction) -> Result<(), StorageError> {
             encode(&entry).as_slice(),
         )?;
     }
+    Ok(())
+}
+
+/// Schema 3 → 4: every session gets its user's current credentials version (it stays valid);
+/// reset codes keyed by code hash are dropped (they live an hour; users ask again).
+fn version_the_sessions(txn: &redb::WriteTransaction) -> Result<(), StorageError> {
+    use crate::records::{TokenRecord, TokenRecordV1, UserRecord};
+    use redb::ReadableTable;
+    let users = txn.open_table(Table::Users.def())?;
+    let mut tokens = txn.open_table(Table::Tokens.def())?;
+    let mut upgraded = Vec::new();
+    let mut orphans = Vec::new();
+    for item in tokens.iter()? {
+        let (k, v) = item?;
+        let old = decode::<TokenRecordV1>(v.value())?;
+        let version = match users.get(crate::keys::user(old.user_id).as_slice())? {
+            Some(u) => decode::<UserRecord>(u.value())?.credentials_version,
+            None => {
+                orphans.push((k.value().to_vec(), old.user_id));
+                continue;
+            }
+        };
+        let new = TokenRecord {
+            user_id: old.user_id,
+            credentials_version: version,
+            created_at_us: old.created_at_us,
+            expires_at_us: old.expires_at_us,
+        };
+        upgraded.push((k.value().to_vec(), encode(&new)));
+    }
+    for (k, v) in upgraded {
+        tokens.insert(k.as_slice(), v.as_slice())?;
+    }
+    // A session of a user who is gone cannot be versioned: it goes, with its index entry.
+    let mut by_user = txn.open_table(Table::TokensByUser.def())?;
+    for (k, user) in orphans {
+        tokens.remove(k.as_slice())?;
+        let mut index_key = crate::keys::user(user);
+        index_key.extend_from_slice(&k);
+        by_user.remove(index_key.as_slice())?;
+    }
+    drop(by_user);
+    drop(tokens);
+    let mut resets = txn.open_table(Table::ResetTokens.def())?;
+    resets.retain(|_, _| false)?;
     Ok(())
 }

@@ -212,10 +212,16 @@ fn check_tokens(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageE
     }
     let resets = open(txn, Table::ResetTokens)?;
     for item in resets.iter()? {
-        let (_, v) = item?;
+        let (k, v) = item?;
         c.seen(Table::ResetTokens);
         match decode::<ResetRecord>(v.value()) {
             Ok(r) => {
+                if k.value() != keys::user(r.user_id).as_slice() {
+                    c.violation(format!(
+                        "the reset code of {} is stored under another key",
+                        r.user_id
+                    ));
+                }
                 if users.get(keys::user(r.user_id).as_slice())?.is_none() {
                     c.violation(format!(
                         "a reset token belongs to missing user {}",

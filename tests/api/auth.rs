@@ -220,10 +220,20 @@ async fn logout_revokes_the_token() {
     app.assert_verified();
 }
 
-fn reset_code(app: &crate::helpers::TestApp) -> String {
-    let mails = app.mailer.sent.lock();
-    let body = &mails.last().expect("a mail was sent").body;
-    body.rsplit(' ').next().unwrap().to_string()
+/// The code of the `nth` mail (1-based): the mail leaves after the request was answered, so
+/// this waits for it.
+pub async fn reset_code(app: &crate::helpers::TestApp, nth: usize) -> String {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(mail) = app.mailer.sent.lock().get(nth - 1) {
+            return mail.body.rsplit(' ').next().unwrap().to_string();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "mail {nth} was never sent"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 #[actix_web::test]
@@ -242,7 +252,7 @@ async fn password_reset_sets_a_new_password_once_and_signs_out_every_session() {
         )
         .await;
     assert_eq!(r.status(), 202);
-    let code = reset_code(&app);
+    let code = reset_code(&app, 1).await;
     let new_password = "a brand new password";
     let confirm = json!({"token": code, "new_password": new_password});
     let r = app
@@ -280,14 +290,14 @@ async fn a_reset_code_issued_before_a_password_change_stops_working() {
         &json!({"email": email}),
     )
     .await;
-    let first = reset_code(&app);
+    let first = reset_code(&app, 1).await;
     app.post_json(
         "/api/v1/auth/password-reset/request",
         None,
         &json!({"email": email}),
     )
     .await;
-    let second = reset_code(&app);
+    let second = reset_code(&app, 2).await;
     let ok = app
         .post_json(
             "/api/v1/auth/password-reset/confirm",
@@ -331,7 +341,7 @@ async fn a_weak_new_password_is_refused_and_the_code_stays_usable() {
         &json!({"email": email}),
     )
     .await;
-    let code = reset_code(&app);
+    let code = reset_code(&app, 1).await;
     let r = app
         .post_json(
             "/api/v1/auth/password-reset/confirm",
@@ -364,6 +374,7 @@ async fn expired_sessions_are_refused_and_purged() {
         keys::token(&hash),
         &TokenRecord {
             user_id: user,
+            credentials_version: 0,
             created_at_us: 0,
             expires_at_us: 1,
         },

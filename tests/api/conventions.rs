@@ -284,7 +284,7 @@ fn user_create_reads_the_password_from_standard_input() {
         .get::<storage::records::UserRecord>(&storage::keys::user(index.user_id))
         .unwrap()
         .unwrap();
-    assert!(creativeflow::auth::verify_password_now(
+    assert!(creativeflow::passwords::verify_password_now(
         "a long stdin password",
         &user.password_hash
     ));

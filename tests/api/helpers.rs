@@ -69,6 +69,9 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
         running,
         client: reqwest::Client::builder()
             .pool_max_idle_per_host(256)
+            // Shorter than the server's 5 s keep-alive: a pooled connection is never reused at
+            // the instant the server closes it (hyper's IncompleteMessage race).
+            .pool_idle_timeout(std::time::Duration::from_secs(2))
             .build()
             .expect("client"),
         mailer,
@@ -136,6 +139,15 @@ impl TestApp {
         .await
     }
 
+    /// A signup with the same body, without reading the answer.
+    pub fn signup_raw(
+        &self,
+        email: &str,
+    ) -> impl std::future::Future<Output = reqwest::Response> + '_ {
+        let body = json!({"email": email, "password": PASSWORD, "name": "Test User"});
+        async move { self.post_json("/api/v1/auth/signup", None, &body).await }
+    }
+
     /// Signs a new user up; returns (token, user id).
     pub async fn new_user(&self) -> (String, String) {
         let r = self.signup(&unique_email("user")).await;
@@ -159,7 +171,7 @@ impl TestApp {
     /// A staff account created the way `creativeflow user create` does; returns its token.
     pub async fn staff(&self, role: Role) -> String {
         let email = unique_email(role.as_str());
-        let hash = creativeflow::auth::hash_password_now(PASSWORD).expect("hash");
+        let hash = creativeflow::passwords::hash_password_now(PASSWORD).expect("hash");
         create_user(
             &self.state.store,
             NewUser {

@@ -14,5 +14,6 @@ mod health;
 mod helpers;
 mod hostile;
 mod paypal;
+mod sessions;
 mod users;
 mod workspace;
