@@ -1,7 +1,40 @@
 //! Domain newtypes: parsed once at the edge, fields private, so code past the handler never sees
 //! an unchecked value.
 
+use unicode_normalization::UnicodeNormalization;
+
 use crate::error::AppError;
+
+/// Characters that are invisible or reorder text: zero-width spaces and joiners, bidi
+/// overrides, isolates and marks, word joiners, the BOM, and fillers that render as nothing.
+/// Text carrying them can look exactly like other text (a second account for the same-looking
+/// email, an empty-looking name).
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}')
+}
+
+/// Text as stored: Unicode NFC, trimmed, without control or invisible characters (newlines and
+/// tabs allowed where `multiline`). The error names `field`.
+pub fn clean_text(raw: &str, field: &str, multiline: bool) -> Result<String, AppError> {
+    let text: String = raw.nfc().collect();
+    let allowed_control = |c: char| multiline && matches!(c, '\n' | '\t' | '\r');
+    if let Some(c) = text
+        .chars()
+        .find(|&c| (c.is_control() && !allowed_control(c)) || is_invisible(c))
+    {
+        return Err(AppError::validation(
+            field,
+            format!(
+                "must not contain control or invisible characters (U+{:04X})",
+                c as u32
+            ),
+        ));
+    }
+    Ok(text.trim().to_string())
+}
 
 /// A normalized (trimmed, lower-cased) email address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,8 +43,9 @@ pub struct Email(String);
 impl Email {
     pub const LEN_MAX: usize = 254;
 
+    /// Normalized (NFC, lower case) before comparing, so two addresses that look alike are one.
     pub fn parse(raw: &str) -> Result<Email, AppError> {
-        let e = raw.trim().to_lowercase();
+        let e = clean_text(raw, "email", false)?.to_lowercase();
         let bad = || AppError::validation("email", "not a valid email address");
         if e.is_empty()
             || e.len() > Self::LEN_MAX
@@ -79,18 +113,12 @@ impl Name {
     pub const LEN_MAX: usize = 200;
 
     pub fn parse(raw: &str, field: &str) -> Result<Name, AppError> {
-        let n = raw.trim();
+        let n = clean_text(raw, field, false)?;
         let count = n.chars().count();
         if count == 0 || count > Self::LEN_MAX {
             return Err(AppError::validation(field, "must be 1 to 200 characters"));
         }
-        if n.chars().any(char::is_control) {
-            return Err(AppError::validation(
-                field,
-                "must not contain control characters",
-            ));
-        }
-        Ok(Name(n.to_string()))
+        Ok(Name(n))
     }
 
     pub fn into_inner(self) -> String {
@@ -106,7 +134,7 @@ impl Description {
     pub const LEN_MAX: usize = 500;
 
     pub fn parse(raw: &str) -> Result<Description, AppError> {
-        let d = raw.trim();
+        let d = clean_text(raw, "description", false)?;
         let count = d.chars().count();
         if count == 0 || count > Self::LEN_MAX {
             return Err(AppError::validation(
@@ -114,7 +142,7 @@ impl Description {
                 "must be 1 to 500 characters",
             ));
         }
-        Ok(Description(d.to_string()))
+        Ok(Description(d))
     }
 
     pub fn into_inner(self) -> String {
@@ -229,12 +257,12 @@ pub enum ColorInput {
 }
 
 fn label(raw: &str, field: &str) -> Result<String, AppError> {
-    let t = raw.trim();
+    let t = clean_text(raw, field, false)?;
     let n = t.chars().count();
-    if n == 0 || n > LABEL_LEN_MAX || t.chars().any(char::is_control) {
+    if n == 0 || n > LABEL_LEN_MAX {
         return Err(AppError::validation(field, "must be 1 to 100 characters"));
     }
-    Ok(t.to_string())
+    Ok(t)
 }
 
 pub fn parse_colors(input: Vec<ColorInput>) -> Result<Vec<BrandColor>, AppError> {

@@ -44,8 +44,10 @@ impl CreateRequest {
         variations: Option<i64>,
         params: Option<serde_json::Value>,
     ) -> Result<Self, AppError> {
+        // Prompts keep their newlines and tabs; other control and invisible characters go.
+        let prompt = crate::domain::clean_text(&prompt, "prompt", true)?;
         let chars = prompt.chars().count();
-        if prompt.trim().is_empty() || chars > PROMPT_CHARS_MAX {
+        if prompt.is_empty() || chars > PROMPT_CHARS_MAX {
             return Err(AppError::validation(
                 "prompt",
                 "the prompt must be 1 to 4000 characters",

@@ -106,3 +106,79 @@ async fn a_forged_ledger_cursor_is_422_whether_or_not_the_entry_exists() {
         assert_eq!(body["error"]["details"]["field"], "cursor", "{path}");
     }
 }
+
+#[actix_web::test]
+async fn invisible_and_control_characters_are_refused_naming_the_field() {
+    let app = spawn_app().await;
+    let (token, user) = app.new_user().await;
+    let admin = app.staff(Role::Admin).await;
+    for name in [
+        "\u{200B}\u{200C}",
+        "\u{202E}evil",
+        "a\u{0000}b",
+        "x\u{FEFF}",
+    ] {
+        let r = app
+            .post_json(
+                "/api/v1/workbenches",
+                Some(&token),
+                &serde_json::json!({"name": name}),
+            )
+            .await;
+        let body = assert_error(r, 422, "validation_failed").await;
+        assert_eq!(body["error"]["details"]["field"], "name", "{name:?}");
+    }
+    let r = app.admin_adjust(&admin, &user, 5, "\u{0000}").await;
+    let body = assert_error(r, 422, "validation_failed").await;
+    assert_eq!(body["error"]["details"]["field"], "description");
+    // An email with a zero-width space is not a second account that looks like the first.
+    let email = crate::helpers::unique_email("look");
+    assert_eq!(app.signup(&email).await.status(), 201);
+    let lookalike = email.replacen('@', "\u{200B}@", 1);
+    let r = app.signup(&lookalike).await;
+    let body = assert_error(r, 422, "validation_failed").await;
+    assert_eq!(body["error"]["details"]["field"], "email");
+    // Composed and decomposed forms of one address are one account.
+    let composed = format!("jos\u{00E9}-{}@example.com", uuid::Uuid::now_v7().simple());
+    let decomposed = composed.replace('\u{00E9}', "e\u{0301}");
+    assert_eq!(app.signup(&composed).await.status(), 201);
+    assert_error(app.signup(&decomposed).await, 409, "email_taken").await;
+    // Prompts keep newlines and tabs, nothing else invisible.
+    let wb: Value = app
+        .post_json(
+            "/api/v1/workbenches",
+            Some(&token),
+            &serde_json::json!({"name": "W"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let p: Value = app
+        .post_json(
+            "/api/v1/projects",
+            Some(&token),
+            &serde_json::json!({"name": "P", "workbench_id": wb["id"]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let bad = serde_json::json!({"project_id": p["id"], "prompt": "\u{0007}\u{0008}", "format": "banner"});
+    let body = assert_error(
+        app.post_json("/api/v1/generation/create", Some(&token), &bad)
+            .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(body["error"]["details"]["field"], "prompt");
+    let good = serde_json::json!({"project_id": p["id"], "prompt": "line one\n\tline two", "format": "banner"});
+    assert_eq!(
+        app.post_json("/api/v1/generation/create", Some(&token), &good)
+            .await
+            .status(),
+        202
+    );
+    app.assert_verified();
+}
