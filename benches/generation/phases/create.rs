@@ -1,0 +1,394 @@
+//! 1. POST /api/v1/generation/create, with the publisher live and a drain consumer emptying
+//!    the jobs queue.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::api::{create_requests, metric, metrics_text, prompt, readyz, BenchUser};
+use crate::common::*;
+use crate::config::Cfg;
+use crate::cpu::{CpuReport, CpuSnap, Who};
+use crate::drain::{unix_ms, Drain};
+use crate::http::{open_conns, HttpConn};
+use crate::load::{http_load, LoadSpec};
+use crate::report::{verdict, RUN_STYLE};
+
+/// What the create phase hands to the later ones.
+pub struct Created {
+    pub run: Run,
+    pub confirmed_per_s: f64,
+    pub ids: Vec<(usize, String)>,
+    pub job_bytes: Option<Vec<u8>>,
+}
+
+pub async fn create_phase(
+    cfg: &Cfg,
+    addr: SocketAddr,
+    users: &[BenchUser],
+    drain: &Drain,
+    summary: &mut Summary,
+) -> Res<Created> {
+    heading(format_args!(
+        "1. POST /api/v1/generation/create: {} connections, {} users, format banner (1 credit), prompt {} chars",
+        cfg.connections,
+        thousands(users.len() as u64),
+        cfg.prompt_chars
+    ));
+    let host = addr.to_string();
+    let spec = LoadSpec {
+        collect_ids: true,
+        ..LoadSpec::new(
+            create_requests(&host, users, &prompt(cfg.prompt_chars)),
+            202,
+        )
+    };
+    let conns = open_conns(addr, cfg.connections).await?;
+    let (conns, warm, mut ids) = http_load(
+        addr,
+        conns,
+        &spec,
+        Duration::from_secs(cfg.warmup.max(1)),
+        1,
+    )
+    .await?;
+    warm.print("warm-up (not counted)", &RUN_STYLE);
+
+    let spec = LoadSpec {
+        collect_ids: false,
+        ..spec
+    };
+    let w = window(cfg, addr, conns, &spec, drain).await?;
+    w.print();
+    let (drain_time, readyz_lag) = wait_outbox_empty(addr, w.end).await?;
+    w.print_cpu();
+    let lags = JobLags::of(drain, &w).await;
+    lags.print(&w, &drain_time, summary);
+    let job_bytes = drain.first();
+    if let Some(j) = &job_bytes {
+        println!("  a job message on the queue is {} bytes", j.len());
+    }
+
+    rows(
+        cfg,
+        users.len(),
+        &w,
+        readyz_lag,
+        &lags,
+        &drain_time,
+        summary,
+    );
+    // One id per user for the status phase: the last one seen.
+    ids.sort_by_key(|(i, _)| *i);
+    ids.dedup_by_key(|(i, _)| *i);
+    Ok(Created {
+        run: w.run,
+        confirmed_per_s: w.confirmed_per_s,
+        ids,
+        job_bytes,
+    })
+}
+
+/// The measured window and what the server and the drain said about it.
+struct Window {
+    run: Run,
+    cpu: CpuReport,
+    /// Jobs the broker confirmed during the window (`creativeflow_jobs_confirmed_total`).
+    confirmed: f64,
+    confirmed_per_s: f64,
+    drained: u64,
+    /// (publish lag p99 in s, outbox backlog) from `/metrics` once a second.
+    samples: Vec<(f64, f64)>,
+    lag_end_ms: f64,
+    lag_max_ms: f64,
+    backlog_end: f64,
+    backlog_max: f64,
+    start_unix_ms: u64,
+    end_unix_ms: u64,
+    end: Instant,
+}
+
+async fn window(
+    cfg: &Cfg,
+    addr: SocketAddr,
+    conns: Vec<HttpConn>,
+    spec: &LoadSpec,
+    drain: &Drain,
+) -> Res<Window> {
+    let before = metrics_text(addr).await?;
+    let confirmed_before = metric(&before, "creativeflow_jobs_confirmed_total").unwrap_or(0.0);
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = tokio::spawn(sample_metrics(addr, sampling.clone()));
+    let cpu_a = CpuSnap::take();
+    let start_unix_ms = unix_ms();
+    let drained_before = drain.received();
+    let (_conns, run, _) =
+        http_load(addr, conns, spec, Duration::from_secs(cfg.seconds), 2).await?;
+    let cpu_b = CpuSnap::take();
+    let end = Instant::now();
+    let end_unix_ms = unix_ms();
+    let after = metrics_text(addr).await?;
+    let drained = drain.received() - drained_before;
+    sampling.store(false, Ordering::Relaxed);
+    let samples = sampler.await.map_err(|e| e.to_string())?;
+    let confirmed_after = metric(&after, "creativeflow_jobs_confirmed_total").unwrap_or(0.0);
+    let lag_end_ms = metric(&after, "creativeflow_publish_lag_p99_seconds").unwrap_or(0.0) * 1000.0;
+    let backlog_end = metric(&after, "creativeflow_outbox_backlog").unwrap_or(0.0);
+    let lag_max_ms = samples
+        .iter()
+        .map(|s| s.0 * 1000.0)
+        .fold(lag_end_ms, f64::max);
+    let backlog_max = samples.iter().map(|s| s.1).fold(backlog_end, f64::max);
+    let confirmed = confirmed_after - confirmed_before;
+    Ok(Window {
+        confirmed_per_s: confirmed / run.elapsed.as_secs_f64(),
+        run,
+        cpu: CpuReport::between(&cpu_a, &cpu_b),
+        confirmed,
+        drained,
+        samples,
+        lag_end_ms,
+        lag_max_ms,
+        backlog_end,
+        backlog_max,
+        start_unix_ms,
+        end_unix_ms,
+        end,
+    })
+}
+
+/// Samples /metrics once a second while `sampling` holds: lag p99 and the outbox backlog.
+async fn sample_metrics(addr: SocketAddr, sampling: Arc<AtomicBool>) -> Vec<(f64, f64)> {
+    let mut samples: Vec<(f64, f64)> = Vec::new();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if !sampling.load(Ordering::Relaxed) {
+            break;
+        }
+        if let Ok(text) = metrics_text(addr).await {
+            samples.push((
+                metric(&text, "creativeflow_publish_lag_p99_seconds").unwrap_or(0.0),
+                metric(&text, "creativeflow_outbox_backlog").unwrap_or(0.0),
+            ));
+        }
+    }
+    samples
+}
+
+impl Window {
+    fn print(&self) {
+        println!(
+            "  1-s samples during the window: outbox backlog [{}], publish lag p99 ms [{}]",
+            self.samples
+                .iter()
+                .map(|s| format!("{}", s.1))
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.samples
+                .iter()
+                .map(|s| format!("{:.0}", s.0 * 1000.0))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        self.run
+            .print("POST /generation/create (202 accepted)", &RUN_STYLE);
+        self.cpu.print();
+        println!(
+            "  broker-confirmed jobs during the window (creativeflow_jobs_confirmed_total): {} = {} jobs/s \
+             ({:.1}% of accepted); drain consumer received {}",
+            thousands(self.confirmed as u64),
+            rate(self.confirmed_per_s),
+            self.confirmed / self.run.ops.max(1) as f64 * 100.0,
+            thousands(self.drained)
+        );
+        println!(
+            "  outbox backlog: {} at the end of the window (max of 1-s samples {}); publish lag p99 \
+             (recent 4096 jobs) at the end {:.1} ms, max of 1-s samples {:.1} ms",
+            self.backlog_end, self.backlog_max, self.lag_end_ms, self.lag_max_ms
+        );
+    }
+
+    fn print_cpu(&self) {
+        let cpu = &self.cpu;
+        println!(
+            "  load generator: {:.0}% of one core = {:.1} µs CPU per request; server (HTTP workers + actors + writer + lapin) {:.0}%; RabbitMQ {:.0}%",
+            cpu.of(Who::Client),
+            cpu.client_us_per_request(&self.run),
+            cpu.server(),
+            cpu.of(Who::RabbitMq)
+        );
+    }
+}
+
+/// Waits for the outbox to empty (every accepted job confirmed by the broker), up to 60 s
+/// after `window_end`, and prints how long it took: that time as the summary words it, and
+/// `/readyz`'s publish lag p99 then.
+async fn wait_outbox_empty(addr: SocketAddr, window_end: Instant) -> Res<(String, f64)> {
+    let drained_by = window_end + Duration::from_secs(60);
+    let (drain_time, readyz_lag) = loop {
+        let r = readyz(addr).await?;
+        if r["outbox_backlog"].as_u64() == Some(0) {
+            break (
+                Some(window_end.elapsed()),
+                r["publish_lag_p99_ms"].as_f64().unwrap_or(0.0),
+            );
+        }
+        if Instant::now() > drained_by {
+            break (None, r["publish_lag_p99_ms"].as_f64().unwrap_or(0.0));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    match drain_time {
+        Some(d) => println!(
+            "  outbox empty {:.0} ms after the window ended; /readyz publish_lag_p99_ms then {:.1} ms",
+            ms(d),
+            readyz_lag
+        ),
+        None => println!("  outbox NOT empty 60 s after the window"),
+    }
+    let drain_time = drain_time.map_or("not within 60 s".to_string(), |d| {
+        format!("{:.0} ms", ms(d))
+    });
+    Ok((drain_time, readyz_lag))
+}
+
+/// The true lag of every job accepted in the window, from the drain consumer: the message id
+/// is the generation id (UUID v7, made at accept), so accept → delivered to a consumer.
+struct JobLags {
+    count: usize,
+    /// Jobs delivered more than 1 s after acceptance.
+    late: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+impl JobLags {
+    async fn of(drain: &Drain, w: &Window) -> JobLags {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let lags = drain.lags_between(w.start_unix_ms, w.end_unix_ms);
+        JobLags {
+            count: lags.len(),
+            late: lags.iter().filter(|l| **l > 1000).count(),
+            p50_ms: percentile(&lags, 0.5),
+            p99_ms: percentile(&lags, 0.99),
+            max_ms: percentile(&lags, 1.0),
+        }
+    }
+
+    fn late_pct(&self) -> f64 {
+        self.late as f64 / self.count.max(1) as f64 * 100.0
+    }
+
+    /// Prints the lags and, when the server's gauge hid them, a note saying so.
+    fn print(&self, w: &Window, drain_time: &str, summary: &mut Summary) {
+        let (true_p50, true_p99, true_max) = (self.p50_ms, self.p99_ms, self.max_ms);
+        println!(
+            "  accept → delivered to the drain consumer, the {} jobs accepted in the window (message-id \
+             timestamps, ms precision): p50 {true_p50:.0} ms, p99 {true_p99:.0} ms, max {true_max:.0} ms; \
+             {} jobs ({:.2}%) over 1 s",
+            thousands(self.count as u64),
+            thousands(self.late as u64),
+            self.late_pct()
+        );
+        let (lag_end_ms, lag_max_ms, backlog_end) = (w.lag_end_ms, w.lag_max_ms, w.backlog_end);
+        if true_p99 > 2.0 * lag_max_ms.max(lag_end_ms) && true_p99 > 500.0 {
+            let note = format!(
+                "Publish lag: `creativeflow_publish_lag_p99_seconds` read {lag_end_ms:.0} ms at the end of the create \
+                 window (max {lag_max_ms:.0} ms in 1-s samples), but {} jobs accepted in the window ({:.2}%) \
+                 reached the queue more than 1 s after acceptance (p99 {true_p99:.0} ms, max {true_max:.0} ms): \
+                 the gauge counts confirmed jobs only, so jobs still waiting in the outbox do not show in it. \
+                 The outbox held {backlog_end} jobs at the end of the window and emptied {drain_time} after the load stopped.",
+                thousands(self.late as u64),
+                self.late_pct(),
+            );
+            println!("  NOTE: {note}");
+            summary.notes.push(note);
+        }
+    }
+}
+
+fn rows(
+    cfg: &Cfg,
+    users: usize,
+    w: &Window,
+    readyz_lag: f64,
+    lags: &JobLags,
+    drain_time: &str,
+    summary: &mut Summary,
+) {
+    let (run, cpu) = (&w.run, &w.cpu);
+    summary.row(
+        format!(
+            "Accepted creates, `POST /api/v1/generation/create` ({} conns, {} users, publisher live)",
+            cfg.connections,
+            thousands(users as u64)
+        ),
+        format!("{} req/s", rate(run.ops_per_s())),
+    );
+    summary.row(
+        "Create latency p50 / p99 / max (target p99 < 10 ms)",
+        format!(
+            "{:.2} / **{:.2}** / {:.2} ms ({})",
+            run.p50_ms,
+            run.p99_ms,
+            run.max_ms,
+            verdict(run.p99_ms < 10.0)
+        ),
+    );
+    summary.row(
+        "Jobs broker-confirmed during the create window (`creativeflow_jobs_confirmed_total`)",
+        format!(
+            "{} jobs/s ({:.1}% of accepted)",
+            rate(w.confirmed_per_s),
+            w.confirmed / run.ops.max(1) as f64 * 100.0
+        ),
+    );
+    summary.row(
+        "Publish lag p99 as the server reports it, accept → broker confirm (target < 500 ms)",
+        format!(
+            "**{:.1} ms** at window end (`/metrics`), max of 1-s samples {:.1} ms ({}); `/readyz` after the outbox emptied {:.1} ms",
+            w.lag_end_ms,
+            w.lag_max_ms,
+            verdict(w.lag_max_ms.max(w.lag_end_ms) < 500.0),
+            readyz_lag
+        ),
+    );
+    summary.row(
+        "Lag of every job accepted in the window, accept → delivered to a consumer (measured by the bench; target < 500 ms at p99)",
+        format!(
+            "p50 {:.0} ms, **p99 {:.0} ms**, max {:.0} ms; {} jobs over 1 s ({})",
+            lags.p50_ms,
+            lags.p99_ms,
+            lags.max_ms,
+            thousands(lags.late as u64),
+            verdict(lags.p99_ms < 500.0)
+        ),
+    );
+    summary.row(
+        "Outbox backlog during the window (max of 1-s samples) / time to empty after",
+        format!("{} / {drain_time}", w.backlog_max),
+    );
+    summary.row(
+        "CPU during the create window (% of one core, 200% = machine)",
+        cpu_figures(cpu, run),
+    );
+}
+
+fn cpu_figures(cpu: &CpuReport, run: &Run) -> String {
+    format!(
+            "machine {:.0}%: load generator {:.0}% ({:.1} µs/request), HTTP workers {:.0}%, actors+bus {:.0}%, writer {:.0}%, server lapin {:.0}%, drain consumer {:.0}%, RabbitMQ {:.0}%, irq+softirq {:.0}%, other processes {:.0}%",
+            cpu.machine_busy,
+            cpu.of(Who::Client),
+            cpu.client_us_per_request(run),
+            cpu.of(Who::HttpWorkers),
+            cpu.of(Who::Arbiters),
+            cpu.of(Who::Writer),
+            cpu.of(Who::ServerAmqp),
+            cpu.of(Who::BenchAmqp),
+            cpu.of(Who::RabbitMq),
+            cpu.irq,
+            cpu.of(Who::OtherProcs)
+        )
+}
