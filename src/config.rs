@@ -58,6 +58,26 @@ impl Default for CreditsConfig {
     }
 }
 
+/// The `[http]` section: what one client may hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// A request body must arrive within this; past it, 408 and the connection closes (a client
+    /// that stops sending cannot hold a connection and a descriptor forever).
+    pub body_timeout_seconds: u64,
+    /// Requests in flight at once from one client IP; beyond, 429.
+    pub requests_in_flight_per_ip_max: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            body_timeout_seconds: 10,
+            requests_in_flight_per_ip_max: 256,
+        }
+    }
+}
+
 /// The `[auth]` section.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -269,11 +289,28 @@ pub fn default_prices() -> std::collections::BTreeMap<String, u64> {
     .collect()
 }
 
+/// Whether an `amqp://user:pass@host:port/vhost` URL names a loopback host.
+fn amqp_host_is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        host_port.split(':').next().unwrap_or_default()
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The optional TOML file (`CREATIVEFLOW_CONFIG`). Unknown keys are refused: a typo in a money
 /// setting must not be silently ignored.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileConfig {
+    pub http: HttpConfig,
     pub credits: CreditsConfig,
     pub auth: AuthConfig,
     pub store: StoreConfig,
@@ -339,12 +376,14 @@ impl Config {
         }
         let amqp_url = var("CREATIVEFLOW_AMQP_URL")
             .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-        if !amqp_url.starts_with("amqp://") {
-            // This build has no TLS stack for AMQP; refuse rather than connect in clear text.
+        if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
             return Err(bad(
                 "CREATIVEFLOW_AMQP_URL",
-                "must start with amqp:// (amqps is not supported by this build)",
+                "must start with amqps:// (TLS, checked against the system roots) or amqp://",
             ));
+        }
+        if amqp_url.starts_with("amqp://") && !amqp_host_is_loopback(&amqp_url) {
+            tracing::warn!("CREATIVEFLOW_AMQP_URL is plain amqp:// to a host that is not loopback: jobs and credentials cross the network in clear text; use amqps://");
         }
         let stripe_webhook_secret = match var("CREATIVEFLOW_STRIPE_WEBHOOK_SECRET") {
             None => None,
@@ -470,6 +509,7 @@ fn valid_cert_prefix(p: &str) -> bool {
 impl Default for FileConfig {
     fn default() -> Self {
         FileConfig {
+            http: HttpConfig::default(),
             credits: CreditsConfig::default(),
             auth: AuthConfig::default(),
             store: StoreConfig::default(),
@@ -541,7 +581,12 @@ impl FileConfig {
         }
         let a = &self.auth;
         let s = &self.store;
-        let checks: [(bool, &str); 11] = [
+        let h = &self.http;
+        let checks: [(bool, &str); 12] = [
+            (
+                h.body_timeout_seconds >= 1 && h.requests_in_flight_per_ip_max >= 1,
+                "http.body_timeout_seconds and http.requests_in_flight_per_ip_max must be at least 1",
+            ),
             (
                 self.credits.signup_grant <= 1_000_000,
                 "credits.signup_grant must be at most 1000000",
@@ -630,6 +675,24 @@ mod tests {
     fn a_bad_flag_and_a_bad_secret_are_refused() {
         assert!(with(&[("CREATIVEFLOW_ENABLE_PAYPAL_PAYMENTS", "maybe")]).is_err());
         assert!(with(&[("CREATIVEFLOW_STRIPE_WEBHOOK_SECRET", "sk_live_x")]).is_err());
+    }
+
+    #[test]
+    fn amqps_is_accepted_and_other_schemes_are_refused() {
+        assert!(with(&[(
+            "CREATIVEFLOW_AMQP_URL",
+            "amqps://u:p@broker.example:5671/%2f"
+        )])
+        .is_ok());
+        assert!(with(&[("CREATIVEFLOW_AMQP_URL", "http://broker.example/")]).is_err());
+        assert!(amqp_host_is_loopback(
+            "amqp://guest:guest@127.0.0.1:5672/%2f"
+        ));
+        assert!(amqp_host_is_loopback("amqp://[::1]:5672/"));
+        assert!(amqp_host_is_loopback("amqp://localhost/"));
+        assert!(!amqp_host_is_loopback(
+            "amqp://guest:guest@10.0.0.5:5672/%2f"
+        ));
     }
 
     #[test]

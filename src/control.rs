@@ -1,9 +1,13 @@
 //! The control socket: `creativeflow verify`, `backup` and `user create` while the server runs.
 //!
 //! redb holds an exclusive lock on its file, so a second process cannot open a live store. The
-//! server therefore listens on a Unix socket in the data folder (mode 0600: only the owner of
-//! the data may use it) and runs those commands itself, on a consistent snapshot. With no server
-//! running, the CLI opens the store directly.
+//! server therefore listens on a Unix socket in the data folder and runs those commands itself,
+//! on a consistent snapshot. With no server running, the CLI opens the store directly.
+//!
+//! Who may use it: the socket is created inside the data folder, which is 0700 before the socket
+//! exists (so there is no moment between `bind` and `chmod` when another user could connect),
+//! is itself 0600, and every connection's peer credentials (`SO_PEERCRED`) must name the
+//! server's own uid; anyone else is refused before a byte is read.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -60,14 +64,27 @@ impl ControlServer {
         let path = socket_path(&state.config.data_dir);
         // A socket left by a killed server: nothing listens on it (the store lock proved that).
         let _ = std::fs::remove_file(&path);
+        storage::private_dir(&state.config.data_dir)?;
         let listener = UnixListener::bind(&path)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        let own_uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&path)?);
         let task = actix_web::rt::spawn(async move {
             loop {
                 match listener.accept().await {
-                    Ok((stream, _)) => {
-                        actix_web::rt::spawn(handle(stream, state.clone()));
-                    }
+                    Ok((stream, _)) => match stream.peer_cred().map(|c| c.uid()) {
+                        Ok(uid) if uid == own_uid => {
+                            actix_web::rt::spawn(handle(stream, state.clone()));
+                        }
+                        Ok(uid) => {
+                            tracing::warn!(
+                                uid,
+                                "control socket: connection from another user refused"
+                            );
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "control socket: peer credentials unreadable; refused");
+                        }
+                    },
                     Err(e) => {
                         tracing::warn!(error = %e, "control socket accept failed");
                         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

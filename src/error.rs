@@ -74,6 +74,8 @@ pub enum AppError {
     PayloadTooLarge { limit_bytes: usize },
     #[error("the content type must be application/json")]
     UnsupportedMediaType,
+    #[error("the request body did not arrive within {timeout_s} s")]
+    RequestTimeout { timeout_s: u64 },
     #[error("too many attempts; retry in {retry_after_s} s")]
     RateLimited { retry_after_s: u64 },
     #[error("the server is overloaded; retry shortly")]
@@ -184,6 +186,11 @@ impl AppError {
                 "unsupported_media_type",
                 json!({ "expected": "application/json" }),
             ),
+            RequestTimeout { timeout_s } => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                json!({ "timeout_seconds": timeout_s }),
+            ),
             RateLimited { retry_after_s } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
@@ -249,6 +256,10 @@ impl AppError {
             }
             AppError::MethodNotAllowed { allow } => {
                 resp.insert_header((header::ALLOW, allow.as_str()));
+            }
+            // The rest of that body may never come: the connection is not reused.
+            AppError::RequestTimeout { .. } => {
+                resp.insert_header((header::CONNECTION, "close"));
             }
             _ => {}
         }

@@ -26,6 +26,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let content_type_ok = is_json(req);
         let declared = declared_length(req);
+        let timeout = body_timeout(req);
         let payload = payload.take();
         Box::pin(async move {
             if !content_type_ok {
@@ -36,7 +37,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
                     limit_bytes: BODY_LIMIT_BYTES,
                 });
             }
-            let body = read_body(payload, BODY_LIMIT_BYTES).await?;
+            let body = read_body(payload, BODY_LIMIT_BYTES, timeout).await?;
             parse_json(&body).map(ApiJson)
         })
     }
@@ -60,8 +61,28 @@ fn declared_length(req: &HttpRequest) -> Option<usize> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Reads the whole body, refusing it as soon as it passes `limit_bytes`.
-pub async fn read_body(mut payload: Payload, limit_bytes: usize) -> Result<Vec<u8>, AppError> {
+/// How long a body may take to arrive (`[http] body_timeout_seconds`).
+pub fn body_timeout(req: &HttpRequest) -> std::time::Duration {
+    let seconds = req
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        .map_or(10, |s| s.config.file.http.body_timeout_seconds);
+    std::time::Duration::from_secs(seconds)
+}
+
+/// Reads the whole body within `timeout`, refusing it as soon as it passes `limit_bytes`.
+pub async fn read_body(
+    payload: Payload,
+    limit_bytes: usize,
+    timeout: std::time::Duration,
+) -> Result<Vec<u8>, AppError> {
+    tokio::time::timeout(timeout, read_all(payload, limit_bytes))
+        .await
+        .map_err(|_| AppError::RequestTimeout {
+            timeout_s: timeout.as_secs(),
+        })?
+}
+
+async fn read_all(mut payload: Payload, limit_bytes: usize) -> Result<Vec<u8>, AppError> {
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| AppError::MalformedJson(format!("body unreadable: {e}")))?;

@@ -91,10 +91,16 @@ fn add_common_answers(op: &mut utoipa::openapi::path::Operation, writes: bool) {
             p.schema = Some(limit_schema());
         }
     }
-    let mut answers: Vec<(&str, &str)> = vec![(
-        "503",
-        "overloaded or unavailable (shutting down); `Retry-After` says when to retry",
-    )];
+    let mut answers: Vec<(&str, &str)> = vec![
+        (
+            "503",
+            "overloaded or unavailable (shutting down); `Retry-After` says when to retry",
+        ),
+        (
+            "429",
+            "rate_limited: too many requests of this client in flight (or the route's own limits)",
+        ),
+    ];
     if secured {
         answers.push((
             "401",
@@ -104,6 +110,7 @@ fn add_common_answers(op: &mut utoipa::openapi::path::Operation, writes: bool) {
     if has_body {
         answers.push(("400", "malformed_json"));
         answers.push(("413", "payload_too_large"));
+        answers.push(("408", "request_timeout: the body did not arrive in time"));
         answers.push(("415", "unsupported_media_type"));
         answers.push(("422", "validation_failed (`details.field`)"));
     }

@@ -158,6 +158,9 @@ pub enum VerifyError {
     /// The signature is not valid base64 or does not verify.
     #[error("PayPal webhook signature does not verify")]
     BadSignature,
+    /// Too many certificate fetches in flight: try again (answered 503, so PayPal retries).
+    #[error("too many PayPal certificate fetches in flight")]
+    Busy,
 }
 
 /// A parsed certificate chain as served at a cert URL: leaf first, then intermediates.
@@ -251,8 +254,14 @@ pub struct PaypalVerifier {
     http: reqwest::Client,
     cache: Mutex<CertCache>,
     inflight: Mutex<InflightMap>,
+    /// Certificate fetches in flight at most: unauthenticated requests trigger them, so their
+    /// number must not grow with the requests (beyond: `Busy`, answered 503).
+    fetches: tokio::sync::Semaphore,
     tolerance_s: i64,
 }
+
+/// Certificate fetches in flight at once.
+pub const CERT_FETCHES_IN_FLIGHT_MAX: usize = 8;
 
 impl fmt::Debug for PaypalVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -350,6 +359,7 @@ impl PaypalVerifier {
             http,
             cache: Mutex::new(CertCache::new(cert_cache_max)),
             inflight: Mutex::new(HashMap::new()),
+            fetches: tokio::sync::Semaphore::new(CERT_FETCHES_IN_FLIGHT_MAX),
             tolerance_s,
         })
     }
@@ -498,6 +508,7 @@ impl PaypalVerifier {
     }
 
     async fn fetch_pem(&self, url: &reqwest::Url) -> Result<Vec<u8>, VerifyError> {
+        let _permit = self.fetches.try_acquire().map_err(|_| VerifyError::Busy)?;
         match tokio::time::timeout(FETCH_TIMEOUT, self.fetch_pem_inner(url)).await {
             Ok(result) => result,
             Err(_) => Err(VerifyError::CertFetch("timed out".to_owned())),
@@ -1667,6 +1678,30 @@ mod tests {
             elapsed >= Duration::from_secs(4) && elapsed < Duration::from_secs(8),
             "{elapsed:?}"
         );
+        assert!(v.inflight.lock().is_empty());
+    }
+
+    #[tokio::test]
+    async fn certificate_fetches_in_flight_are_bounded() {
+        let p = pki();
+        let names: Vec<String> = (0..CERT_FETCHES_IN_FLIGHT_MAX + 3)
+            .map(|i| format!("hang{i}"))
+            .collect();
+        let paths: Vec<String> = names.iter().map(|n| cert_path(n)).collect();
+        let routes = paths.iter().map(|p| (p.as_str(), Reply::Hang)).collect();
+        let server = serve(routes).await;
+        let v = verifier_for(&server, 16);
+        let headers: Vec<PaypalHeaders> = names
+            .iter()
+            .map(|n| signed_headers(&p.leaf_key, server.url(n)))
+            .collect();
+        let results =
+            futures_util::future::join_all(headers.iter().map(|h| v.verify(h, BODY, now()))).await;
+        let busy = results
+            .iter()
+            .filter(|r| matches!(r, Err(VerifyError::Busy)))
+            .count();
+        assert_eq!(busy, 3, "{results:?}");
         assert!(v.inflight.lock().is_empty());
     }
 

@@ -140,6 +140,52 @@ impl LoginLimiter {
     }
 }
 
+/// Requests in flight per client IP: a client that opens many requests and sends their bodies
+/// slowly (or never) holds at most this many at a time. Entries exist only while requests do.
+#[derive(Debug)]
+pub struct InFlightPerIp {
+    max: u32,
+    counts: Mutex<HashMap<std::net::IpAddr, u32>>,
+}
+
+/// One request in flight; counted down when dropped.
+pub struct InFlight<'a> {
+    owner: &'a InFlightPerIp,
+    ip: std::net::IpAddr,
+}
+
+impl InFlightPerIp {
+    pub fn new(max: u32) -> Self {
+        InFlightPerIp {
+            max,
+            counts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `None` when the IP has `max` requests in flight already.
+    pub fn enter(&self, ip: std::net::IpAddr) -> Option<InFlight<'_>> {
+        let mut map = self.counts.lock();
+        let n = map.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(InFlight { owner: self, ip })
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut map = self.owner.counts.lock();
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -82,6 +82,7 @@ impl Application {
                     web::QueryConfig::default()
                         .error_handler(|e, _| AppError::validation("query", e.to_string()).into()),
                 )
+                .wrap(from_fn(limit_in_flight))
                 .wrap(from_fn(crate::telemetry::observe))
                 .configure(crate::routes::configure)
                 .service(crate::openapi::serve)
@@ -184,6 +185,24 @@ fn spawn_timeout_sweeper(state: web::Data<AppState>) {
             }
         }
     });
+}
+
+/// At most `[http] requests_in_flight_per_ip_max` requests of one client IP run at once;
+/// beyond, 429 at once (with `Retry-After`), before any body is read.
+async fn limit_in_flight(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let ip = req.peer_addr().map(|a| a.ip());
+    let _slot = match (&state, ip) {
+        (Some(state), Some(ip)) => match state.in_flight.enter(ip) {
+            Some(slot) => Some(slot),
+            None => return Err(AppError::RateLimited { retry_after_s: 1 }.into()),
+        },
+        _ => None,
+    };
+    next.call(req).await
 }
 
 /// No route matched: 405 with `Allow` when the path is a route under another method (every

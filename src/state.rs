@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::mailer::Mailer;
 use crate::metrics::Metrics;
 use crate::passwords::HashPool;
-use crate::ratelimit::{LoginLimiter, WindowLimiter};
+use crate::ratelimit::{InFlightPerIp, LoginLimiter, WindowLimiter};
 
 /// What every handler can reach. Cheap to clone (all shared).
 pub struct AppState {
@@ -26,6 +26,8 @@ pub struct AppState {
     pub signup_limiter: WindowLimiter,
     /// Password-reset requests per email and per client IP.
     pub reset_limiter: WindowLimiter,
+    /// Requests in flight per client IP.
+    pub in_flight: InFlightPerIp,
     /// Every password hash and check runs here (bounded).
     pub hashes: HashPool,
     /// The feature toggles now (initial values from the environment).
@@ -71,6 +73,7 @@ impl AppState {
         );
         let signup_limiter = WindowLimiter::new(Duration::from_secs(a.signup_window_seconds));
         let reset_limiter = WindowLimiter::new(Duration::from_secs(a.reset_request_window_seconds));
+        let in_flight = InFlightPerIp::new(config.file.http.requests_in_flight_per_ip_max);
         let hashes = HashPool::new(
             a.password_hashes_running_max,
             a.password_hashes_admitted_max,
@@ -86,6 +89,7 @@ impl AppState {
             login_limiter,
             signup_limiter,
             reset_limiter,
+            in_flight,
             hashes,
             features: parking_lot::RwLock::new(initial_features),
             paypal,

@@ -99,19 +99,27 @@ pub struct WorkbenchView {
     pub name: String,
     pub user_id: Uuid,
     pub default_brand_kit_id: Option<Uuid>,
+    /// The first projects (oldest first), at most 100: the rest are paged through
+    /// `GET /api/v1/projects?workbench_id=`.
     pub project_ids: Vec<Uuid>,
+    /// False when the workbench has more projects than `project_ids` shows.
+    pub project_ids_complete: bool,
     pub created_at: String,
     pub updated_at: String,
 }
 
 impl WorkbenchView {
-    pub fn new(w: &WorkbenchRecord, project_ids: Vec<Uuid>) -> Self {
+    pub fn new(
+        w: &WorkbenchRecord,
+        (project_ids, project_ids_complete): (Vec<Uuid>, bool),
+    ) -> Self {
         WorkbenchView {
             id: w.id,
             name: w.name.clone(),
             user_id: w.user_id,
             default_brand_kit_id: w.default_brand_kit_id,
             project_ids,
+            project_ids_complete,
             created_at: rfc3339(w.created_at_us),
             updated_at: rfc3339(w.updated_at_us),
         }
@@ -128,7 +136,11 @@ pub struct ProjectView {
     /// The kit a generation here uses: the project's, else the workbench default, else the
     /// user's default kit.
     pub effective_brand_kit_id: Option<Uuid>,
+    /// The first assets (oldest first), at most 100: the rest are paged through
+    /// `GET /api/v1/projects/{id}/assets`.
     pub asset_ids: Vec<Uuid>,
+    /// False when the project has more assets than `asset_ids` shows.
+    pub asset_ids_complete: bool,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -137,7 +149,7 @@ impl ProjectView {
     pub fn new(
         p: &ProjectRecord,
         effective_brand_kit_id: Option<Uuid>,
-        asset_ids: Vec<Uuid>,
+        (asset_ids, asset_ids_complete): (Vec<Uuid>, bool),
     ) -> Self {
         ProjectView {
             id: p.id,
@@ -147,6 +159,7 @@ impl ProjectView {
             brand_kit_id: p.brand_kit_id,
             effective_brand_kit_id,
             asset_ids,
+            asset_ids_complete,
             created_at: rfc3339(p.created_at_us),
             updated_at: rfc3339(p.updated_at_us),
         }

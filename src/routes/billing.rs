@@ -14,8 +14,8 @@ use crate::auth::Caller;
 use crate::billing::desk::{self, Answer};
 use crate::billing::{paypal, stripe};
 use crate::error::AppError;
-use crate::extract::{read_body, Page};
-use crate::paypal_verify::PaypalHeaders;
+use crate::extract::{body_timeout, read_body, Page};
+use crate::paypal_verify::{PaypalHeaders, VerifyError};
 use crate::state::AppState;
 use crate::views::{rfc3339, Listing};
 
@@ -56,7 +56,12 @@ pub async fn stripe_webhook(
             "CREATIVEFLOW_STRIPE_WEBHOOK_SECRET is not set",
         ));
     };
-    let body = read_body(payload.into_inner(), WEBHOOK_BODY_LIMIT_BYTES).await?;
+    let body = read_body(
+        payload.into_inner(),
+        WEBHOOK_BODY_LIMIT_BYTES,
+        body_timeout(&req),
+    )
+    .await?;
     let header = req
         .headers()
         .get("Stripe-Signature")
@@ -105,7 +110,12 @@ pub async fn paypal_webhook(
             "CREATIVEFLOW_PAYPAL_WEBHOOK_ID is not set",
         ));
     };
-    let body = read_body(payload.into_inner(), WEBHOOK_BODY_LIMIT_BYTES).await?;
+    let body = read_body(
+        payload.into_inner(),
+        WEBHOOK_BODY_LIMIT_BYTES,
+        body_timeout(&req),
+    )
+    .await?;
     let headers = PaypalHeaders::from_lookup(|name| {
         req.headers()
             .get(name)
@@ -116,7 +126,10 @@ pub async fn paypal_webhook(
     verifier
         .verify(&headers, &body, now_unix())
         .await
-        .map_err(|e| AppError::InvalidSignature(e.to_string()))?;
+        .map_err(|e| match e {
+            VerifyError::Busy => AppError::Overloaded,
+            other => AppError::InvalidSignature(other.to_string()),
+        })?;
     let event: Value =
         serde_json::from_slice(&body).map_err(|e| AppError::MalformedJson(e.to_string()))?;
     let (Some(id), Some(kind)) = (event["id"].as_str(), event["event_type"].as_str()) else {

@@ -1,6 +1,6 @@
 //! Workspace reads (straight from the store) and the record rules: who may see or change what.
 
-use actors::workspace_reads::{child_ids, effective_brand_kit, index_keys};
+use actors::workspace_reads::{effective_brand_kit, index_keys};
 use storage::keys;
 use storage::records::*;
 use storage::{Direction, Reader, Record, Table};
@@ -103,12 +103,32 @@ pub fn page_owned<R: Record>(
     }
 }
 
-pub fn project_ids(store: &impl Reader, workbench: Uuid) -> Result<Vec<Uuid>, AppError> {
-    Ok(child_ids(store, Table::ProjectsByWorkbench, workbench)?)
+/// Ids shown inside a record's view at most; the full lists are paged by their own routes, so
+/// a listing of 200 projects never reads a million asset keys.
+pub const IDS_IN_VIEW_MAX: usize = 100;
+
+/// The first [`IDS_IN_VIEW_MAX`] children under `parent`, and whether that is all of them.
+fn first_children(
+    store: &impl Reader,
+    table: Table,
+    parent: Uuid,
+) -> Result<(Vec<Uuid>, bool), AppError> {
+    let prefix = keys::id(parent);
+    let mut ids: Vec<Uuid> = index_keys(store, table, &prefix, None, IDS_IN_VIEW_MAX + 1)?
+        .iter()
+        .filter_map(|k| keys::pair_child(k))
+        .collect();
+    let complete = ids.len() <= IDS_IN_VIEW_MAX;
+    ids.truncate(IDS_IN_VIEW_MAX);
+    Ok((ids, complete))
 }
 
-pub fn asset_ids(store: &impl Reader, project: Uuid) -> Result<Vec<Uuid>, AppError> {
-    Ok(child_ids(store, Table::AssetsByProject, project)?)
+pub fn project_ids(store: &impl Reader, workbench: Uuid) -> Result<(Vec<Uuid>, bool), AppError> {
+    first_children(store, Table::ProjectsByWorkbench, workbench)
+}
+
+pub fn asset_ids(store: &impl Reader, project: Uuid) -> Result<(Vec<Uuid>, bool), AppError> {
+    first_children(store, Table::AssetsByProject, project)
 }
 
 pub fn effective_kit_id(

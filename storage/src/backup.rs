@@ -35,6 +35,8 @@ pub fn backup(
     }
     let tmp = out.with_extension("partial");
     let _ = std::fs::remove_file(&tmp);
+    // A copy of every balance and password hash: owner-only from its first byte.
+    crate::store::private_file(&tmp)?;
     let result = copy_into(snapshot, &tmp, progress);
     match result {
         Ok(summary) if summary.verify.ok() => {

@@ -17,7 +17,7 @@ mod writer;
 
 pub use codec::Record;
 pub use error::StorageError;
-pub use store::{Direction, Reader, Snapshot, Store, StoreOptions};
+pub use store::{private_dir, private_file, Direction, Reader, Snapshot, Store, StoreOptions};
 pub use tables::Table;
 pub use writer::{WriteOutcome, WriteSet, WriterStats};
 

@@ -58,11 +58,15 @@ impl Drop for Inner {
 impl Store {
     /// Opens (or creates) the store in `data_dir`, creating every table, and starts the writer.
     pub fn open(data_dir: &Path, options: &StoreOptions) -> Result<Store, StorageError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| StorageError::Open {
+        private_dir(data_dir).map_err(|e| StorageError::Open {
             path: data_dir.display().to_string(),
             reason: e.to_string(),
         })?;
         let path = data_dir.join(DB_FILE);
+        private_file(&path).map_err(|e| StorageError::Open {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
         let db = open_database(&path, options.cache_size_bytes)?;
         ensure_tables(&db)?;
         let db = Arc::new(db);
@@ -284,6 +288,35 @@ fn end_bound(end: &Option<Vec<u8>>) -> std::ops::Bound<&[u8]> {
         Some(e) => std::ops::Bound::Excluded(e.as_slice()),
         None => std::ops::Bound::Unbounded,
     }
+}
+
+/// Creates `dir` (and its parents) readable by its owner only (0700), or narrows an existing
+/// one to that: it holds the store, the control socket and the money.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode != 0o700 {
+        tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "data folder narrowed to 0700");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Creates `file` empty with mode 0600 if it does not exist (redb initializes an empty file),
+/// else narrows it to 0600: store files and backups are readable by their owner only.
+pub fn private_file(file: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(file)?;
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
 }
 
 pub(crate) fn open_database(

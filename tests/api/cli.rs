@@ -265,3 +265,56 @@ async fn backup_while_the_server_runs_is_consistent_and_restores() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["user"]["credit_balance"], 10);
 }
+
+/// The data folder is 0700, the store file, the control socket and a backup 0600; a user who
+/// could still reach the socket (the folder widened by mistake) is refused by its peer check.
+#[actix_web::test]
+async fn the_store_is_owner_only_and_the_control_socket_refuses_other_users() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let _server = Server::start(&data).await;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("creativeflow.redb")), 0o600);
+    assert_eq!(mode(&data.join("control.sock")), 0o600);
+    let out = dir.path().join("copy.redb");
+    let o = run(&data, &["backup", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(mode(&out), 0o600);
+
+    // Only root can be another user here; without it the peer check cannot be exercised.
+    let is_root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    if !is_root || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("not root or no setpriv: the peer check is not exercised");
+        return;
+    }
+    for p in [dir.path(), data.as_path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    std::fs::set_permissions(
+        data.join("control.sock"),
+        std::fs::Permissions::from_mode(0o777),
+    )
+    .unwrap();
+    let o = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+            "verify",
+        ])
+        .env("CREATIVEFLOW_DATA_DIR", &data)
+        .env("CREATIVEFLOW_AMQP_URL", crate::helpers::NO_BROKER)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    // Refused before a byte was read: the connection closes under the client.
+    assert!(!o.status.success(), "another user ran verify: {}", text(&o));
+    assert!(
+        text(&o).contains("cannot talk to the running server"),
+        "{}",
+        text(&o)
+    );
+}

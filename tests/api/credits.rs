@@ -196,7 +196,7 @@ async fn the_ledger_pages_newest_first() {
 
 #[actix_web::test]
 async fn a_thousand_simultaneous_deducts_against_600_credits_grant_exactly_600() {
-    let app = spawn_app().await;
+    let (app, _dir) = crate::helpers::spawn_app_with_config(crate::helpers::FLOOD_CONFIG).await;
     let admin = app.staff(Role::Admin).await;
     let (token, id) = app.new_user().await;
     assert_eq!(

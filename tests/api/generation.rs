@@ -528,7 +528,7 @@ async fn listing_filters_by_project_and_status() {
 #[actix_web::test]
 async fn five_hundred_simultaneous_creates_with_credits_for_300_accept_exactly_300() {
     let bus = Bus::new().await;
-    let app = app_on(&bus, "").await;
+    let app = app_on(&bus, crate::helpers::FLOOD_CONFIG).await;
     let admin = app.staff(Role::Admin).await;
     let (token, id, project_id) = user_with_project(&app).await;
     app.admin_adjust(&admin, &id, 290, "to 300").await;

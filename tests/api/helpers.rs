@@ -80,6 +80,19 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
     }
 }
 
+/// An app with a configuration file (`CREATIVEFLOW_CONFIG`) holding `toml`; keep the folder
+/// alive as long as the app.
+pub async fn spawn_app_with_config(toml: &str) -> (TestApp, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("cf.toml");
+    std::fs::write(&file, toml).expect("config written");
+    let app = spawn_app_with(&[("CREATIVEFLOW_CONFIG", file.to_str().expect("utf-8 path"))]).await;
+    (app, dir)
+}
+
+/// Lifts the per-IP bound for tests that flood from one address on purpose.
+pub const FLOOD_CONFIG: &str = "[http]\nrequests_in_flight_per_ip_max = 100000\n";
+
 pub fn unique_email(prefix: &str) -> String {
     format!("{prefix}-{}@example.com", uuid::Uuid::new_v4().simple())
 }

@@ -182,3 +182,73 @@ async fn invisible_and_control_characters_are_refused_naming_the_field() {
     );
     app.assert_verified();
 }
+
+/// Headers sent, a body promised and never finished.
+async fn slow_body(app: &crate::helpers::TestApp, token: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let addr = app.address.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/workbenches HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"name\":"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s
+}
+
+#[actix_web::test]
+async fn a_body_that_stops_arriving_is_408_and_the_connection_closes() {
+    use tokio::io::AsyncReadExt;
+    let (app, _dir) =
+        crate::helpers::spawn_app_with_config("[http]\nbody_timeout_seconds = 1\n").await;
+    let (token, _) = app.new_user().await;
+    let mut s = slow_body(&app, &token).await;
+    let mut answer = Vec::new();
+    // Bounded wait for liveness only: the server must answer and close by itself.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        s.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the server closed the connection")
+    .unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_timeout"), "{text}");
+    let listed: Value = app
+        .get("/api/v1/workbenches", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 0);
+}
+
+#[actix_web::test]
+async fn one_client_ip_holds_a_bounded_number_of_requests_in_flight() {
+    let (app, _dir) = crate::helpers::spawn_app_with_config(
+        "[http]\nbody_timeout_seconds = 30\nrequests_in_flight_per_ip_max = 2\n",
+    )
+    .await;
+    let (token, _) = app.new_user().await;
+    let held = [slow_body(&app, &token).await, slow_body(&app, &token).await];
+    // Both are in flight once the server reads their heads.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = app.get("/healthz", None).await;
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+            assert_error(r, 429, "rate_limited").await;
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never limited");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(held);
+    // Closing them frees their slots.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while app.get("/healthz", None).await.status() != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "slots never freed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -6,15 +6,9 @@ use serde_json::{json, Value};
 use storage::records::{TokenOfUser, UserRecord};
 
 use crate::auth::reset_code;
-use crate::helpers::{assert_error, spawn_app, spawn_app_with, unique_email, TestApp, PASSWORD};
-
-async fn app_with_config(toml: &str) -> (TestApp, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("cf.toml");
-    std::fs::write(&file, toml).unwrap();
-    let app = spawn_app_with(&[("CREATIVEFLOW_CONFIG", file.to_str().unwrap())]).await;
-    (app, dir)
-}
+use crate::helpers::{
+    assert_error, spawn_app, spawn_app_with_config, unique_email, TestApp, PASSWORD,
+};
 
 fn user_record(app: &TestApp, id: &str) -> UserRecord {
     app.state
@@ -111,7 +105,7 @@ async fn a_login_racing_a_reset_gets_a_token_that_never_works() {
 
 #[actix_web::test]
 async fn live_sessions_per_user_are_bounded_oldest_revoked_first() {
-    let (app, _dir) = app_with_config("[auth]\nsessions_per_user_max = 3\n").await;
+    let (app, _dir) = spawn_app_with_config("[auth]\nsessions_per_user_max = 3\n").await;
     let email = unique_email("bound");
     app.signup(&email).await;
     let mut tokens = Vec::new();
@@ -198,7 +192,7 @@ async fn parallel_wrong_passwords_get_exactly_the_limit_of_401s() {
 
 #[actix_web::test]
 async fn hashing_beyond_the_pool_is_503_with_retry_after_not_unbounded() {
-    let (app, _dir) = app_with_config(
+    let (app, _dir) = spawn_app_with_config(
         "[auth]\npassword_hashes_running_max = 1\npassword_hashes_admitted_max = 2\n",
     )
     .await;
@@ -243,7 +237,7 @@ async fn a_new_reset_request_replaces_the_live_code() {
 
 #[actix_web::test]
 async fn reset_requests_are_limited_alike_for_known_and_unknown_emails() {
-    let (app, _dir) = app_with_config(
+    let (app, _dir) = spawn_app_with_config(
         "[auth]\nreset_requests_per_email_max = 2\nreset_requests_per_ip_max = 100\n",
     )
     .await;
@@ -266,7 +260,7 @@ async fn reset_requests_are_limited_alike_for_known_and_unknown_emails() {
 
 #[actix_web::test]
 async fn signups_per_client_ip_are_limited() {
-    let (app, _dir) = app_with_config("[auth]\nsignups_per_ip_max = 3\n").await;
+    let (app, _dir) = spawn_app_with_config("[auth]\nsignups_per_ip_max = 3\n").await;
     for _ in 0..3 {
         assert_eq!(app.signup(&unique_email("farm")).await.status(), 201);
     }

@@ -718,3 +718,73 @@ async fn deleting_a_user_deletes_their_workspace_but_keeps_their_ledger() {
     .await;
     app.assert_verified();
 }
+
+/// A view shows at most 100 child ids and says whether that is all; the rest are paged by the
+/// children's own route, so listing records never reads every child key.
+#[actix_web::test]
+async fn views_show_a_bounded_id_list_and_say_when_it_is_not_all() {
+    let app = spawn_app().await;
+    let (token, _) = app.new_user().await;
+    let wb = workbench(&app, &token, "W").await;
+    let p = project(&app, &token, wb["id"].as_str().unwrap()).await;
+    let pid = p["id"].as_str().unwrap();
+    for i in 0..101 {
+        let r = app
+            .post_json(
+                &format!("/api/v1/projects/{pid}/assets"),
+                Some(&token),
+                &json!({"kind": "image", "path": format!("out/{i}.png"), "mime": "image/png", "size": 1}),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+    }
+    let view: Value = app
+        .get(&format!("/api/v1/projects/{pid}"), Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["asset_ids"].as_array().unwrap().len(), 100);
+    assert_eq!(view["asset_ids_complete"], false);
+    let listed: Value = app
+        .get("/api/v1/projects", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"][0]["asset_ids_complete"], false);
+    let wb_view: Value = app
+        .get(
+            &format!("/api/v1/workbenches/{}", wb["id"].as_str().unwrap()),
+            Some(&token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(wb_view["project_ids"].as_array().unwrap().len(), 1);
+    assert_eq!(wb_view["project_ids_complete"], true);
+    // Every asset is reachable through the paged route.
+    let mut seen = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = cursor
+            .as_ref()
+            .map_or(String::new(), |c| format!("&cursor={c}"));
+        let page: Value = app
+            .get(
+                &format!("/api/v1/projects/{pid}/assets?limit=40{q}"),
+                Some(&token),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        seen += page["items"].as_array().unwrap().len();
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 101);
+}
