@@ -276,20 +276,30 @@ pub fn purchase(state: &AppState, p: PackPurchase) -> Result<Decision, AppError>
     })
 }
 
-/// A refund of a purchase: reverses the proportional share of its credits (rounded down),
-/// never taking the balance below zero; what cannot be taken is recorded as owed.
+/// How long a refund of a payment we have not recorded is retried: its purchase or period
+/// event may still be on its way. After that it names a payment that never credited anything
+/// here, and retrying for the provider's three days would change nothing.
+const UNKNOWN_REFUND_RETRY_US: i64 = 3_600_000_000;
+
+/// A refund of a purchase or a paid subscription period: reverses the proportional share of
+/// its credits (rounded down), never taking the balance below zero; what cannot be taken is
+/// recorded as owed. `event_at_us` is when the provider created the refund event.
 pub fn refund(
     state: &AppState,
     provider: Provider,
     payment_ref: &str,
     refunded_total_minor: u64,
+    event_at_us: i64,
 ) -> Result<Decision, AppError> {
     let key = ref_key(&[provider.as_str(), "payment", payment_ref]);
     let Some(p) = state.store.get::<PurchaseRecord>(&key)? else {
-        // The purchase may not be recorded yet (its event is being retried): never drop a
-        // refund; let the provider deliver it again.
-        return Ok(Decision::RetryLater(format!(
-            "refund of unknown payment {payment_ref}"
+        if now_us().saturating_sub(event_at_us) < UNKNOWN_REFUND_RETRY_US {
+            return Ok(Decision::RetryLater(format!(
+                "refund of unknown payment {payment_ref}"
+            )));
+        }
+        return Ok(Decision::Ignore(format!(
+            "refund of payment {payment_ref}, which credited nothing here"
         )));
     };
     let refunded = refunded_total_minor.min(p.amount_minor);
@@ -347,11 +357,14 @@ pub fn refund(
 }
 
 /// A paid subscription period: the plan's credits, once per provider invoice/sale id.
-/// `billed.provider_ref` is the period's id; `extra` holds the caller's other records.
+/// `billed.provider_ref` is the period's id; `extra` holds the caller's other records. With the
+/// payment's id (`payment_ref`), the grant is recorded like a pack purchase, so a refund of the
+/// period reverses its credits proportionally.
 pub fn period_paid(
     state: &AppState,
     tier: Tier,
     billed: Billed,
+    payment_ref: Option<&str>,
     mut extra: WriteSet,
 ) -> Result<Decision, AppError> {
     let (user, provider, period_ref) = (billed.user, billed.provider, billed.provider_ref);
@@ -367,7 +380,29 @@ pub fn period_paid(
         .plans
         .get(tier.as_str())
         .map_or(0, |p| p.monthly_credits);
+    let (amount_minor, currency) = (billed.amount_minor, billed.currency.to_string());
     let invoice = add_invoice(state, &mut extra, billed)?;
+    if let Some(payment) = payment_ref.filter(|_| credits > 0) {
+        let key = ref_key(&[provider.as_str(), "payment", payment]);
+        let now = now_us();
+        extra.require_absent::<PurchaseRecord>(key.clone());
+        extra.put(
+            key,
+            &PurchaseRecord {
+                user_id: user,
+                pack: format!("plan:{}", tier.as_str()),
+                credits,
+                amount_minor,
+                currency,
+                invoice_id: invoice.id,
+                refunded_minor: 0,
+                reversed_credits: 0,
+                owed_credits: 0,
+                created_at_us: now,
+                updated_at_us: now,
+            },
+        );
+    }
     extra.require_absent::<BillingRef>(natural.clone());
     extra.put(
         natural,
@@ -410,7 +445,8 @@ pub fn subscription_set(
     period_end_us: Option<i64>,
     event_at_us: i64,
 ) -> Result<SubscriptionRecord, AppError> {
-    let old = state.store.get::<SubscriptionRecord>(&keys::user(user))?;
+    let key = keys::subscription(user, provider.as_str(), subscription_id);
+    let old = state.store.get::<SubscriptionRecord>(&key)?;
     if let Some(o) = &old {
         // Delivered late: state from an older event never overwrites newer state.
         if event_at_us < o.last_event_at_us {
@@ -418,8 +454,8 @@ pub fn subscription_set(
         }
     }
     match &old {
-        Some(o) => set.require_equal(keys::user(user), o),
-        None => set.require_absent::<SubscriptionRecord>(keys::user(user)),
+        Some(o) => set.require_equal(key.clone(), o),
+        None => set.require_absent::<SubscriptionRecord>(key.clone()),
     };
     let record = SubscriptionRecord {
         user_id: user,
@@ -428,18 +464,14 @@ pub fn subscription_set(
             .map(str::to_string)
             .or_else(|| old.as_ref().and_then(|o| o.customer_id.clone())),
         subscription_id: subscription_id.to_string(),
-        tier: if status == SubStatus::Cancelled {
-            Tier::Free
-        } else {
-            tier
-        },
+        tier,
         status,
         current_period_end_us: period_end_us
             .or_else(|| old.as_ref().and_then(|o| o.current_period_end_us)),
         last_event_at_us: event_at_us.max(old.as_ref().map_or(0, |o| o.last_event_at_us)),
         updated_at_us: now_us(),
     };
-    set.put(keys::user(user), &record);
+    set.put(key, &record);
     if let Some(c) = customer_id {
         set.put(
             ref_key(&[provider.as_str(), "customer", c]),
@@ -456,8 +488,59 @@ pub fn subscription_set(
             invoice_id: None,
         },
     );
-    set_tier(state, set, user, record.tier)?;
+    set_tier(state, set, user, tier_with(state, user, &record)?)?;
     Ok(record)
+}
+
+/// The user's tier once `changed` is stored: the highest among their subscriptions that grant
+/// one (each subscription's events change only that subscription), else free.
+fn tier_with(state: &AppState, user: Uuid, changed: &SubscriptionRecord) -> Result<Tier, AppError> {
+    let others = state.store.scan::<SubscriptionRecord>(
+        &keys::user(user),
+        None,
+        storage::Direction::Forward,
+        SUBSCRIPTIONS_PER_USER_READ_MAX,
+    )?;
+    let same = |s: &SubscriptionRecord| {
+        s.provider == changed.provider && s.subscription_id == changed.subscription_id
+    };
+    Ok(others
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| !same(s))
+        .chain(std::iter::once(changed))
+        .filter(|s| s.status.grants_tier())
+        .map(|s| s.tier)
+        .max_by_key(|t| tier_rank(*t))
+        .unwrap_or(Tier::Free))
+}
+
+/// Subscriptions of one user read to decide the tier (far more than anyone has).
+const SUBSCRIPTIONS_PER_USER_READ_MAX: usize = 1000;
+
+fn tier_rank(t: Tier) -> u8 {
+    match t {
+        Tier::Free => 0,
+        Tier::Pro => 1,
+        Tier::Team => 2,
+        Tier::Enterprise => 3,
+    }
+}
+
+/// The user and stored record of a provider's subscription id, once an event named it.
+pub fn subscription_of(
+    state: &AppState,
+    provider: Provider,
+    subscription_id: &str,
+) -> Result<Option<(Uuid, SubscriptionRecord)>, AppError> {
+    let Some(user) = user_of(state, provider, "subscription", subscription_id)? else {
+        return Ok(None);
+    };
+    let key = keys::subscription(user, provider.as_str(), subscription_id);
+    Ok(state
+        .store
+        .get::<SubscriptionRecord>(&key)?
+        .map(|s| (user, s)))
 }
 
 /// The user behind a provider id, if recorded.

@@ -1,7 +1,6 @@
 //! PayPal: what each verified event does.
 
 use serde_json::Value;
-use storage::keys;
 use storage::records::*;
 use storage::WriteSet;
 
@@ -62,7 +61,7 @@ pub fn decide(state: &AppState, event: &Value) -> Result<Decision, AppError> {
     let at_us = event_time_us(event);
     match text(event, &["event_type"]).unwrap_or_default() {
         "PAYMENT.CAPTURE.COMPLETED" => capture_completed(state, r),
-        "PAYMENT.CAPTURE.REFUNDED" => capture_refunded(state, r),
+        "PAYMENT.CAPTURE.REFUNDED" => capture_refunded(state, r, at_us),
         "BILLING.SUBSCRIPTION.ACTIVATED" => subscription_activated(state, r, at_us),
         kind @ ("BILLING.SUBSCRIPTION.CANCELLED" | "BILLING.SUBSCRIPTION.PAYMENT.FAILED") => {
             subscription_ended(state, r, kind, at_us)
@@ -78,13 +77,7 @@ fn known_subscription(
     state: &AppState,
     sub: &str,
 ) -> Result<Option<(uuid::Uuid, SubscriptionRecord)>, AppError> {
-    let Some(user) = desk::user_of(state, Provider::Paypal, "subscription", sub)? else {
-        return Ok(None);
-    };
-    Ok(state
-        .store
-        .get::<SubscriptionRecord>(&keys::user(user))?
-        .map(|known| (user, known)))
+    desk::subscription_of(state, Provider::Paypal, sub)
 }
 
 /// A pack bought with an order: `custom_id` is `<user_id>:<pack_code>`; the amount must match.
@@ -129,7 +122,7 @@ fn capture_completed(state: &AppState, r: &Value) -> Result<Decision, AppError> 
 }
 
 /// A (partial) refund of a capture: the total refunded so far decides what is reversed.
-fn capture_refunded(state: &AppState, r: &Value) -> Result<Decision, AppError> {
+fn capture_refunded(state: &AppState, r: &Value, at_us: i64) -> Result<Decision, AppError> {
     // The resource is the refund; its capture is in related ids or the "up" link.
     let capture = text(r, &["supplementary_data", "related_ids", "capture_id"])
         .map(str::to_string)
@@ -151,7 +144,7 @@ fn capture_refunded(state: &AppState, r: &Value) -> Result<Decision, AppError> {
     let this = text(r, &["amount", "value"])
         .and_then(minor_units)
         .unwrap_or(0);
-    desk::refund(state, Provider::Paypal, &capture, already + this)
+    desk::refund(state, Provider::Paypal, &capture, already + this, at_us)
 }
 
 /// A subscription starts: `custom_id` is the user, the plan id maps to a tier.
@@ -265,7 +258,7 @@ fn sale_completed(state: &AppState, r: &Value) -> Result<Decision, AppError> {
         currency: &currency,
         lines: vec![line],
     };
-    desk::period_paid(state, known.tier, billed, WriteSet::new())
+    desk::period_paid(state, known.tier, billed, None, WriteSet::new())
 }
 
 #[cfg(test)]

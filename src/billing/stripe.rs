@@ -106,15 +106,10 @@ fn number(v: &Value, path: &[&str]) -> Option<u64> {
         .and_then(Value::as_u64)
 }
 
-/// A tier from metadata, else from the configured Stripe price ids.
+/// A tier from the configured Stripe price ids — what was actually bought — else from
+/// `metadata.tier` (set by our own checkout when no price is mapped).
 fn tier_of(state: &AppState, metadata: Option<&Value>, price_ids: &[&str]) -> Option<Tier> {
-    if let Some(t) = metadata
-        .and_then(|m| text(m, &["tier"]))
-        .and_then(desk::tier_named)
-    {
-        return Some(t);
-    }
-    state
+    let mapped = state
         .config
         .file
         .plans
@@ -124,7 +119,12 @@ fn tier_of(state: &AppState, metadata: Option<&Value>, price_ids: &[&str]) -> Op
                 .iter()
                 .any(|id| price_ids.contains(&id.as_str()))
         })
-        .and_then(|(t, _)| desk::tier_named(t))
+        .and_then(|(t, _)| desk::tier_named(t));
+    mapped.or_else(|| {
+        metadata
+            .and_then(|m| text(m, &["tier"]))
+            .and_then(desk::tier_named)
+    })
 }
 
 /// Price ids in an invoice's lines (old and basil shapes) or a subscription's items.
@@ -142,11 +142,14 @@ fn price_ids(list: Option<&Value>) -> Vec<&str> {
         })
 }
 
+/// Stripe's subscription status as ours: only `active`, `trialing` and `past_due` grant the
+/// tier; `incomplete`, `unpaid` and `paused` are not paid (no tier, no credits).
 fn sub_status(s: &str) -> SubStatus {
     match s {
-        "past_due" | "unpaid" => SubStatus::PastDue,
+        "active" | "trialing" => SubStatus::Active,
+        "past_due" => SubStatus::PastDue,
         "canceled" | "incomplete_expired" => SubStatus::Cancelled,
-        _ => SubStatus::Active,
+        _ => SubStatus::Inactive,
     }
 }
 
@@ -174,6 +177,7 @@ pub fn decide(state: &AppState, event: &Value) -> Result<Decision, AppError> {
                 Provider::Stripe,
                 pi,
                 number(obj, &["amount_refunded"]).unwrap_or(0),
+                created_us,
             )
         }
         other => Ok(Decision::Ignore(format!("unhandled type {other}"))),
@@ -236,6 +240,12 @@ fn checkout(state: &AppState, obj: &Value, created_us: i64) -> Result<Decision, 
                     "no tier in metadata or price mapping".into(),
                 ));
             };
+            // An unpaid checkout records the subscription (later events find their user) but
+            // grants nothing until a payment arrives.
+            let status = match text(obj, &["payment_status"]) {
+                Some("paid" | "no_payment_required") => SubStatus::Active,
+                _ => SubStatus::Inactive,
+            };
             let mut set = WriteSet::new();
             desk::subscription_set(
                 state,
@@ -245,7 +255,7 @@ fn checkout(state: &AppState, obj: &Value, created_us: i64) -> Result<Decision, 
                 text(obj, &["customer"]),
                 sub,
                 tier,
-                SubStatus::Active,
+                status,
                 None,
                 created_us,
             )?;
@@ -253,7 +263,11 @@ fn checkout(state: &AppState, obj: &Value, created_us: i64) -> Result<Decision, 
                 user: None,
                 credit: None,
                 set,
-                note: format!("subscription {sub} started at {}", tier.as_str()),
+                note: format!(
+                    "subscription {sub} started at {} ({})",
+                    tier.as_str(),
+                    status.as_str()
+                ),
             })
         }
         other => Ok(Decision::Ignore(format!(
@@ -309,7 +323,11 @@ fn invoice_paid(state: &AppState, obj: &Value, created_us: i64) -> Result<Decisi
             "invoice {invoice_id}: subscription not known yet"
         )));
     };
-    let known = state.store.get::<SubscriptionRecord>(&keys::user(user))?;
+    let known = invoice_subscription(obj)
+        .map(|s| desk::subscription_of(state, Provider::Stripe, s))
+        .transpose()?
+        .flatten()
+        .map(|(_, k)| k);
     let tier = tier_of(
         state,
         obj.get("parent")
@@ -378,7 +396,14 @@ fn invoice_paid(state: &AppState, obj: &Value, created_us: i64) -> Result<Decisi
         currency: &currency,
         lines,
     };
-    desk::period_paid(state, tier, billed, extra)
+    // The payment behind the invoice, in either API version's place: a refund names it.
+    let payment = text(obj, &["payment_intent"]).or_else(|| {
+        obj["payments"]["data"]
+            .as_array()?
+            .iter()
+            .find_map(|p| text(p, &["payment", "payment_intent"]))
+    });
+    desk::period_paid(state, tier, billed, payment, extra)
 }
 
 fn invoice_failed(state: &AppState, obj: &Value, created_us: i64) -> Result<Decision, AppError> {
@@ -387,7 +412,12 @@ fn invoice_failed(state: &AppState, obj: &Value, created_us: i64) -> Result<Deci
             "failed invoice for a subscription not known yet".into(),
         ));
     };
-    let Some(known) = state.store.get::<SubscriptionRecord>(&keys::user(user))? else {
+    let known = invoice_subscription(obj)
+        .map(|s| desk::subscription_of(state, Provider::Stripe, s))
+        .transpose()?
+        .flatten()
+        .filter(|(u, _)| *u == user);
+    let Some((_, known)) = known else {
         return Ok(Decision::RetryLater(
             "failed invoice for a subscription not known yet".into(),
         ));
@@ -435,18 +465,18 @@ fn subscription_changed(
             "subscription {sub} not known yet"
         )));
     };
-    let known = state.store.get::<SubscriptionRecord>(&keys::user(user))?;
+    // Each subscription's events change that subscription only; the tier follows all of
+    // the user's subscriptions together.
+    let known = state.store.get::<SubscriptionRecord>(&keys::subscription(
+        user,
+        Provider::Stripe.as_str(),
+        sub,
+    ))?;
     if let Some(k) = &known {
         if created_us < k.last_event_at_us {
             return Ok(Decision::Ignore(
                 "older than the state already applied".into(),
             ));
-        }
-        if k.subscription_id != sub {
-            // An older subscription the user replaced: its updates must not touch the new one.
-            return Ok(Decision::Ignore(format!(
-                "{sub} is not the user's current subscription"
-            )));
         }
     }
     let status = if deleted {

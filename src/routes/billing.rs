@@ -220,19 +220,31 @@ pub async fn invoices(req: HttpRequest, caller: Caller) -> Result<HttpResponse, 
 #[derive(Serialize, ToSchema)]
 pub struct SubscriptionView {
     tier: String,
-    /// "active", "past_due", "cancelled", or "none".
+    /// "active", "past_due", "cancelled", "inactive" (not paid), or "none".
     status: String,
     provider: Option<String>,
     current_period_end: Option<String>,
 }
 
+/// The caller's tier and the subscription behind it: among several, the one granting the
+/// highest tier, else the one changed last.
 #[utoipa::path(get, path = "/api/v1/subscription", tag = "payments", security(("bearer" = [])), responses((status = 200, body = SubscriptionView)))]
 #[get("/api/v1/subscription")]
 pub async fn subscription(caller: Caller) -> Result<HttpResponse, AppError> {
-    let view = match caller
-        .reads
-        .get::<SubscriptionRecord>(&keys::user(caller.user.id))?
-    {
+    const SUBSCRIPTIONS_READ_MAX: usize = 1000;
+    let subs = caller.reads.scan::<SubscriptionRecord>(
+        &keys::user(caller.user.id),
+        None,
+        storage::Direction::Forward,
+        SUBSCRIPTIONS_READ_MAX,
+    )?;
+    let shown = subs.iter().map(|(_, s)| s).max_by_key(|s| {
+        (
+            s.status.grants_tier() && s.tier == caller.user.tier,
+            s.updated_at_us,
+        )
+    });
+    let view = match shown {
         Some(s) => SubscriptionView {
             tier: caller.user.tier.as_str().into(),
             status: s.status.as_str().into(),

@@ -73,6 +73,17 @@ pub fn parse_live_generation(key: &[u8]) -> Option<(i64, Uuid)> {
     ))
 }
 
+/// A subscription: (user, provider tag, the provider's subscription id). Scanning
+/// [`user`]'s prefix lists a user's subscriptions.
+pub fn subscription(user: Uuid, provider: &str, subscription_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(USER_KEY_LEN + provider.len() + 1 + subscription_id.len());
+    k.extend_from_slice(user.as_bytes());
+    k.extend_from_slice(provider.as_bytes());
+    k.push(b':');
+    k.extend_from_slice(subscription_id.as_bytes());
+    k
+}
+
 /// A key the writer assigned from its per-table commit sequence (big-endian, so scans follow
 /// commit order).
 pub fn sequence(seq: u64) -> Vec<u8> {

@@ -277,7 +277,9 @@ pub const META_KEY: &[u8] = b"store";
 /// 4: tokens carry the user's credentials version; reset codes are keyed by user (one live
 /// code each). A version-3 store is upgraded at open: tokens get their user's version, and
 /// outstanding reset codes (an hour's worth at most) are dropped.
-pub const SCHEMA_VERSION: u32 = 4;
+///
+/// 5: subscriptions keyed by (user, provider, subscription id) instead of by user.
+pub const SCHEMA_VERSION: u32 = 5;
 
 // --- Creative workspace -------------------------------------------------------------------------
 
@@ -553,6 +555,9 @@ pub enum SubStatus {
     Active,
     PastDue,
     Cancelled,
+    /// Started but not paid (Stripe `incomplete`, `unpaid`), or paused: no tier, no credits.
+    /// Appended last, so records written before it decode unchanged.
+    Inactive,
 }
 
 impl SubStatus {
@@ -561,11 +566,20 @@ impl SubStatus {
             SubStatus::Active => "active",
             SubStatus::PastDue => "past_due",
             SubStatus::Cancelled => "cancelled",
+            SubStatus::Inactive => "inactive",
         }
+    }
+
+    /// Whether a subscription in this status gives its tier. Past due keeps it while the
+    /// provider retries the payment; the provider cancels if it never comes.
+    pub fn grants_tier(self) -> bool {
+        matches!(self, SubStatus::Active | SubStatus::PastDue)
     }
 }
 
-/// `subscriptions`: user → their subscription with a provider.
+/// `subscriptions`: (user, provider, provider's subscription id) → that subscription. A user
+/// may have several (a second checkout does not overwrite the first); their tier is the
+/// highest among those that grant one.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SubscriptionRecord {
     pub user_id: Uuid,

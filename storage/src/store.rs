@@ -353,11 +353,14 @@ pub(crate) fn ensure_tables(db: &Database) -> Result<(), StorageError> {
                 meta.insert(META_KEY, encode(&record).as_slice())?;
             }
             Some(Ok(m)) if m.schema_version == SCHEMA_VERSION => {}
-            Some(Ok(m)) if m.schema_version == 2 || m.schema_version == 3 => {
-                if m.schema_version == 2 {
+            Some(Ok(m)) if (2..SCHEMA_VERSION).contains(&m.schema_version) => {
+                if m.schema_version <= 2 {
                     order_the_outbox(&txn)?;
                 }
-                version_the_sessions(&txn)?;
+                if m.schema_version <= 3 {
+                    version_the_sessions(&txn)?;
+                }
+                key_subscriptions_by_id(&txn)?;
                 let upgraded = MetaRecord {
                     schema_version: SCHEMA_VERSION,
                     ..m
@@ -447,5 +450,30 @@ fn version_the_sessions(txn: &redb::WriteTransaction) -> Result<(), StorageError
     drop(tokens);
     let mut resets = txn.open_table(Table::ResetTokens.def())?;
     resets.retain(|_, _| false)?;
+    Ok(())
+}
+
+/// Schema 4 → 5: each subscription moves from its user's key to (user, provider, id).
+fn key_subscriptions_by_id(txn: &redb::WriteTransaction) -> Result<(), StorageError> {
+    use crate::records::SubscriptionRecord;
+    use redb::ReadableTable;
+    let mut subs = txn.open_table(Table::Subscriptions.def())?;
+    let mut moved = Vec::new();
+    for item in subs.iter()? {
+        let (k, v) = item?;
+        let record = decode::<SubscriptionRecord>(v.value())?;
+        let key = crate::keys::subscription(
+            record.user_id,
+            record.provider.as_str(),
+            &record.subscription_id,
+        );
+        if k.value() != key.as_slice() {
+            moved.push((k.value().to_vec(), key, v.value().to_vec()));
+        }
+    }
+    for (old, new, value) in moved {
+        subs.remove(old.as_slice())?;
+        subs.insert(new.as_slice(), value.as_slice())?;
+    }
     Ok(())
 }

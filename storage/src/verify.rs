@@ -819,6 +819,23 @@ fn check_billing(txn: &ReadTransaction, c: &mut Collector) -> Result<(), Storage
             ));
         }
     }
+    let subscriptions = open(txn, Table::Subscriptions)?;
+    for item in subscriptions.iter()? {
+        let (k, v) = item?;
+        c.seen(Table::Subscriptions);
+        match decode::<SubscriptionRecord>(v.value()) {
+            Ok(s) => {
+                let key = keys::subscription(s.user_id, s.provider.as_str(), &s.subscription_id);
+                if k.value() != key.as_slice() {
+                    c.violation(format!(
+                        "subscription {} of {} is stored under another key",
+                        s.subscription_id, s.user_id
+                    ));
+                }
+            }
+            Err(e) => c.violation(format!("subscription unreadable: {e}")),
+        }
+    }
     for item in purchases.iter()? {
         let (k, v) = item?;
         c.seen(Table::Purchases);

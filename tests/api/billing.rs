@@ -546,3 +546,168 @@ async fn out_of_range_provider_timestamps_neither_panic_nor_fail_the_event() {
     );
     app.assert_verified();
 }
+
+async fn tier(app: &TestApp, token: &str) -> String {
+    app.get("/api/v1/me", Some(token))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["subscription_tier"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn checkout_for(event_id: &str, user: &str, sub: &str, tier: &str, paid: &str) -> Value {
+    event(
+        event_id,
+        "checkout.session.completed",
+        now() - 100,
+        json!({
+            "id": format!("cs_{event_id}"), "mode": "subscription", "payment_status": paid, "client_reference_id": user,
+            "customer": format!("cus_{sub}"), "subscription": sub, "metadata": {"tier": tier}
+        }),
+    )
+}
+
+fn subscription_event(event_id: &str, kind: &str, sub: &str, status: &str) -> Value {
+    event(event_id, kind, now(), json!({"id": sub, "status": status}))
+}
+
+/// A second subscription naming the same user is a second subscription: each one's events
+/// change only itself, and the tier is the highest among those that grant one.
+#[actix_web::test]
+async fn a_second_subscription_neither_overwrites_nor_hides_the_first() {
+    let app = app().await;
+    let (token, user) = app.new_user().await;
+    assert_eq!(
+        stripe(&app, &checkout_for("evt_a", &user, "sub_a", "pro", "paid"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(tier(&app, &token).await, "pro");
+    assert_eq!(
+        stripe(&app, &checkout_for("evt_b", &user, "sub_b", "team", "paid"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(tier(&app, &token).await, "team");
+    let gone = subscription_event(
+        "evt_b_del",
+        "customer.subscription.deleted",
+        "sub_b",
+        "canceled",
+    );
+    assert_eq!(stripe(&app, &gone).await.status(), 200);
+    assert_eq!(tier(&app, &token).await, "pro", "sub_a still pays for pro");
+    // The first subscription's own events still apply to it.
+    let a_gone = subscription_event(
+        "evt_a_del",
+        "customer.subscription.deleted",
+        "sub_a",
+        "canceled",
+    );
+    assert_eq!(stripe(&app, &a_gone).await.status(), 200);
+    assert_eq!(tier(&app, &token).await, "free");
+    app.assert_verified();
+}
+
+/// What was bought decides: a mapped price beats `metadata.tier`; an unpaid or paused
+/// subscription grants no tier.
+#[actix_web::test]
+async fn the_price_decides_the_tier_and_an_unpaid_subscription_grants_nothing() {
+    let config = tempfile::tempdir().unwrap();
+    let file = config.path().join("cf.toml");
+    std::fs::write(
+        &file,
+        "[plans.pro]\nmonthly_credits = 500\nstripe_price_ids = [\"price_pro\"]\n\
+         [plans.team]\nmonthly_credits = 2000\n[plans.enterprise]\nmonthly_credits = 10000\n",
+    )
+    .unwrap();
+    let app = spawn_app_with(&[
+        ("CREATIVEFLOW_STRIPE_WEBHOOK_SECRET", SECRET),
+        ("CREATIVEFLOW_CONFIG", file.to_str().unwrap()),
+    ])
+    .await;
+    let (token, user) = app.new_user().await;
+    let mut claims_more = checkout_for("evt_p", &user, "sub_p", "enterprise", "paid");
+    claims_more["data"]["object"]["metadata"]["price_id"] = json!("price_pro");
+    assert_eq!(stripe(&app, &claims_more).await.status(), 200);
+    assert_eq!(tier(&app, &token).await, "pro");
+
+    let (token2, user2) = app.new_user().await;
+    assert_eq!(
+        stripe(
+            &app,
+            &checkout_for("evt_u", &user2, "sub_u", "team", "unpaid")
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(tier(&app, &token2).await, "free");
+    assert_eq!(app.balance(&token2).await, 10);
+    let paused = subscription_event(
+        "evt_pause",
+        "customer.subscription.updated",
+        "sub_p",
+        "paused",
+    );
+    assert_eq!(stripe(&app, &paused).await.status(), 200);
+    assert_eq!(tier(&app, &token).await, "free");
+    app.assert_verified();
+}
+
+/// A refund of a subscription invoice reverses that period's credits proportionally, like a
+/// pack; a refund of a payment that never credited anything here is acknowledged, not retried
+/// for days.
+#[actix_web::test]
+async fn a_refunded_subscription_period_reverses_its_credits_and_unknown_old_refunds_are_acknowledged(
+) {
+    let app = app().await;
+    let (token, user) = app.new_user().await;
+    assert_eq!(
+        stripe(&app, &checkout_for("evt_s", &user, "sub_r", "pro", "paid"))
+            .await
+            .status(),
+        200
+    );
+    let paid = event(
+        "evt_inv",
+        "invoice.paid",
+        now(),
+        json!({"id": "in_r", "customer": "cus_sub_r", "subscription": "sub_r", "amount_paid": 4900, "currency": "usd",
+               "payment_intent": "pi_sub_r", "lines": {"data": [{"description": "Pro", "quantity": 1, "amount": 4900}]}}),
+    );
+    assert_eq!(stripe(&app, &paid).await.status(), 200);
+    assert_eq!(app.balance(&token).await, 510);
+    let half = event(
+        "evt_ref",
+        "charge.refunded",
+        now(),
+        json!({"id": "ch_r", "payment_intent": "pi_sub_r", "amount_refunded": 2450}),
+    );
+    assert_eq!(stripe(&app, &half).await.status(), 200);
+    assert_eq!(
+        app.balance(&token).await,
+        260,
+        "half of the 500 plan credits reversed"
+    );
+    let stranger = event(
+        "evt_stranger",
+        "charge.refunded",
+        now() - 2 * 3600,
+        json!({"id": "ch_x", "payment_intent": "pi_never_seen", "amount_refunded": 100}),
+    );
+    assert_eq!(stripe(&app, &stranger).await.status(), 200);
+    let fresh_stranger = event(
+        "evt_fresh",
+        "charge.refunded",
+        now(),
+        json!({"id": "ch_y", "payment_intent": "pi_not_yet", "amount_refunded": 100}),
+    );
+    assert_error(stripe(&app, &fresh_stranger).await, 503, "unavailable").await;
+    app.assert_verified();
+}
