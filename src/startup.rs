@@ -101,6 +101,7 @@ impl Application {
         let control =
             crate::control::ControlServer::start(state.clone()).map_err(StartError::Control)?;
         spawn_token_janitor(state.store.clone());
+        spawn_deletion_resumer(state.clone());
         spawn_timeout_sweeper(state.clone());
         tracing::info!(
             %listen, port, data_dir = %state.config.data_dir.display(),
@@ -164,6 +165,42 @@ fn spawn_token_janitor(store: Store) {
                     break;
                 }
                 Err(e) => tracing::warn!(error = %e, "token purge failed"),
+            }
+        }
+    });
+}
+
+/// Workbenches being deleted in batches (their owner's actor deletes them, and schedules
+/// itself until done) are picked up at start — a crash or restart interrupted them — and again
+/// every 10 minutes in case an actor was let go mid-way.
+fn spawn_deletion_resumer(state: web::Data<AppState>) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+    const OWNERS_PER_RUN_MAX: usize = 10_000;
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(EVERY);
+        loop {
+            tick.tick().await;
+            let marks = match state.store.scan::<storage::records::DeletingWorkbench>(
+                &[],
+                None,
+                storage::Direction::Forward,
+                OWNERS_PER_RUN_MAX,
+            ) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list deletions in progress");
+                    continue;
+                }
+            };
+            let mut owners: Vec<uuid::Uuid> = marks
+                .iter()
+                .filter_map(|(k, _)| k.get(..16).and_then(|b| uuid::Uuid::from_slice(b).ok()))
+                .collect();
+            owners.dedup();
+            for owner in owners {
+                if let Err(e) = state.workspaces.resume_deletions(owner).await {
+                    tracing::warn!(%owner, error = %e, "deletion not resumed; retried next run");
+                }
             }
         }
     });

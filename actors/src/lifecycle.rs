@@ -105,7 +105,11 @@ pub fn completion_set(
 ) -> Result<(WriteSet, GenerationRecord), StorageError> {
     let mut next = next.clone();
     let mut set = WriteSet::new();
-    let project = store.get::<ProjectRecord>(&keys::id(old.project_id))?;
+    // A project inside a workbench being deleted is as good as gone.
+    let project = match store.get::<ProjectRecord>(&keys::id(old.project_id))? {
+        Some(p) if crate::workspace_reads::visible(store, &p)? => Some(p),
+        _ => None,
+    };
     if let Some(project) = project {
         let existing = child_count(store, Table::AssetsByProject, project.id)?;
         for a in assets

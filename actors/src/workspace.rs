@@ -86,6 +86,11 @@ pub trait Change:
         owner: Uuid,
         now_us: i64,
     ) -> Result<(WriteSet, Self::Done), WorkspaceError>;
+
+    /// Whether the applied change left workbenches to delete in batches ([`ReapStep`]).
+    fn leaves_deletions(_done: &Self::Done) -> bool {
+        false
+    }
 }
 
 impl<M: Change> Handler<M> for Workspace {
@@ -105,9 +110,11 @@ impl<M: Change> Handler<M> for Workspace {
             }
             .into_actor(self)
             .map(|result, _act, ctx| {
-                // A storage failure may leave nothing consistent in memory to trust: start over.
-                if let Err(WorkspaceError::Storage(_)) = &result {
-                    ctx.stop();
+                match &result {
+                    // A storage failure may leave nothing consistent in memory: start over.
+                    Err(WorkspaceError::Storage(_)) => ctx.stop(),
+                    Ok(done) if M::leaves_deletions(done) => ctx.notify(ReapStep),
+                    _ => {}
                 }
                 result
             }),
@@ -211,22 +218,46 @@ impl Change for UpdateWorkbench {
     }
 }
 
-/// Deletes a workbench with its projects and their assets.
+/// Deletes a workbench with its projects and their assets: in one write when the cascade is
+/// small, else it becomes invisible at once and is deleted in bounded batches ([`ReapStep`]),
+/// so one large deletion never stalls the writer for everyone.
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<(), WorkspaceError>")]
+#[rtype(result = "Result<Deletion, WorkspaceError>")]
 pub struct DeleteWorkbench {
     pub id: Uuid,
 }
 
-impl Change for DeleteWorkbench {
-    type Done = ();
+/// How a deletion was done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    /// Everything is gone, durably.
+    Done,
+    /// Invisible now, durably; the records go in batches (resumed after a crash).
+    InBatches,
+}
 
-    fn plan(self, store: &Store, owner: Uuid, _now: i64) -> Result<(WriteSet, ()), WorkspaceError> {
+impl Change for DeleteWorkbench {
+    type Done = Deletion;
+
+    fn plan(
+        self,
+        store: &Store,
+        owner: Uuid,
+        now: i64,
+    ) -> Result<(WriteSet, Deletion), WorkspaceError> {
         let wb = owned::<WorkbenchRecord>(store, owner, self.id)?;
         let mut set = WriteSet::new();
         set.require_equal(keys::id(self.id), &wb);
-        delete_workbench(store, &wb, &mut set)?;
-        Ok((set, ()))
+        if cascade_is_small(store, &[wb.id])? {
+            delete_workbench(store, &wb, &mut set)?;
+            return Ok((set, Deletion::Done));
+        }
+        mark_deleting(&mut set, &wb, now);
+        Ok((set, Deletion::InBatches))
+    }
+
+    fn leaves_deletions(done: &Deletion) -> bool {
+        *done == Deletion::InBatches
     }
 }
 
@@ -581,25 +612,47 @@ impl Change for CompleteGeneration {
 /// Deletes everything the owner has in the workspace, plus `extra` (the caller's records, e.g.
 /// the user itself), in one atomic write.
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<(), WorkspaceError>")]
+#[rtype(result = "Result<Deletion, WorkspaceError>")]
 pub struct DeleteEverything {
     pub extra: WriteSet,
 }
 
 impl Change for DeleteEverything {
-    type Done = ();
+    type Done = Deletion;
 
-    fn plan(self, store: &Store, owner: Uuid, _now: i64) -> Result<(WriteSet, ()), WorkspaceError> {
+    fn plan(
+        self,
+        store: &Store,
+        owner: Uuid,
+        now: i64,
+    ) -> Result<(WriteSet, Deletion), WorkspaceError> {
         let mut set = WriteSet::new();
-        for wb in children::<WorkbenchRecord>(store, Table::WorkbenchesByUser, owner)? {
-            delete_workbench(store, &wb, &mut set)?;
+        let workbenches = children::<WorkbenchRecord>(store, Table::WorkbenchesByUser, owner)?;
+        let ids: Vec<Uuid> = workbenches.iter().map(|w| w.id).collect();
+        let small = cascade_is_small(store, &ids)?;
+        for wb in &workbenches {
+            if small {
+                delete_workbench(store, wb, &mut set)?;
+            } else if !being_deleted(store, owner, wb.id)? {
+                // The user goes now; their workbenches are invisible and go in batches.
+                mark_deleting(&mut set, wb, now);
+            }
         }
         for kit in child_ids(store, Table::BrandKitsByUser, owner)? {
             set.delete::<BrandKitRecord>(keys::id(kit));
             set.delete::<BrandKitOfUser>(keys::pair(owner, kit));
         }
         set.extend(self.extra);
-        Ok((set, ()))
+        let done = if small {
+            Deletion::Done
+        } else {
+            Deletion::InBatches
+        };
+        Ok((set, done))
+    }
+
+    fn leaves_deletions(done: &Deletion) -> bool {
+        *done == Deletion::InBatches
     }
 }
 
@@ -608,9 +661,36 @@ impl Change for DeleteEverything {
 /// The record `id` if the owner owns it; any other case is "not found" (never reveal).
 fn owned<R: Owned>(store: &Store, owner: Uuid, id: Uuid) -> Result<R, WorkspaceError> {
     match store.get::<R>(&keys::id(id))? {
-        Some(r) if r.owner() == owner => Ok(r),
+        Some(r) if r.owner() == owner && visible(store, &r)? => Ok(r),
         _ => Err(WorkspaceError::NotFound),
     }
+}
+
+/// Deletes (index entries, assets, projects) written in one set at most; a larger cascade is
+/// deleted in batches of this size.
+pub const CASCADE_OPS_MAX: usize = 2000;
+
+/// Whether deleting these workbenches with everything in them fits one write.
+fn cascade_is_small(store: &Store, workbenches: &[Uuid]) -> Result<bool, WorkspaceError> {
+    let mut ops = 0;
+    for wb in workbenches {
+        let projects = child_ids(store, Table::ProjectsByWorkbench, *wb)?;
+        ops += 2 + 3 * projects.len();
+        for p in projects {
+            ops += 2 * child_count(store, Table::AssetsByProject, p)?;
+            if ops > CASCADE_OPS_MAX {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(ops <= CASCADE_OPS_MAX)
+}
+
+fn mark_deleting(set: &mut WriteSet, wb: &WorkbenchRecord, now: i64) {
+    set.put(
+        keys::pair(wb.user_id, wb.id),
+        &DeletingWorkbench { started_at_us: now },
+    );
 }
 
 fn within_limit(
@@ -687,4 +767,111 @@ fn delete_workbench(
     set.delete::<WorkbenchRecord>(keys::id(wb.id));
     set.delete::<WorkbenchOfUser>(keys::pair(wb.user_id, wb.id));
     Ok(())
+}
+
+// --- Deletion in batches -------------------------------------------------------------------------
+
+/// Deletes one bounded batch of a workbench being deleted (assets of one project; the project
+/// once empty; the workbench once it has no projects) and schedules the next while any is
+/// left. Every batch keeps every invariant: nothing is ever left without its parent.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Result<bool, WorkspaceError>")]
+pub struct ReapStep;
+
+impl Handler<ReapStep> for Workspace {
+    type Result = AtomicResponse<Self, Result<bool, WorkspaceError>>;
+
+    fn handle(&mut self, _msg: ReapStep, _ctx: &mut Self::Context) -> Self::Result {
+        let store = self.store.clone();
+        let owner = self.owner;
+        AtomicResponse::new(Box::pin(
+            async move {
+                let Some(set) = reap_batch(&store, owner)? else {
+                    return Ok(false);
+                };
+                match store.write(set).await? {
+                    // A condition failed: something moved meanwhile; the next step rereads.
+                    WriteOutcome::Committed | WriteOutcome::ConditionFailed(_) => Ok(true),
+                }
+            }
+            .into_actor(self)
+            .map(|result, act, ctx| {
+                match &result {
+                    Ok(true) => ctx.notify(ReapStep),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(owner = %act.owner, error = %e, "batch deletion paused; resumed at the next start or janitor run");
+                        if let Err(WorkspaceError::Storage(_)) = &result {
+                            ctx.stop();
+                        }
+                    }
+                }
+                result
+            }),
+        ))
+    }
+}
+
+/// The next batch of the owner's first workbench being deleted, or `None` when none is.
+fn reap_batch(store: &Store, owner: Uuid) -> Result<Option<WriteSet>, WorkspaceError> {
+    let marks = store.scan::<DeletingWorkbench>(
+        &keys::user(owner),
+        None,
+        storage::Direction::Forward,
+        1,
+    )?;
+    let Some((mark_key, mark)) = marks.into_iter().next() else {
+        return Ok(None);
+    };
+    let mut set = WriteSet::new();
+    set.require_equal(mark_key.clone(), &mark);
+    let Some(wb_id) = keys::pair_child(&mark_key) else {
+        set.delete::<DeletingWorkbench>(mark_key);
+        return Ok(Some(set));
+    };
+    let project = index_keys(store, Table::ProjectsByWorkbench, &keys::id(wb_id), None, 1)?
+        .first()
+        .and_then(|k| keys::pair_child(k));
+    match project {
+        Some(p) => {
+            let batch = CASCADE_OPS_MAX / 2;
+            let assets: Vec<Uuid> =
+                index_keys(store, Table::AssetsByProject, &keys::id(p), None, batch + 1)?
+                    .iter()
+                    .filter_map(|k| keys::pair_child(k))
+                    .collect();
+            for a in assets.iter().take(batch) {
+                set.delete::<AssetRecord>(keys::id(*a));
+                set.delete::<AssetOfProject>(keys::pair(p, *a));
+            }
+            if assets.len() <= batch {
+                // Its last assets go in this batch: the project goes with them.
+                match store.get::<ProjectRecord>(&keys::id(p))? {
+                    Some(project) => {
+                        set.delete::<ProjectRecord>(keys::id(p));
+                        set.delete::<ProjectOfWorkbench>(keys::pair(wb_id, p));
+                        set.delete::<ProjectOfUser>(keys::pair(project.user_id, p));
+                    }
+                    None => {
+                        set.delete::<ProjectOfWorkbench>(keys::pair(wb_id, p));
+                    }
+                }
+            }
+        }
+        None => {
+            set.delete::<WorkbenchRecord>(keys::id(wb_id));
+            set.delete::<WorkbenchOfUser>(keys::pair(owner, wb_id));
+            set.delete::<DeletingWorkbench>(mark_key);
+        }
+    }
+    Ok(Some(set))
+}
+
+impl Registry<Workspace> {
+    /// Runs the owner's batch deletions (one step now; the actor schedules the rest).
+    pub async fn resume_deletions(&self, owner: Uuid) -> Result<bool, WorkspaceError> {
+        self.send(owner, ReapStep)
+            .await
+            .unwrap_or(Err(WorkspaceError::Unavailable))
+    }
 }

@@ -138,6 +138,25 @@ pub fn children<R: Record>(
     Ok(out)
 }
 
+/// Whether `owner`'s workbench `workbench` is being deleted in batches.
+pub fn being_deleted(
+    store: &impl Reader,
+    owner: Uuid,
+    workbench: Uuid,
+) -> Result<bool, StorageError> {
+    Ok(store
+        .get::<DeletingWorkbench>(&keys::pair(owner, workbench))?
+        .is_some())
+}
+
+/// Whether a record may be shown and changed: not inside a workbench being deleted.
+pub fn visible<R: Owned>(store: &impl Reader, record: &R) -> Result<bool, StorageError> {
+    match record.workbench() {
+        Some(wb) => Ok(!being_deleted(store, record.owner(), wb)?),
+        None => Ok(true),
+    }
+}
+
 /// The brand kit a generation in this project uses: the project's, else its workbench's
 /// default, else the owner's default kit, else none.
 pub fn effective_brand_kit(

@@ -78,7 +78,7 @@ pub async fn list_workbenches(req: HttpRequest, caller: Caller) -> Result<HttpRe
         Table::WorkbenchesByUser,
         &page,
     )?;
-    let items = items
+    let items = ws::only_visible(&*caller.reads, items)?
         .iter()
         .map(|w| workbench_view(&*caller.reads, w))
         .collect::<Result<_, _>>()?;
@@ -202,7 +202,7 @@ pub async fn list_projects(req: HttpRequest, caller: Caller) -> Result<HttpRespo
             &page,
         )?,
     };
-    let items = items
+    let items = ws::only_visible(&*caller.reads, items)?
         .iter()
         .map(|p| project_view(&*caller.reads, p))
         .collect::<Result<_, _>>()?;

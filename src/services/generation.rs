@@ -168,7 +168,7 @@ fn own_project(
     id: Uuid,
 ) -> Result<ProjectRecord, AppError> {
     match reads.get::<ProjectRecord>(&keys::id(id))? {
-        Some(p) if p.user_id == caller.id => Ok(p),
+        Some(p) if p.user_id == caller.id && actors::workspace_reads::visible(reads, &p)? => Ok(p),
         _ => Err(not_your_project()),
     }
 }

@@ -1,6 +1,6 @@
 //! Workspace reads (straight from the store) and the record rules: who may see or change what.
 
-use actors::workspace_reads::{effective_brand_kit, index_keys};
+use actors::workspace_reads::{effective_brand_kit, index_keys, visible};
 use storage::keys;
 use storage::records::*;
 use storage::{Direction, Reader, Record, Table};
@@ -49,6 +49,10 @@ pub fn load_id<R: Owned>(
 ) -> Result<R, AppError> {
     let record = store.get::<R>(&keys::id(id))?.ok_or(AppError::NotFound)?;
     authorize(caller, record.owner(), access)?;
+    // Inside a workbench being deleted in batches: already gone for every caller.
+    if !visible(store, &record)? {
+        return Err(AppError::NotFound);
+    }
     Ok(record)
 }
 
@@ -86,6 +90,18 @@ pub fn page_all<R: Record>(
     let rows = store.scan::<R>(&[], page.after.as_deref(), Direction::Forward, page.limit)?;
     let next = page.next_cursor(rows.len(), rows.last().map(|(k, _)| k.as_slice()));
     Ok((rows.into_iter().map(|(_, r)| r).collect(), next))
+}
+
+/// Drops the records of a listing page that are inside a workbench being deleted (the page may
+/// come back shorter; its cursor still moves on).
+pub fn only_visible<R: Owned>(store: &impl Reader, records: Vec<R>) -> Result<Vec<R>, AppError> {
+    let mut out = Vec::with_capacity(records.len());
+    for r in records {
+        if visible(store, &r)? {
+            out.push(r);
+        }
+    }
+    Ok(out)
 }
 
 /// A listing: the caller's own records, or for staff everyone's (or one user's with `user_id`).

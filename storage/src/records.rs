@@ -167,6 +167,25 @@ impl Record for ResetRecord {
 /// A record that belongs to one user: the record rules (who may see or change it) key on this.
 pub trait Owned: Record {
     fn owner(&self) -> Uuid;
+
+    /// The workbench the record lives in, if any: while that workbench is being deleted the
+    /// record is invisible.
+    fn workbench(&self) -> Option<Uuid> {
+        None
+    }
+}
+
+/// `deleting`: (owner, workbench) → a workbench whose cascade is too large for one write,
+/// being deleted in bounded batches by its owner's workspace actor. While it exists the
+/// workbench and everything in it are invisible; after a crash the deletion resumes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeletingWorkbench {
+    pub started_at_us: i64,
+}
+
+impl Record for DeletingWorkbench {
+    const TABLE: Table = Table::Deleting;
+    const VERSION: u8 = 1;
 }
 
 /// The kinds of ledger entries (SPEC §5).
@@ -691,11 +710,24 @@ macro_rules! owned_by_user_id {
     )*};
 }
 
-owned_by_user_id!(
-    WorkbenchRecord,
-    ProjectRecord,
-    BrandKitRecord,
-    AssetRecord,
-    GenerationRecord,
-    InvoiceRecord
-);
+owned_by_user_id!(BrandKitRecord, AssetRecord, GenerationRecord, InvoiceRecord);
+
+impl Owned for WorkbenchRecord {
+    fn owner(&self) -> Uuid {
+        self.user_id
+    }
+
+    fn workbench(&self) -> Option<Uuid> {
+        Some(self.id)
+    }
+}
+
+impl Owned for ProjectRecord {
+    fn owner(&self) -> Uuid {
+        self.user_id
+    }
+
+    fn workbench(&self) -> Option<Uuid> {
+        Some(self.workbench_id)
+    }
+}

@@ -34,10 +34,11 @@ pub enum Table {
     Invoices,
     InvoicesByUser,
     InvoiceCounters,
+    Deleting,
 }
 
 impl Table {
-    pub const ALL: [Table; 30] = [
+    pub const ALL: [Table; 31] = [
         Table::Meta,
         Table::Users,
         Table::UsersByEmail,
@@ -68,6 +69,7 @@ impl Table {
         Table::Invoices,
         Table::InvoicesByUser,
         Table::InvoiceCounters,
+        Table::Deleting,
     ];
 
     pub fn name(self) -> &'static str {
@@ -102,6 +104,7 @@ impl Table {
             Table::Invoices => "invoices",
             Table::InvoicesByUser => "invoices_by_user",
             Table::InvoiceCounters => "invoice_counters",
+            Table::Deleting => "deleting",
         }
     }
 

@@ -371,7 +371,9 @@ fn check_workspace(txn: &ReadTransaction, c: &mut Collector) -> Result<(), Stora
         projects_by_user: open(txn, Table::ProjectsByUser)?,
         kits_by_user: open(txn, Table::BrandKitsByUser)?,
         assets_by_project: open(txn, Table::AssetsByProject)?,
+        deleting: open(txn, Table::Deleting)?,
     };
+    ws.check_deletions(c)?;
     ws.check_kits(c)?;
     ws.check_workbenches(c)?;
     ws.check_projects(c)?;
@@ -391,6 +393,7 @@ struct Workspace {
     projects_by_user: RawTable,
     kits_by_user: RawTable,
     assets_by_project: RawTable,
+    deleting: RawTable,
 }
 
 fn has(table: &RawTable, key: Vec<u8>) -> Result<bool, StorageError> {
@@ -398,6 +401,38 @@ fn has(table: &RawTable, key: Vec<u8>) -> Result<bool, StorageError> {
 }
 
 impl Workspace {
+    /// Whether the workbench is being deleted in batches: its records may then refer to a
+    /// user or kits already gone (a user deletion), and are invisible.
+    fn being_deleted(&self, owner: Uuid, workbench: Uuid) -> Result<bool, StorageError> {
+        has(&self.deleting, keys::pair(owner, workbench))
+    }
+
+    /// Every deletion in progress names an existing workbench of that owner.
+    fn check_deletions(&self, c: &mut Collector) -> Result<(), StorageError> {
+        for item in self.deleting.iter()? {
+            let (k, v) = item?;
+            c.seen(Table::Deleting);
+            let owner = k.value().get(..16).and_then(|b| Uuid::from_slice(b).ok());
+            let wb = keys::pair_child(k.value());
+            let ok = decode::<DeletingWorkbench>(v.value()).is_ok()
+                && match (owner, wb) {
+                    (Some(owner), Some(wb)) => {
+                        get::<WorkbenchRecord>(&self.workbenches, &keys::id(wb))?
+                            .and_then(Result::ok)
+                            .is_some_and(|w| w.user_id == owner)
+                    }
+                    _ => false,
+                };
+            if !ok {
+                c.violation(format!(
+                    "deletion entry {} names no workbench of its owner",
+                    hex(k.value())
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn kit(&self, id: Uuid) -> Result<Option<BrandKitRecord>, StorageError> {
         Ok(get::<BrandKitRecord>(&self.kits, &keys::id(id))?.and_then(Result::ok))
     }
@@ -452,6 +487,9 @@ impl Workspace {
             if !has(&self.workbenches_by_user, keys::pair(w.user_id, w.id))? {
                 c.violation(format!("workbench {} is not indexed under its user", w.id));
             }
+            if self.being_deleted(w.user_id, w.id)? {
+                continue;
+            }
             if !has(&self.users, keys::user(w.user_id))? {
                 c.violation(format!(
                     "workbench {} belongs to missing user {}",
@@ -500,7 +538,11 @@ impl Workspace {
             {
                 c.violation(format!("project {} is missing from an index", p.id));
             }
-            if let Some(k) = p.brand_kit_id {
+            if let Some(k) = p.brand_kit_id.filter(|_| {
+                !self
+                    .being_deleted(p.user_id, p.workbench_id)
+                    .unwrap_or(false)
+            }) {
                 if self.foreign_kit(k, p.user_id)? {
                     c.violation(format!(
                         "project {} uses brand kit {k} that is missing or not its owner's",

@@ -318,3 +318,69 @@ async fn the_store_is_owner_only_and_the_control_socket_refuses_other_users() {
         text(&o)
     );
 }
+
+/// A batch deletion interrupted by a crash (its mark is on disk, its records not yet deleted)
+/// is finished by the next start.
+#[actix_web::test]
+async fn a_batch_deletion_left_by_a_crash_is_finished_after_restart() {
+    use storage::records::*;
+    let dir = tempfile::tempdir().unwrap();
+    let (user, wb, project) = (
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+    );
+    {
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let mut set = WriteSet::new();
+        set.put(
+            storage::keys::id(wb),
+            &WorkbenchRecord {
+                id: wb,
+                user_id: user,
+                name: "W".into(),
+                default_brand_kit_id: None,
+                created_at_us: 0,
+                updated_at_us: 0,
+            },
+        );
+        set.put(storage::keys::pair(user, wb), &WorkbenchOfUser);
+        set.put(
+            storage::keys::id(project),
+            &ProjectRecord {
+                id: project,
+                user_id: user,
+                workbench_id: wb,
+                name: "P".into(),
+                brand_kit_id: None,
+                created_at_us: 0,
+                updated_at_us: 0,
+            },
+        );
+        set.put(storage::keys::pair(wb, project), &ProjectOfWorkbench);
+        set.put(storage::keys::pair(user, project), &ProjectOfUser);
+        set.put(
+            storage::keys::pair(user, wb),
+            &DeletingWorkbench { started_at_us: 0 },
+        );
+        store.write(set).await.unwrap();
+        crate::workspace::bulk_assets(&store, user, project, 2500).await;
+        store.shutdown();
+    }
+    let mut server = Server::start(dir.path()).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let o = run(dir.path(), &["verify"]);
+        let out = text(&o);
+        assert!(o.status.success(), "{out}");
+        if !out.contains("workbenches=") && !out.contains("assets=") && !out.contains("deleting=") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never finished: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.terminate();
+}

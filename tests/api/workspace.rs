@@ -788,3 +788,160 @@ async fn views_show_a_bounded_id_list_and_say_when_it_is_not_all() {
     }
     assert_eq!(seen, 101);
 }
+
+/// Writes `n` assets straight into the store (the API would take minutes to make this many).
+pub async fn bulk_assets(store: &storage::Store, user: uuid::Uuid, project: uuid::Uuid, n: usize) {
+    use storage::records::{AssetOfProject, AssetRecord};
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let mut set = storage::WriteSet::new();
+        for i in chunk {
+            let a = AssetRecord {
+                id: uuid::Uuid::now_v7(),
+                user_id: user,
+                project_id: project,
+                kind: "image".into(),
+                path: format!("bulk/{i}.png"),
+                mime: "image/png".into(),
+                size: 1,
+                generation_request_id: None,
+                created_at_us: 0,
+            };
+            set.put(storage::keys::id(a.id), &a);
+            set.put(storage::keys::pair(project, a.id), &AssetOfProject);
+        }
+        assert_eq!(
+            store.write(set).await.unwrap(),
+            storage::WriteOutcome::Committed
+        );
+    }
+}
+
+/// A cascade too large for one write (here 3,000 assets) is invisible at once and deleted in
+/// bounded batches; other users' writes keep being answered meanwhile, and every batch keeps
+/// the invariants.
+#[actix_web::test]
+async fn a_huge_workbench_is_invisible_at_once_and_deleted_in_batches() {
+    let app = spawn_app().await;
+    let (token, user) = app.new_user().await;
+    let wb = workbench(&app, &token, "Huge").await;
+    let wb_id = wb["id"].as_str().unwrap().to_string();
+    let p = project(&app, &token, &wb_id).await;
+    let pid = p["id"].as_str().unwrap().to_string();
+    let user_id = uuid::Uuid::parse_str(&user).unwrap();
+    bulk_assets(
+        &app.state.store,
+        user_id,
+        uuid::Uuid::parse_str(&pid).unwrap(),
+        3000,
+    )
+    .await;
+    app.assert_verified();
+    let (other, _) = app.new_user().await;
+
+    let r = delete(&app, &format!("/api/v1/workbenches/{wb_id}"), &token).await;
+    assert_eq!(r.status(), 204);
+    assert_error(
+        app.get(&format!("/api/v1/workbenches/{wb_id}"), Some(&token))
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_error(
+        app.get(&format!("/api/v1/projects/{pid}"), Some(&token))
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+    let listed: Value = app
+        .get("/api/v1/projects", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(listed["items"].as_array().unwrap().is_empty());
+    let r = app
+        .post_json(
+            "/api/v1/projects",
+            Some(&token),
+            &json!({"name": "x", "workbench_id": wb_id}),
+        )
+        .await;
+    assert_error(r, 422, "validation_failed").await;
+    // Others are served while the batches run.
+    for i in 0..10 {
+        let r = app
+            .post_json(
+                "/api/v1/workbenches",
+                Some(&other),
+                &json!({"name": format!("o{i}")}),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while app.state.store.count(Table::Assets).unwrap() > 0
+        || app.state.store.count(Table::Deleting).unwrap() > 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the batches never finished"
+        );
+        app.assert_verified();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.state.store.count(Table::Projects).unwrap(), 0);
+    app.assert_verified();
+}
+
+/// Deleting a user whose workspace is too large for one write: the user is gone at once, their
+/// workbenches (using a kit that goes with the user) are deleted in batches, and the store
+/// verifies at every step.
+#[actix_web::test]
+async fn deleting_a_user_with_a_huge_workspace_finishes_in_batches() {
+    let app = spawn_app().await;
+    let admin = app.staff(Role::Admin).await;
+    let (token, id) = pro_user(&app).await;
+    let k = kit(&app, &token, json!({"name": "K"})).await;
+    let wb = created(
+        app.post_json(
+            "/api/v1/workbenches",
+            Some(&token),
+            &json!({"name": "W", "default_brand_kit_id": k["id"]}),
+        )
+        .await,
+    )
+    .await;
+    let p = project(&app, &token, wb["id"].as_str().unwrap()).await;
+    let user = uuid::Uuid::parse_str(&id).unwrap();
+    let pid = uuid::Uuid::parse_str(p["id"].as_str().unwrap()).unwrap();
+    bulk_assets(&app.state.store, user, pid, 2500).await;
+    let r = app
+        .client
+        .delete(app.url(&format!("/api/v1/admin/users/{id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_error(
+        app.get("/api/v1/me", Some(&token)).await,
+        401,
+        "unauthenticated",
+    )
+    .await;
+    app.assert_verified();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while app.state.store.count(Table::Workbenches).unwrap() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the batches never finished"
+        );
+        app.assert_verified();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.state.store.count(Table::Assets).unwrap(), 0);
+    assert_eq!(app.state.store.count(Table::Deleting).unwrap(), 0);
+    app.assert_verified();
+}
