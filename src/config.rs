@@ -58,6 +58,57 @@ impl Default for CreditsConfig {
     }
 }
 
+/// `[quotas.<tier>]`: workbenches, projects, brand kits and assets together, and asset bytes.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    pub records_max: u64,
+    pub asset_bytes_max: u64,
+}
+
+pub fn default_quotas() -> std::collections::BTreeMap<String, QuotaConfig> {
+    let d = actors::workspace::Quotas::default();
+    [
+        ("free", d.free),
+        ("pro", d.pro),
+        ("team", d.team),
+        ("enterprise", d.enterprise),
+    ]
+    .into_iter()
+    .map(|(t, q)| {
+        (
+            t.to_string(),
+            QuotaConfig {
+                records_max: q.records_max,
+                asset_bytes_max: q.asset_bytes_max,
+            },
+        )
+    })
+    .collect()
+}
+
+impl Config {
+    /// The quotas as the workspace actors take them (validated: every tier is present).
+    pub fn quotas(&self) -> actors::workspace::Quotas {
+        let q = |tier: &str| {
+            let c = self.file.quotas.get(tier).copied().unwrap_or(QuotaConfig {
+                records_max: 0,
+                asset_bytes_max: 0,
+            });
+            actors::workspace::Quota {
+                records_max: c.records_max,
+                asset_bytes_max: c.asset_bytes_max,
+            }
+        };
+        actors::workspace::Quotas {
+            free: q("free"),
+            pro: q("pro"),
+            team: q("team"),
+            enterprise: q("enterprise"),
+        }
+    }
+}
+
 /// The `[http]` section: what one client may hold.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -311,6 +362,9 @@ fn amqp_host_is_loopback(url: &str) -> bool {
 #[serde(deny_unknown_fields, default)]
 pub struct FileConfig {
     pub http: HttpConfig,
+    /// `[quotas.<tier>]`: what one user's workspace may hold; replaces the defaults when given.
+    #[serde(default = "default_quotas")]
+    pub quotas: std::collections::BTreeMap<String, QuotaConfig>,
     pub credits: CreditsConfig,
     pub auth: AuthConfig,
     pub store: StoreConfig,
@@ -510,6 +564,7 @@ impl Default for FileConfig {
     fn default() -> Self {
         FileConfig {
             http: HttpConfig::default(),
+            quotas: default_quotas(),
             credits: CreditsConfig::default(),
             auth: AuthConfig::default(),
             store: StoreConfig::default(),
@@ -525,6 +580,13 @@ impl Default for FileConfig {
 
 impl FileConfig {
     fn validate(&self) -> Result<(), String> {
+        let tiers = ["free", "pro", "team", "enterprise"];
+        if self.quotas.len() != tiers.len()
+            || !tiers.iter().all(|t| self.quotas.contains_key(*t))
+            || self.quotas.values().any(|q| q.records_max == 0)
+        {
+            return Err("quotas: give [quotas.free], [quotas.pro], [quotas.team] and [quotas.enterprise], each with records_max >= 1 and asset_bytes_max".into());
+        }
         for (format, credits) in &self.prices {
             let name_ok = !format.is_empty()
                 && format.len() <= 64

@@ -54,6 +54,8 @@ pub enum AppError {
     BrandKitInUse { workbenches: usize, projects: usize },
     #[error("at most {limit} {what}")]
     LimitReached { what: &'static str, limit: usize },
+    #[error("the workspace holds at most {limit} {what} on this tier")]
+    QuotaExceeded { what: &'static str, limit: u64 },
     #[error("an admin cannot change their own role")]
     CannotChangeOwnRole,
     #[error("an admin cannot delete their own account")]
@@ -137,6 +139,11 @@ impl AppError {
             LimitReached { what, limit } => (
                 StatusCode::CONFLICT,
                 "limit_reached",
+                json!({ "what": what, "limit": limit }),
+            ),
+            QuotaExceeded { what, limit } => (
+                StatusCode::CONFLICT,
+                "quota_exceeded",
                 json!({ "what": what, "limit": limit }),
             ),
             NotFound => (StatusCode::NOT_FOUND, "not_found", json!({})),
@@ -369,6 +376,9 @@ impl From<WorkspaceError> for AppError {
                 projects,
             },
             WorkspaceError::LimitReached { what, limit } => AppError::LimitReached { what, limit },
+            WorkspaceError::QuotaExceeded { what, limit } => {
+                AppError::QuotaExceeded { what, limit }
+            }
             WorkspaceError::BadReference { field, what } => {
                 AppError::validation(field, format!("does not name one of the owner's {what}"))
             }

@@ -44,7 +44,11 @@ impl Application {
         let started = Instant::now();
         let store = Store::open(&config.data_dir, &config.store_options())?;
         let accounts = AccountRegistry::start(store.clone(), config.registry_options());
-        let workspaces = WorkspaceRegistry::start(store.clone(), config.registry_options());
+        let workspaces = WorkspaceRegistry::start_with(
+            store.clone(),
+            config.quotas(),
+            config.registry_options(),
+        );
         let (publisher, bus) = actors::broker::start_bus(
             store.clone(),
             accounts.clone(),

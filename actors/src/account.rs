@@ -89,7 +89,9 @@ impl Actor for CreditAccount {
 }
 
 impl Keyed for CreditAccount {
-    fn for_key(user_id: Uuid, store: Store) -> Self {
+    type Env = ();
+
+    fn for_key(user_id: Uuid, store: Store, _env: ()) -> Self {
         CreditAccount::new(user_id, store)
     }
 }

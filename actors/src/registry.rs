@@ -9,8 +9,11 @@ use storage::Store;
 use uuid::Uuid;
 
 /// An actor that owns the state of one key (a user) and is rebuilt from the store on restart.
+/// `Env` is what every actor of the kind is given besides the store (settings, bounds).
 pub trait Keyed: Actor<Context = Context<Self>> + Supervised {
-    fn for_key(key: Uuid, store: Store) -> Self;
+    type Env: Clone + Send + Sync + 'static;
+
+    fn for_key(key: Uuid, store: Store, env: Self::Env) -> Self;
 }
 
 /// Messages waiting for one keyed actor beyond this make `send().await` wait: backpressure.
@@ -56,6 +59,7 @@ struct Entry<A: Actor> {
 /// actor holds, so even two actors of one user (a lookup racing an eviction) cannot both spend.
 pub struct Registry<A: Keyed> {
     store: Store,
+    env: A::Env,
     shards: Vec<Mutex<HashMap<Uuid, Entry<A>>>>,
     arbiters: Vec<Arbiter>,
     next_arbiter: AtomicUsize,
@@ -66,11 +70,20 @@ pub struct Registry<A: Keyed> {
 
 impl<A: Keyed> Registry<A> {
     /// Must be called inside a running actix System (it starts arbiter threads).
-    pub fn start(store: Store, options: RegistryOptions) -> Arc<Registry<A>> {
+    pub fn start(store: Store, options: RegistryOptions) -> Arc<Registry<A>>
+    where
+        A::Env: Default,
+    {
+        Self::start_with(store, A::Env::default(), options)
+    }
+
+    /// The same, giving every actor `env`.
+    pub fn start_with(store: Store, env: A::Env, options: RegistryOptions) -> Arc<Registry<A>> {
         assert!(options.arbiters > 0 && options.live_actors_max > 0);
         let arbiters = (0..options.arbiters).map(|_| Arbiter::new()).collect();
         let registry = Arc::new(Registry {
             store,
+            env,
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             arbiters,
             next_arbiter: AtomicUsize::new(0),
@@ -118,8 +131,9 @@ impl<A: Keyed> Registry<A> {
         }
         let i = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
         let store = self.store.clone();
+        let env = self.env.clone();
         let addr = Supervisor::start_in_arbiter(&self.arbiters[i].handle(), move |_| {
-            A::for_key(user_id, store)
+            A::for_key(user_id, store, env)
         });
         shard.insert(
             user_id,

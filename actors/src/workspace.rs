@@ -26,6 +26,7 @@ pub type WorkspaceRegistry = Registry<Workspace>;
 pub struct Workspace {
     owner: Uuid,
     store: Store,
+    quotas: Quotas,
 }
 
 impl Actor for Workspace {
@@ -43,8 +44,14 @@ impl Supervised for Workspace {
 }
 
 impl Keyed for Workspace {
-    fn for_key(owner: Uuid, store: Store) -> Self {
-        Workspace { owner, store }
+    type Env = Quotas;
+
+    fn for_key(owner: Uuid, store: Store, quotas: Quotas) -> Self {
+        Workspace {
+            owner,
+            store,
+            quotas,
+        }
     }
 }
 
@@ -63,6 +70,8 @@ pub enum WorkspaceError {
         field: &'static str,
         what: &'static str,
     },
+    #[error("the workspace holds at most {limit} {what} on this tier")]
+    QuotaExceeded { what: &'static str, limit: u64 },
     #[error("the record changed meanwhile; retry")]
     Conflict,
     #[error("the workspace actor is unavailable")]
@@ -91,6 +100,17 @@ pub trait Change:
     fn leaves_deletions(_done: &Self::Done) -> bool {
         false
     }
+
+    /// Whether the owner's quota may refuse this change (a completed generation's assets were
+    /// paid for, so they are counted but never refused).
+    fn within_quota() -> bool {
+        true
+    }
+
+    /// Whether the change removes the owner (their usage record goes with them).
+    fn removes_owner() -> bool {
+        false
+    }
 }
 
 impl<M: Change> Handler<M> for Workspace {
@@ -100,9 +120,16 @@ impl<M: Change> Handler<M> for Workspace {
     fn handle(&mut self, msg: M, _ctx: &mut Self::Context) -> Self::Result {
         let store = self.store.clone();
         let owner = self.owner;
+        let quotas = self.quotas;
         AtomicResponse::new(Box::pin(
             async move {
-                let (set, done) = msg.plan(&store, owner, now_us())?;
+                let (mut set, done) = msg.plan(&store, owner, now_us())?;
+                if M::removes_owner() {
+                    set.delete::<UsageRecord>(keys::user(owner));
+                } else {
+                    let quotas = M::within_quota().then_some(&quotas);
+                    count_usage(&store, owner, &mut set, quotas)?;
+                }
                 match store.write(set).await? {
                     WriteOutcome::Committed => Ok(done),
                     WriteOutcome::ConditionFailed(_) => Err(WorkspaceError::Conflict),
@@ -607,6 +634,10 @@ impl Change for CompleteGeneration {
             &self.assets,
         )?)
     }
+
+    fn within_quota() -> bool {
+        false
+    }
 }
 
 /// Deletes everything the owner has in the workspace, plus `extra` (the caller's records, e.g.
@@ -653,6 +684,10 @@ impl Change for DeleteEverything {
 
     fn leaves_deletions(done: &Deletion) -> bool {
         *done == Deletion::InBatches
+    }
+
+    fn removes_owner() -> bool {
+        true
     }
 }
 
@@ -786,9 +821,10 @@ impl Handler<ReapStep> for Workspace {
         let owner = self.owner;
         AtomicResponse::new(Box::pin(
             async move {
-                let Some(set) = reap_batch(&store, owner)? else {
+                let Some(mut set) = reap_batch(&store, owner)? else {
                     return Ok(false);
                 };
+                count_usage(&store, owner, &mut set, None)?;
                 match store.write(set).await? {
                     // A condition failed: something moved meanwhile; the next step rereads.
                     WriteOutcome::Committed | WriteOutcome::ConditionFailed(_) => Ok(true),
@@ -874,4 +910,136 @@ impl Registry<Workspace> {
             .await
             .unwrap_or(Err(WorkspaceError::Unavailable))
     }
+}
+
+// --- Usage and quotas ----------------------------------------------------------------------------
+
+/// A tier's bound on one user's workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Workbenches, projects, brand kits and assets together.
+    pub records_max: u64,
+    pub asset_bytes_max: u64,
+}
+
+/// The quota of each tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    pub free: Quota,
+    pub pro: Quota,
+    pub team: Quota,
+    pub enterprise: Quota,
+}
+
+const GIB: u64 = 1 << 30;
+
+impl Default for Quotas {
+    fn default() -> Self {
+        let q = |records_max, asset_bytes_max| Quota {
+            records_max,
+            asset_bytes_max,
+        };
+        Quotas {
+            free: q(5_000, 5 * GIB),
+            pro: q(100_000, 500 * GIB),
+            team: q(500_000, 5 * 1024 * GIB),
+            enterprise: q(5_000_000, 50 * 1024 * GIB),
+        }
+    }
+}
+
+impl Quotas {
+    pub fn of(&self, tier: Tier) -> Quota {
+        match tier {
+            Tier::Free => self.free,
+            Tier::Pro => self.pro,
+            Tier::Team => self.team,
+            Tier::Enterprise => self.enterprise,
+        }
+    }
+}
+
+/// What `set` creates and deletes in the four workspace tables, as (records, asset bytes),
+/// read against the store: counted from the writes themselves, so no change can forget it.
+fn usage_delta(store: &Store, set: &WriteSet) -> Result<(i64, i64), WorkspaceError> {
+    let (mut records, mut bytes) = (0i64, 0i64);
+    for table in [
+        Table::Workbenches,
+        Table::Projects,
+        Table::BrandKits,
+        Table::Assets,
+    ] {
+        for (key, value) in set.ops_on(table) {
+            let stored = store.get_raw(table, key)?;
+            let size = |v: &[u8]| -> Result<i64, WorkspaceError> {
+                if table != Table::Assets {
+                    return Ok(0);
+                }
+                let a = storage::codec::decode::<AssetRecord>(v)?;
+                Ok(i64::try_from(a.size).unwrap_or(i64::MAX))
+            };
+            match (stored, value) {
+                (None, Some(v)) => {
+                    records += 1;
+                    bytes += size(v)?;
+                }
+                (Some(old), None) => {
+                    records -= 1;
+                    bytes -= size(&old)?;
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok((records, bytes))
+}
+
+/// Adds the owner's new usage to `set` (conditioned on the usage read), refusing a change
+/// that would take it past the owner's tier quota when `quotas` are given.
+fn count_usage(
+    store: &Store,
+    owner: Uuid,
+    set: &mut WriteSet,
+    quotas: Option<&Quotas>,
+) -> Result<(), WorkspaceError> {
+    let (records, bytes) = usage_delta(store, set)?;
+    if records == 0 && bytes == 0 {
+        return Ok(());
+    }
+    let key = keys::user(owner);
+    let old = store.get::<UsageRecord>(&key)?;
+    let user = store.get::<UserRecord>(&keys::user(owner))?;
+    let Some(user) = user else {
+        // The owner is gone (a deletion in batches): nothing to count against.
+        return Ok(());
+    };
+    let base = old.unwrap_or_default();
+    let apply = |v: u64, d: i64| v.saturating_add_signed(d);
+    let next = UsageRecord {
+        records: apply(base.records, records),
+        asset_bytes: apply(base.asset_bytes, bytes),
+    };
+    if let Some(quota) = quotas
+        .filter(|_| records > 0 || bytes > 0)
+        .map(|q| q.of(user.tier))
+    {
+        if records > 0 && next.records > quota.records_max {
+            return Err(WorkspaceError::QuotaExceeded {
+                what: "workspace records",
+                limit: quota.records_max,
+            });
+        }
+        if bytes > 0 && next.asset_bytes > quota.asset_bytes_max {
+            return Err(WorkspaceError::QuotaExceeded {
+                what: "asset bytes",
+                limit: quota.asset_bytes_max,
+            });
+        }
+    }
+    match old {
+        Some(o) => set.require_equal(key.clone(), &o),
+        None => set.require_absent::<UsageRecord>(key.clone()),
+    };
+    set.put(key, &next);
+    Ok(())
 }

@@ -175,6 +175,20 @@ pub trait Owned: Record {
     }
 }
 
+/// `usage`: user → what their workspace holds (workbenches, projects, brand kits and assets,
+/// and the assets' bytes), kept in the same write as every change of it, so a per-user bound
+/// is one read, not a scan.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UsageRecord {
+    pub records: u64,
+    pub asset_bytes: u64,
+}
+
+impl Record for UsageRecord {
+    const TABLE: Table = Table::Usage;
+    const VERSION: u8 = 1;
+}
+
 /// `deleting`: (owner, workbench) → a workbench whose cascade is too large for one write,
 /// being deleted in bounded batches by its owner's workspace actor. While it exists the
 /// workbench and everything in it are invisible; after a crash the deletion resumes.
@@ -298,7 +312,8 @@ pub const META_KEY: &[u8] = b"store";
 /// outstanding reset codes (an hour's worth at most) are dropped.
 ///
 /// 5: subscriptions keyed by (user, provider, subscription id) instead of by user.
-pub const SCHEMA_VERSION: u32 = 5;
+/// 6: per-user workspace usage (`usage`), computed at upgrade.
+pub const SCHEMA_VERSION: u32 = 6;
 
 // --- Creative workspace -------------------------------------------------------------------------
 

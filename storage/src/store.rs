@@ -106,6 +106,13 @@ impl Store {
         self.inner.writer.shutdown();
     }
 
+    /// The stored bytes (version byte and all) at `key` of `table`, undecoded.
+    pub fn get_raw(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let txn = self.inner.db.begin_read()?;
+        let t = txn.open_table(table.def())?;
+        Ok(t.get(key)?.map(|v| v.value().to_vec()))
+    }
+
     pub fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StorageError> {
         get_in(&self.inner.db.begin_read()?, key)
     }
@@ -360,7 +367,10 @@ pub(crate) fn ensure_tables(db: &Database) -> Result<(), StorageError> {
                 if m.schema_version <= 3 {
                     version_the_sessions(&txn)?;
                 }
-                key_subscriptions_by_id(&txn)?;
+                if m.schema_version <= 4 {
+                    key_subscriptions_by_id(&txn)?;
+                }
+                count_usage(&txn)?;
                 let upgraded = MetaRecord {
                     schema_version: SCHEMA_VERSION,
                     ..m
@@ -474,6 +484,38 @@ fn key_subscriptions_by_id(txn: &redb::WriteTransaction) -> Result<(), StorageEr
     for (old, new, value) in moved {
         subs.remove(old.as_slice())?;
         subs.insert(new.as_slice(), value.as_slice())?;
+    }
+    Ok(())
+}
+
+/// Schema 5 → 6: each user's workspace usage, counted from the records.
+fn count_usage(txn: &redb::WriteTransaction) -> Result<(), StorageError> {
+    use crate::records::*;
+    use redb::ReadableTable;
+    let mut usage: std::collections::HashMap<uuid::Uuid, UsageRecord> =
+        std::collections::HashMap::new();
+    fn add<R: Record + Owned>(
+        txn: &redb::WriteTransaction,
+        usage: &mut std::collections::HashMap<uuid::Uuid, UsageRecord>,
+        bytes: impl Fn(&R) -> u64,
+    ) -> Result<(), StorageError> {
+        let table = txn.open_table(R::TABLE.def())?;
+        for item in table.iter()? {
+            let (_, v) = item?;
+            let r = decode::<R>(v.value())?;
+            let u = usage.entry(r.owner()).or_default();
+            u.records += 1;
+            u.asset_bytes += bytes(&r);
+        }
+        Ok(())
+    }
+    add::<WorkbenchRecord>(txn, &mut usage, |_| 0)?;
+    add::<ProjectRecord>(txn, &mut usage, |_| 0)?;
+    add::<BrandKitRecord>(txn, &mut usage, |_| 0)?;
+    add::<AssetRecord>(txn, &mut usage, |a| a.size)?;
+    let mut table = txn.open_table(Table::Usage.def())?;
+    for (user, u) in usage {
+        table.insert(crate::keys::user(user).as_slice(), encode(&u).as_slice())?;
     }
     Ok(())
 }

@@ -35,10 +35,11 @@ pub enum Table {
     InvoicesByUser,
     InvoiceCounters,
     Deleting,
+    Usage,
 }
 
 impl Table {
-    pub const ALL: [Table; 31] = [
+    pub const ALL: [Table; 32] = [
         Table::Meta,
         Table::Users,
         Table::UsersByEmail,
@@ -70,6 +71,7 @@ impl Table {
         Table::InvoicesByUser,
         Table::InvoiceCounters,
         Table::Deleting,
+        Table::Usage,
     ];
 
     pub fn name(self) -> &'static str {
@@ -105,6 +107,7 @@ impl Table {
             Table::InvoicesByUser => "invoices_by_user",
             Table::InvoiceCounters => "invoice_counters",
             Table::Deleting => "deleting",
+            Table::Usage => "usage",
         }
     }
 

@@ -101,6 +101,7 @@ pub fn verify(
     check_ledger(txn, &mut c)?;
     check_idempotency(txn, &mut c)?;
     check_workspace(txn, &mut c)?;
+    check_usage(txn, &mut c)?;
     check_generations(txn, &mut c)?;
     check_billing(txn, &mut c)?;
     if c.hidden > 0 {
@@ -691,6 +692,62 @@ fn check_generation_dispatch(
         .is_none()
     {
         c.violation(format!("generation {} is not indexed under its user", g.id));
+    }
+    Ok(())
+}
+
+/// Each user's `usage` record equals what their workspace holds (records and asset bytes); a
+/// user with no record holds nothing. Users already deleted (whose workbenches are still being
+/// deleted in batches) are not checked.
+fn check_usage(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageError> {
+    fn add<R: Record + Owned>(
+        txn: &ReadTransaction,
+        sums: &mut std::collections::HashMap<Uuid, UsageRecord>,
+        bytes: impl Fn(&R) -> u64,
+    ) -> Result<(), StorageError> {
+        for item in open(txn, R::TABLE)?.iter()? {
+            let (_, v) = item?;
+            if let Ok(r) = decode::<R>(v.value()) {
+                let u = sums.entry(r.owner()).or_default();
+                u.records += 1;
+                u.asset_bytes += bytes(&r);
+            }
+        }
+        Ok(())
+    }
+    let mut sums = std::collections::HashMap::new();
+    add::<WorkbenchRecord>(txn, &mut sums, |_| 0)?;
+    add::<ProjectRecord>(txn, &mut sums, |_| 0)?;
+    add::<BrandKitRecord>(txn, &mut sums, |_| 0)?;
+    add::<AssetRecord>(txn, &mut sums, |a| a.size)?;
+    let users = open(txn, Table::Users)?;
+    let usage = open(txn, Table::Usage)?;
+    for item in usage.iter()? {
+        let (k, v) = item?;
+        c.seen(Table::Usage);
+        let Some(user) = Uuid::from_slice(k.value()).ok() else {
+            c.violation(format!("usage key {} is not a user", hex(k.value())));
+            continue;
+        };
+        let Ok(stored) = decode::<UsageRecord>(v.value()) else {
+            c.violation(format!("usage of {user} unreadable"));
+            continue;
+        };
+        let actual = sums.remove(&user).unwrap_or_default();
+        if users.get(keys::user(user).as_slice())?.is_some() && stored != actual {
+            c.violation(format!(
+                "usage of {user} says {} records / {} bytes; the workspace holds {} / {}",
+                stored.records, stored.asset_bytes, actual.records, actual.asset_bytes
+            ));
+        }
+    }
+    for (user, actual) in sums {
+        if users.get(keys::user(user).as_slice())?.is_some() && actual.records > 0 {
+            c.violation(format!(
+                "user {user} holds {} workspace records but has no usage record",
+                actual.records
+            ));
+        }
     }
     Ok(())
 }

@@ -140,6 +140,19 @@ impl WriteSet {
         self.ops.is_empty()
     }
 
+    /// The keys this set puts (with the encoded value) or deletes (`None`) in `table`, in order.
+    pub fn ops_on(&self, table: Table) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+        self.ops.iter().filter_map(move |op| match op {
+            Op::Put {
+                table: t,
+                key,
+                value,
+            } if *t == table => Some((key.as_slice(), Some(value.as_slice()))),
+            Op::Delete { table: t, key } if *t == table => Some((key.as_slice(), None)),
+            _ => None,
+        })
+    }
+
     pub(crate) fn op_count(&self) -> usize {
         self.ops.len()
     }

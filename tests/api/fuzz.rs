@@ -219,3 +219,43 @@ async fn random_bodies_never_answer_5xx_and_leave_a_store_that_verifies() {
     }
     app.assert_verified();
 }
+
+/// The PayPal event logic (behind a signature the fuzzer cannot forge) takes any JSON without
+/// panicking and without an internal error: every outcome is a decision or a client error.
+#[actix_web::test]
+async fn the_paypal_event_logic_takes_any_json() {
+    let app = crate::helpers::spawn_app().await;
+    let (_, user) = app.new_user().await;
+    let mut rng = Rng(0x5EED_CAFE_F00D_0002);
+    let kinds = [
+        "PAYMENT.CAPTURE.COMPLETED",
+        "PAYMENT.CAPTURE.REFUNDED",
+        "BILLING.SUBSCRIPTION.ACTIVATED",
+        "BILLING.SUBSCRIPTION.CANCELLED",
+        "BILLING.SUBSCRIPTION.PAYMENT.FAILED",
+        "PAYMENT.SALE.COMPLETED",
+    ];
+    for case in 0..2000u64 {
+        let mut event = value(&mut rng, 1);
+        if let Value::Object(m) = &mut event {
+            m.insert("event_type".into(), json!(kinds[(case % 6) as usize]));
+            if case % 3 == 0 {
+                let mut resource = value(&mut rng, 2);
+                if let Value::Object(r) = &mut resource {
+                    r.insert("custom_id".into(), json!(format!("{user}:credits_100")));
+                }
+                m.insert("resource".into(), resource);
+            }
+        }
+        match creativeflow::billing::paypal::decide(&app.state, &event) {
+            Ok(_) => {}
+            Err(e) => {
+                let status = e.envelope().status;
+                assert!(
+                    !status.is_server_error() || status.as_u16() == 503,
+                    "case {case}: {e:?} for {event}"
+                );
+            }
+        }
+    }
+}

@@ -809,6 +809,15 @@ pub async fn bulk_assets(store: &storage::Store, user: uuid::Uuid, project: uuid
             set.put(storage::keys::id(a.id), &a);
             set.put(storage::keys::pair(project, a.id), &AssetOfProject);
         }
+        // Counted in the owner's usage like any change (verify checks it).
+        let usage_key = storage::keys::user(user);
+        let mut usage = store
+            .get::<storage::records::UsageRecord>(&usage_key)
+            .unwrap()
+            .unwrap_or_default();
+        usage.records += chunk.len() as u64;
+        usage.asset_bytes += chunk.len() as u64;
+        set.put(usage_key, &usage);
         assert_eq!(
             store.write(set).await.unwrap(),
             storage::WriteOutcome::Committed
@@ -943,5 +952,70 @@ async fn deleting_a_user_with_a_huge_workspace_finishes_in_batches() {
     }
     assert_eq!(app.state.store.count(Table::Assets).unwrap(), 0);
     assert_eq!(app.state.store.count(Table::Deleting).unwrap(), 0);
+    app.assert_verified();
+}
+
+/// A user's workspace is bounded as a whole by their tier's quota (records and asset bytes),
+/// counted in one usage record kept with every change; the bound answers 409 quota_exceeded
+/// and changes nothing, and deleting frees room.
+#[actix_web::test]
+async fn the_workspace_quota_bounds_records_and_bytes_per_tier() {
+    let (app, _dir) = crate::helpers::spawn_app_with_config(
+        "[quotas.free]\nrecords_max = 4\nasset_bytes_max = 1000\n\
+         [quotas.pro]\nrecords_max = 100\nasset_bytes_max = 100000\n\
+         [quotas.team]\nrecords_max = 100\nasset_bytes_max = 100000\n\
+         [quotas.enterprise]\nrecords_max = 100\nasset_bytes_max = 100000\n",
+    )
+    .await;
+    let (token, _) = app.new_user().await;
+    let wb = workbench(&app, &token, "W").await;
+    let wb_id = wb["id"].as_str().unwrap();
+    let p = project(&app, &token, wb_id).await;
+    let pid = p["id"].as_str().unwrap();
+    let asset = |path: &str, size: u64| json!({"kind": "image", "path": path, "mime": "image/png", "size": size});
+    let r = app
+        .post_json(
+            &format!("/api/v1/projects/{pid}/assets"),
+            Some(&token),
+            &asset("a.png", 600),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    // 600 + 600 bytes passes the byte quota.
+    let r = app
+        .post_json(
+            &format!("/api/v1/projects/{pid}/assets"),
+            Some(&token),
+            &asset("b.png", 600),
+        )
+        .await;
+    let body = assert_error(r, 409, "quota_exceeded").await;
+    assert_eq!(body["error"]["details"]["what"], "asset bytes");
+    let r = app
+        .post_json(
+            &format!("/api/v1/projects/{pid}/assets"),
+            Some(&token),
+            &asset("c.png", 10),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "the fourth record fits");
+    let r = app
+        .post_json(
+            "/api/v1/workbenches",
+            Some(&token),
+            &json!({"name": "fifth"}),
+        )
+        .await;
+    let body = assert_error(r, 409, "quota_exceeded").await;
+    assert_eq!(body["error"]["details"]["what"], "workspace records");
+    app.assert_verified();
+    // Deleting frees room.
+    assert_eq!(
+        delete(&app, &format!("/api/v1/workbenches/{wb_id}"), &token)
+            .await
+            .status(),
+        204
+    );
+    workbench(&app, &token, "again").await;
     app.assert_verified();
 }
