@@ -118,13 +118,17 @@ pub struct HttpConfig {
     pub body_timeout_seconds: u64,
     /// Requests in flight at once from one client IP; beyond, 429.
     pub requests_in_flight_per_ip_max: u32,
+    /// Open connections of one client IP; a connection beyond is answered 429 and closed at
+    /// its first request (one that never sends a request is closed after actix's 5 s).
+    pub connections_per_ip_max: u32,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
-            body_timeout_seconds: 10,
+            body_timeout_seconds: 5,
             requests_in_flight_per_ip_max: 256,
+            connections_per_ip_max: 256,
         }
     }
 }
@@ -646,8 +650,10 @@ impl FileConfig {
         let h = &self.http;
         let checks: [(bool, &str); 12] = [
             (
-                h.body_timeout_seconds >= 1 && h.requests_in_flight_per_ip_max >= 1,
-                "http.body_timeout_seconds and http.requests_in_flight_per_ip_max must be at least 1",
+                h.body_timeout_seconds >= 1
+                    && h.requests_in_flight_per_ip_max >= 1
+                    && h.connections_per_ip_max >= 1,
+                "http.body_timeout_seconds, requests_in_flight_per_ip_max and connections_per_ip_max must be at least 1",
             ),
             (
                 self.credits.signup_grant <= 1_000_000,

@@ -80,6 +80,8 @@ pub enum AppError {
     RequestTimeout { timeout_s: u64 },
     #[error("too many attempts; retry in {retry_after_s} s")]
     RateLimited { retry_after_s: u64 },
+    #[error("too many connections from this address")]
+    TooManyConnections,
     #[error("the server is overloaded; retry shortly")]
     Overloaded,
     #[error("{0}")]
@@ -203,6 +205,11 @@ impl AppError {
                 "rate_limited",
                 json!({ "retry_after_seconds": retry_after_s }),
             ),
+            TooManyConnections => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                json!({ "retry_after_seconds": 1 }),
+            ),
             Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", json!({})),
             Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", json!({})),
             Internal(_) => (
@@ -233,6 +240,7 @@ impl AppError {
     pub fn retry_after_s(&self) -> Option<u64> {
         match self {
             AppError::RateLimited { retry_after_s } => Some(*retry_after_s),
+            AppError::TooManyConnections => Some(1),
             AppError::Overloaded => Some(RETRY_AFTER_OVERLOADED_S),
             AppError::Unavailable(_) | AppError::NotConfigured(_) => {
                 Some(RETRY_AFTER_UNAVAILABLE_S)
@@ -264,9 +272,10 @@ impl AppError {
             AppError::MethodNotAllowed { allow } => {
                 resp.insert_header((header::ALLOW, allow.as_str()));
             }
-            // The rest of that body may never come: the connection is not reused.
-            AppError::RequestTimeout { .. } => {
-                resp.insert_header((header::CONNECTION, "close"));
+            // The rest of that body may never come, or the connection is one too many: it is
+            // not reused.
+            AppError::RequestTimeout { .. } | AppError::TooManyConnections => {
+                resp.force_close();
             }
             _ => {}
         }

@@ -186,6 +186,54 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// Open connections per client IP. A guard lives in each connection's data and counts the
+/// connection down when the connection closes.
+#[derive(Debug, Clone)]
+pub struct ConnectionsPerIp {
+    max: u32,
+    counts: std::sync::Arc<Mutex<HashMap<std::net::IpAddr, u32>>>,
+}
+
+/// One open connection; `over` when its IP had `max` open already.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    pub over: bool,
+    ip: std::net::IpAddr,
+    counts: std::sync::Arc<Mutex<HashMap<std::net::IpAddr, u32>>>,
+}
+
+impl ConnectionsPerIp {
+    pub fn new(max: u32) -> Self {
+        ConnectionsPerIp {
+            max,
+            counts: Default::default(),
+        }
+    }
+
+    pub fn open(&self, ip: std::net::IpAddr) -> ConnectionSlot {
+        let mut map = self.counts.lock();
+        let n = map.entry(ip).or_insert(0);
+        *n += 1;
+        ConnectionSlot {
+            over: *n > self.max,
+            ip,
+            counts: self.counts.clone(),
+        }
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock();
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,6 +76,8 @@ impl Application {
             })?
             .port();
         let data = state.clone();
+        let connections =
+            crate::ratelimit::ConnectionsPerIp::new(state.config.file.http.connections_per_ip_max);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
@@ -91,6 +93,15 @@ impl Application {
                 .configure(crate::routes::configure)
                 .service(crate::openapi::serve)
                 .default_service(web::to(fallback))
+        })
+        // Before `listen`: the listener's service factory takes the hook when it is made.
+        .on_connect(move |conn, data| {
+            let peer = conn
+                .downcast_ref::<actix_web::rt::net::TcpStream>()
+                .and_then(|tcp| tcp.peer_addr().ok());
+            if let Some(peer) = peer {
+                data.insert(connections.open(peer.ip()));
+            }
         })
         .listen(listener)
         .map_err(|source| StartError::Listen {
@@ -234,6 +245,13 @@ async fn limit_in_flight(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    if req
+        .conn_data::<crate::ratelimit::ConnectionSlot>()
+        .is_some_and(|c| c.over)
+    {
+        // Too many connections of this IP: answered, and this one closes.
+        return Err(AppError::TooManyConnections.into());
+    }
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let ip = req.peer_addr().map(|a| a.ip());
     let _slot = match (&state, ip) {

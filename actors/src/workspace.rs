@@ -227,21 +227,19 @@ impl Change for UpdateWorkbench {
         owner: Uuid,
         now: i64,
     ) -> Result<(WriteSet, WorkbenchRecord), WorkspaceError> {
-        let old = owned::<WorkbenchRecord>(store, owner, self.id)?;
-        let mut wb = old.clone();
-        if let Some(n) = self.name {
-            wb.name = n;
-        }
-        if let Some(kit) = self.default_brand_kit_id {
-            check_kit(store, owner, kit, "default_brand_kit_id")?;
-            wb.default_brand_kit_id = kit;
-        }
-        wb.updated_at_us = now;
-        let mut set = WriteSet::new();
-        set.require_equal(keys::id(self.id), &old);
-        require_kit(&mut set, wb.default_brand_kit_id);
-        set.put(keys::id(self.id), &wb);
-        Ok((set, wb))
+        let edit = Edit {
+            id: self.id,
+            name: self.name,
+            kit: self.default_brand_kit_id,
+            kit_field: "default_brand_kit_id",
+        };
+        edit.apply(store, owner, now, |w: &mut WorkbenchRecord| {
+            (
+                &mut w.name,
+                &mut w.default_brand_kit_id,
+                &mut w.updated_at_us,
+            )
+        })
     }
 }
 
@@ -359,21 +357,15 @@ impl Change for UpdateProject {
         owner: Uuid,
         now: i64,
     ) -> Result<(WriteSet, ProjectRecord), WorkspaceError> {
-        let old = owned::<ProjectRecord>(store, owner, self.id)?;
-        let mut p = old.clone();
-        if let Some(n) = self.name {
-            p.name = n;
-        }
-        if let Some(kit) = self.brand_kit_id {
-            check_kit(store, owner, kit, "brand_kit_id")?;
-            p.brand_kit_id = kit;
-        }
-        p.updated_at_us = now;
-        let mut set = WriteSet::new();
-        set.require_equal(keys::id(self.id), &old);
-        require_kit(&mut set, p.brand_kit_id);
-        set.put(keys::id(self.id), &p);
-        Ok((set, p))
+        let edit = Edit {
+            id: self.id,
+            name: self.name,
+            kit: self.brand_kit_id,
+            kit_field: "brand_kit_id",
+        };
+        edit.apply(store, owner, now, |p: &mut ProjectRecord| {
+            (&mut p.name, &mut p.brand_kit_id, &mut p.updated_at_us)
+        })
     }
 }
 
@@ -755,6 +747,43 @@ fn check_kit(
                 field,
                 what: "brand kits",
             }),
+    }
+}
+
+/// A rename and/or a new kit reference (`Some(None)` clears it) of a workbench or project.
+struct Edit {
+    id: Uuid,
+    name: Option<String>,
+    kit: Option<Option<Uuid>>,
+    kit_field: &'static str,
+}
+
+impl Edit {
+    /// The write: conditioned on the record as read, and on the new kit still existing.
+    fn apply<R: Owned + Clone>(
+        self,
+        store: &Store,
+        owner: Uuid,
+        now: i64,
+        fields: impl Fn(&mut R) -> (&mut String, &mut Option<Uuid>, &mut i64),
+    ) -> Result<(WriteSet, R), WorkspaceError> {
+        let old = owned::<R>(store, owner, self.id)?;
+        let mut next = old.clone();
+        let (name, kit, updated_at_us) = fields(&mut next);
+        if let Some(n) = self.name {
+            *name = n;
+        }
+        if let Some(k) = self.kit {
+            check_kit(store, owner, k, self.kit_field)?;
+            *kit = k;
+        }
+        *updated_at_us = now;
+        let kit = *kit;
+        let mut set = WriteSet::new();
+        set.require_equal(keys::id(self.id), &old);
+        require_kit(&mut set, kit);
+        set.put(keys::id(self.id), &next);
+        Ok((set, next))
     }
 }
 

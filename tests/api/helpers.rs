@@ -91,7 +91,8 @@ pub async fn spawn_app_with_config(toml: &str) -> (TestApp, tempfile::TempDir) {
 }
 
 /// Lifts the per-IP bound for tests that flood from one address on purpose.
-pub const FLOOD_CONFIG: &str = "[http]\nrequests_in_flight_per_ip_max = 100000\n";
+pub const FLOOD_CONFIG: &str =
+    "[http]\nrequests_in_flight_per_ip_max = 100000\nconnections_per_ip_max = 100000\n";
 
 pub fn unique_email(prefix: &str) -> String {
     format!("{prefix}-{}@example.com", uuid::Uuid::new_v4().simple())

@@ -252,3 +252,44 @@ async fn one_client_ip_holds_a_bounded_number_of_requests_in_flight() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+#[actix_web::test]
+async fn one_client_ip_holds_a_bounded_number_of_connections() {
+    let (app, _dir) =
+        crate::helpers::spawn_app_with_config("[http]\nconnections_per_ip_max = 2\n").await;
+    let addr = app.address.trim_start_matches("http://").to_string();
+    let held = [
+        tokio::net::TcpStream::connect(&addr).await.unwrap(),
+        tokio::net::TcpStream::connect(&addr).await.unwrap(),
+    ];
+    let fresh = || {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = fresh().get(app.url("/healthz")).send().await.unwrap();
+        if r.status() == 429 {
+            assert_eq!(r.headers()["connection"], "close");
+            assert_error(r, 429, "rate_limited").await;
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never limited");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(held);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while fresh()
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(tokio::time::Instant::now() < deadline, "slots never freed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -145,7 +145,7 @@ async fn live_sessions_per_user_are_bounded_oldest_revoked_first() {
 
 #[actix_web::test]
 async fn bogus_reset_confirms_cost_no_password_hash_and_the_money_path_keeps_answering() {
-    let app = spawn_app().await;
+    let (app, _dir) = spawn_app_with_config(crate::helpers::FLOOD_CONFIG).await;
     let admin = app.staff(storage::records::Role::Admin).await;
     let (token, user) = app.new_user().await;
     let ran_before = app.state.hashes.ran_total.load(Relaxed);
