@@ -4,7 +4,7 @@ use actix_web::{get, HttpResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{auth, billing, credits, generation, health, users, workspace};
+use crate::routes::{auth, billing, credits, features, generation, health, users, workspace};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,7 @@ use crate::routes::{auth, billing, credits, generation, health, users, workspace
         workspace::list_assets, workspace::create_asset, workspace::delete_asset,
         generation::create, generation::status, generation::cancel, generation::list,
         billing::stripe_webhook, billing::paypal_webhook, billing::invoices, billing::subscription, billing::owed,
+        features::get_features, features::put_features, features::feature_history,
     ),
     modifiers(&BearerAuth, &CommonAnswers)
 )]

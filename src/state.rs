@@ -30,8 +30,6 @@ pub struct AppState {
     pub in_flight: InFlightPerIp,
     /// Every password hash and check runs here (bounded).
     pub hashes: HashPool,
-    /// The feature toggles now (initial values from the environment).
-    pub features: parking_lot::RwLock<crate::config::Features>,
     /// PayPal transmission verifier; `None` while `CREATIVEFLOW_PAYPAL_WEBHOOK_ID` is unset.
     pub paypal: Option<crate::paypal_verify::PaypalVerifier>,
     /// Payment events are applied one at a time (see `billing`).
@@ -42,10 +40,6 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn features(&self) -> crate::config::Features {
-        *self.features.read()
-    }
-
     pub fn new(
         store: Store,
         accounts: Arc<AccountRegistry>,
@@ -64,7 +58,6 @@ impl AppState {
                 }
             }
         });
-        let initial_features = config.features;
         let a = &config.file.auth;
         let login_limiter = LoginLimiter::new(
             Duration::from_secs(a.failed_login_window_seconds),
@@ -91,7 +84,6 @@ impl AppState {
             reset_limiter,
             in_flight,
             hashes,
-            features: parking_lot::RwLock::new(initial_features),
             paypal,
             billing_lock: tokio::sync::Mutex::new(()),
             started: Instant::now(),

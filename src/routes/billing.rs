@@ -102,7 +102,8 @@ pub async fn paypal_webhook(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
-    if !state.features().enable_paypal_payments {
+    let features = crate::services::features::current(&state.store, state.config.features)?;
+    if !features.enable_paypal_payments {
         return Err(AppError::FeatureDisabled { status_404: true });
     }
     let Some(verifier) = state.paypal.as_ref() else {

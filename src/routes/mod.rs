@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod billing;
 pub mod credits;
+pub mod features;
 pub mod generation;
 pub mod health;
 pub mod users;
@@ -64,5 +65,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(billing::paypal_webhook)
         .service(billing::invoices)
         .service(billing::subscription)
-        .service(billing::owed);
+        .service(billing::owed)
+        .service(features::get_features)
+        .service(features::put_features)
+        .service(features::feature_history);
 }

@@ -2,6 +2,7 @@
 //! handlers parse, call one of these, and map the error.
 
 pub mod credits;
+pub mod features;
 pub mod generation;
 pub mod users;
 pub mod workspace;

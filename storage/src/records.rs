@@ -175,6 +175,35 @@ pub trait Owned: Record {
     }
 }
 
+/// `features`: toggle name → its value as an admin last set it. A toggle without a record has
+/// the value the environment gives at start.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FeatureRecord {
+    pub enabled: bool,
+    pub changed_by: Uuid,
+    pub changed_at_us: i64,
+}
+
+impl Record for FeatureRecord {
+    const TABLE: Table = Table::Features;
+    const VERSION: u8 = 1;
+}
+
+/// `feature_history`: commit sequence → one change of a toggle (who, when, old, new).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FeatureChange {
+    pub name: String,
+    pub old: bool,
+    pub new: bool,
+    pub changed_by: Uuid,
+    pub changed_at_us: i64,
+}
+
+impl Record for FeatureChange {
+    const TABLE: Table = Table::FeatureHistory;
+    const VERSION: u8 = 1;
+}
+
 /// `usage`: user → what their workspace holds (workbenches, projects, brand kits and assets,
 /// and the assets' bytes), kept in the same write as every change of it, so a per-user bound
 /// is one read, not a scan.

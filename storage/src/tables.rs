@@ -36,10 +36,12 @@ pub enum Table {
     InvoiceCounters,
     Deleting,
     Usage,
+    Features,
+    FeatureHistory,
 }
 
 impl Table {
-    pub const ALL: [Table; 32] = [
+    pub const ALL: [Table; 34] = [
         Table::Meta,
         Table::Users,
         Table::UsersByEmail,
@@ -72,6 +74,8 @@ impl Table {
         Table::InvoiceCounters,
         Table::Deleting,
         Table::Usage,
+        Table::Features,
+        Table::FeatureHistory,
     ];
 
     pub fn name(self) -> &'static str {
@@ -108,6 +112,8 @@ impl Table {
             Table::InvoiceCounters => "invoice_counters",
             Table::Deleting => "deleting",
             Table::Usage => "usage",
+            Table::Features => "features",
+            Table::FeatureHistory => "feature_history",
         }
     }
 

@@ -102,6 +102,7 @@ pub fn verify(
     check_idempotency(txn, &mut c)?;
     check_workspace(txn, &mut c)?;
     check_usage(txn, &mut c)?;
+    check_features(txn, &mut c)?;
     check_generations(txn, &mut c)?;
     check_billing(txn, &mut c)?;
     if c.hidden > 0 {
@@ -110,6 +111,32 @@ pub fn verify(
             .push(format!("... and {} more violations", c.hidden));
     }
     Ok(c.report)
+}
+
+/// Feature toggles and their history decode; history keys are sequence keys.
+fn check_features(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageError> {
+    for item in open(txn, Table::Features)?.iter()? {
+        let (k, v) = item?;
+        c.seen(Table::Features);
+        if decode::<FeatureRecord>(v.value()).is_err() {
+            c.violation(format!(
+                "feature toggle {} unreadable",
+                String::from_utf8_lossy(k.value())
+            ));
+        }
+    }
+    for item in open(txn, Table::FeatureHistory)?.iter()? {
+        let (k, v) = item?;
+        c.seen(Table::FeatureHistory);
+        if keys::parse_sequence(k.value()).is_none() || decode::<FeatureChange>(v.value()).is_err()
+        {
+            c.violation(format!(
+                "feature history entry {} unreadable",
+                hex(k.value())
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_meta(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageError> {

@@ -9,6 +9,7 @@ mod cli;
 mod conventions;
 mod crash;
 mod credits;
+mod features;
 mod fuzz;
 mod generation;
 mod health;
