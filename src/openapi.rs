@@ -4,7 +4,9 @@ use actix_web::{get, HttpResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{auth, billing, credits, features, generation, health, users, workspace};
+use crate::routes::{
+    auth, billing, credits, features, generation, health, templates, users, workspace,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +24,7 @@ use crate::routes::{auth, billing, credits, features, generation, health, users,
         generation::create, generation::status, generation::cancel, generation::list,
         billing::stripe_webhook, billing::paypal_webhook, billing::invoices, billing::subscription, billing::owed,
         features::get_features, features::put_features, features::feature_history,
+        templates::list_templates, templates::create_template, templates::get_template, templates::update_template, templates::delete_template,
     ),
     modifiers(&BearerAuth, &CommonAnswers)
 )]

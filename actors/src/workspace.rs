@@ -595,6 +595,111 @@ impl Change for DeleteAsset {
     }
 }
 
+// --- Saved templates ------------------------------------------------------------------------------
+
+/// Saves a generation template (fields arrive validated like a create's).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<TemplateRecord, WorkspaceError>")]
+pub struct CreateTemplate {
+    pub name: String,
+    pub prompt: String,
+    pub format: String,
+    pub variations: u8,
+    pub params_json: String,
+}
+
+impl Change for CreateTemplate {
+    type Done = TemplateRecord;
+
+    fn plan(
+        self,
+        store: &Store,
+        owner: Uuid,
+        now: i64,
+    ) -> Result<(WriteSet, TemplateRecord), WorkspaceError> {
+        within_limit(
+            store,
+            Table::TemplatesByUser,
+            owner,
+            "templates per user",
+            TEMPLATES_PER_USER_MAX,
+        )?;
+        let t = TemplateRecord {
+            id: Uuid::now_v7(),
+            user_id: owner,
+            name: self.name,
+            prompt: self.prompt,
+            format: self.format,
+            variations: self.variations,
+            params_json: self.params_json,
+            created_at_us: now,
+            updated_at_us: now,
+        };
+        let mut set = WriteSet::new();
+        set.put(keys::id(t.id), &t);
+        set.put(keys::pair(owner, t.id), &TemplateOfUser);
+        Ok((set, t))
+    }
+}
+
+/// Changes fields of a saved template.
+#[derive(Message, Debug, Clone, Default)]
+#[rtype(result = "Result<TemplateRecord, WorkspaceError>")]
+pub struct UpdateTemplate {
+    pub id: Uuid,
+    pub name: Option<String>,
+    pub prompt: Option<String>,
+    pub format: Option<String>,
+    pub variations: Option<u8>,
+    pub params_json: Option<String>,
+}
+
+impl Change for UpdateTemplate {
+    type Done = TemplateRecord;
+
+    fn plan(
+        self,
+        store: &Store,
+        owner: Uuid,
+        now: i64,
+    ) -> Result<(WriteSet, TemplateRecord), WorkspaceError> {
+        let old = owned::<TemplateRecord>(store, owner, self.id)?;
+        let t = TemplateRecord {
+            name: self.name.unwrap_or_else(|| old.name.clone()),
+            prompt: self.prompt.unwrap_or_else(|| old.prompt.clone()),
+            format: self.format.unwrap_or_else(|| old.format.clone()),
+            variations: self.variations.unwrap_or(old.variations),
+            params_json: self.params_json.unwrap_or_else(|| old.params_json.clone()),
+            updated_at_us: now,
+            ..old.clone()
+        };
+        let mut set = WriteSet::new();
+        set.require_equal(keys::id(self.id), &old);
+        set.put(keys::id(self.id), &t);
+        Ok((set, t))
+    }
+}
+
+/// Deletes a saved template.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<(), WorkspaceError>")]
+pub struct DeleteTemplate {
+    pub id: Uuid,
+}
+
+impl Change for DeleteTemplate {
+    type Done = ();
+
+    fn plan(self, store: &Store, owner: Uuid, _now: i64) -> Result<(WriteSet, ()), WorkspaceError> {
+        let t = owned::<TemplateRecord>(store, owner, self.id)?;
+        let mut set = WriteSet::new();
+        set.require_equal(keys::id(self.id), &t);
+        set.delete::<TemplateRecord>(keys::id(self.id));
+        set.delete::<TemplateOfUser>(keys::pair(owner, self.id));
+        Ok((set, ()))
+    }
+}
+
 // --- Across the workspace -----------------------------------------------------------------------
 
 /// Completes a generation request: its new record and the assets it produced, created in its
@@ -664,6 +769,10 @@ impl Change for DeleteEverything {
         for kit in child_ids(store, Table::BrandKitsByUser, owner)? {
             set.delete::<BrandKitRecord>(keys::id(kit));
             set.delete::<BrandKitOfUser>(keys::pair(owner, kit));
+        }
+        for t in child_ids(store, Table::TemplatesByUser, owner)? {
+            set.delete::<TemplateRecord>(keys::id(t));
+            set.delete::<TemplateOfUser>(keys::pair(owner, t));
         }
         set.extend(self.extra);
         let done = if small {

@@ -11,6 +11,7 @@ pub const WORKBENCHES_PER_USER_MAX: usize = 100;
 pub const PROJECTS_PER_WORKBENCH_MAX: usize = 500;
 pub const BRAND_KITS_PER_USER_MAX: usize = 50;
 pub const ASSETS_PER_PROJECT_MAX: usize = 5000;
+pub const TEMPLATES_PER_USER_MAX: usize = 200;
 /// Index keys read per step when a whole child list is collected.
 const SCAN_STEP: usize = 1000;
 
@@ -83,6 +84,7 @@ pub fn index_keys(
         Table::AssetsByProject => keys_of::<AssetOfProject>(store, prefix, after, limit),
         Table::InvoicesByUser => keys_of::<InvoiceOfUser>(store, prefix, after, limit),
         Table::GenerationsByUser => keys_of::<GenerationOfUser>(store, prefix, after, limit),
+        Table::TemplatesByUser => keys_of::<TemplateOfUser>(store, prefix, after, limit),
         other => Err(StorageError::Engine(format!(
             "{other} is not an index table"
         ))),

@@ -4,7 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use storage::records::GenerationRecord;
+use storage::records::{GenerationRecord, TemplateRecord};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -20,11 +20,15 @@ use crate::views::{rfc3339, AssetView, Listing};
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
     project_id: Uuid,
-    /// 1..4000 characters, not only spaces.
+    /// One of the caller's saved templates (while template saving is on): it fills what this
+    /// body leaves out.
+    template_id: Option<Uuid>,
+    /// 1..4000 characters, not only spaces. Required unless a template gives it.
     #[schema(min_length = 1, max_length = 4000, pattern = r"\S")]
-    prompt: String,
+    prompt: Option<String>,
     /// A format of the price table (default: social_post, story, banner, image_hd, video_short).
-    format: String,
+    /// Required unless a template gives it.
+    format: Option<String>,
     /// 1..4, default 1.
     #[schema(minimum = 1, maximum = 4)]
     variations: Option<i64>,
@@ -138,6 +142,18 @@ fn idempotency(req: &HttpRequest) -> Result<Option<IdempotencyKeyValue>, AppErro
         .transpose()
 }
 
+/// The caller's own saved template; anyone else's (or none) is the same 422 on `template_id`.
+fn own_template(caller: &Caller, id: Uuid) -> Result<TemplateRecord, AppError> {
+    use storage::Reader;
+    match caller.reads.get::<TemplateRecord>(&storage::keys::id(id))? {
+        Some(t) if t.user_id == caller.user.id => Ok(t),
+        _ => Err(AppError::validation(
+            "template_id",
+            "does not name one of your templates",
+        )),
+    }
+}
+
 async fn create_from(
     state: &AppState,
     caller: &Caller,
@@ -145,14 +161,28 @@ async fn create_from(
     body: Value,
 ) -> Result<(CreatedView, bool), AppError> {
     let b: CreateBody = from_value(body)?;
-    let request = CreateRequest::parse(
-        state,
-        b.project_id,
-        b.prompt,
-        b.format,
-        b.variations,
-        b.params,
-    )?;
+    let (prompt, format, variations, params) = match b.template_id {
+        Some(id) => {
+            super::templates::enabled(state)?;
+            let t = own_template(caller, id)?;
+            let saved_params = serde_json::from_str(&t.params_json).ok();
+            (
+                b.prompt.unwrap_or(t.prompt),
+                b.format.unwrap_or(t.format),
+                b.variations.or(Some(i64::from(t.variations))),
+                b.params.or(saved_params),
+            )
+        }
+        None => (
+            b.prompt
+                .ok_or_else(|| AppError::validation("prompt", "missing field `prompt`"))?,
+            b.format
+                .ok_or_else(|| AppError::validation("format", "missing field `format`"))?,
+            b.variations,
+            b.params,
+        ),
+    };
+    let request = CreateRequest::parse(state, b.project_id, prompt, format, variations, params)?;
     let created = gen::create(
         state,
         &*caller.reads,

@@ -6,6 +6,7 @@ pub mod credits;
 pub mod features;
 pub mod generation;
 pub mod health;
+pub mod templates;
 pub mod users;
 pub mod workspace;
 
@@ -68,5 +69,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(billing::owed)
         .service(features::get_features)
         .service(features::put_features)
-        .service(features::feature_history);
+        .service(features::feature_history)
+        .service(templates::list_templates)
+        .service(templates::create_template)
+        .service(templates::get_template)
+        .service(templates::update_template)
+        .service(templates::delete_template);
 }

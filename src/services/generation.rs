@@ -34,18 +34,28 @@ pub struct CreateRequest {
     pub params: serde_json::Value,
 }
 
-impl CreateRequest {
-    /// Validates the raw fields against SPEC §7 and the price table.
+/// The fields of a generation (a create's, or a saved template's), validated.
+#[derive(Debug, Clone)]
+pub struct GenerationFields {
+    pub prompt: String,
+    pub format: String,
+    pub variations: u8,
+    pub params: serde_json::Value,
+}
+
+impl GenerationFields {
+    /// Validates the raw fields against SPEC §7 and the price table; `params` must serialize
+    /// under `params_bytes_max`.
     pub fn parse(
         state: &AppState,
-        project_id: Uuid,
-        prompt: String,
+        prompt: &str,
         format: String,
         variations: Option<i64>,
         params: Option<serde_json::Value>,
+        params_bytes_max: usize,
     ) -> Result<Self, AppError> {
         // Prompts keep their newlines and tabs; other control and invisible characters go.
-        let prompt = crate::domain::clean_text(&prompt, "prompt", true)?;
+        let prompt = crate::domain::clean_text(prompt, "prompt", true)?;
         let chars = prompt.chars().count();
         if prompt.is_empty() || chars > PROMPT_CHARS_MAX {
             return Err(AppError::validation(
@@ -79,18 +89,39 @@ impl CreateRequest {
         if !params.is_object() {
             return Err(AppError::validation("params", "params must be an object"));
         }
-        if params.to_string().len() >= PARAMS_BYTES_MAX {
+        if params.to_string().len() >= params_bytes_max {
             return Err(AppError::validation(
                 "params",
-                "params must be under 16 KiB",
+                format!("params must be under {} KiB", params_bytes_max / 1024),
             ));
         }
-        Ok(CreateRequest {
-            project_id,
+        Ok(GenerationFields {
             prompt,
             format,
             variations,
             params,
+        })
+    }
+}
+
+impl CreateRequest {
+    /// Validates the raw fields against SPEC §7 and the price table.
+    pub fn parse(
+        state: &AppState,
+        project_id: Uuid,
+        prompt: String,
+        format: String,
+        variations: Option<i64>,
+        params: Option<serde_json::Value>,
+    ) -> Result<Self, AppError> {
+        let f =
+            GenerationFields::parse(state, &prompt, format, variations, params, PARAMS_BYTES_MAX)?;
+        Ok(CreateRequest {
+            project_id,
+            prompt: f.prompt,
+            format: f.format,
+            variations: f.variations,
+            params: f.params,
         })
     }
 

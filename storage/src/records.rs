@@ -754,7 +754,13 @@ macro_rules! owned_by_user_id {
     )*};
 }
 
-owned_by_user_id!(BrandKitRecord, AssetRecord, GenerationRecord, InvoiceRecord);
+owned_by_user_id!(
+    BrandKitRecord,
+    AssetRecord,
+    GenerationRecord,
+    InvoiceRecord,
+    TemplateRecord
+);
 
 impl Owned for WorkbenchRecord {
     fn owner(&self) -> Uuid {
@@ -774,4 +780,31 @@ impl Owned for ProjectRecord {
     fn workbench(&self) -> Option<Uuid> {
         Some(self.workbench_id)
     }
+}
+
+// --- Templates ----------------------------------------------------------------------------------
+
+/// A saved generation template of a user (SPEC §10), keyed by its id.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TemplateRecord {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    pub prompt: String,
+    pub format: String,
+    pub variations: u8,
+    /// A JSON object, as text.
+    pub params_json: String,
+    pub created_at_us: i64,
+    pub updated_at_us: i64,
+}
+
+impl Record for TemplateRecord {
+    const TABLE: Table = Table::Templates;
+    const VERSION: u8 = 1;
+}
+
+index_record! {
+    /// `templates_by_user`: (user, template) → marker.
+    TemplateOfUser => Table::TemplatesByUser,
 }

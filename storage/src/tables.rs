@@ -38,10 +38,12 @@ pub enum Table {
     Usage,
     Features,
     FeatureHistory,
+    Templates,
+    TemplatesByUser,
 }
 
 impl Table {
-    pub const ALL: [Table; 34] = [
+    pub const ALL: [Table; 36] = [
         Table::Meta,
         Table::Users,
         Table::UsersByEmail,
@@ -76,6 +78,8 @@ impl Table {
         Table::Usage,
         Table::Features,
         Table::FeatureHistory,
+        Table::Templates,
+        Table::TemplatesByUser,
     ];
 
     pub fn name(self) -> &'static str {
@@ -114,6 +118,8 @@ impl Table {
             Table::Usage => "usage",
             Table::Features => "features",
             Table::FeatureHistory => "feature_history",
+            Table::Templates => "templates",
+            Table::TemplatesByUser => "templates_by_user",
         }
     }
 

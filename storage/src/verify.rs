@@ -103,6 +103,7 @@ pub fn verify(
     check_workspace(txn, &mut c)?;
     check_usage(txn, &mut c)?;
     check_features(txn, &mut c)?;
+    check_templates(txn, &mut c)?;
     check_generations(txn, &mut c)?;
     check_billing(txn, &mut c)?;
     if c.hidden > 0 {
@@ -132,6 +133,49 @@ fn check_features(txn: &ReadTransaction, c: &mut Collector) -> Result<(), Storag
         {
             c.violation(format!(
                 "feature history entry {} unreadable",
+                hex(k.value())
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Saved templates: each decodes, belongs to an existing user and is indexed under them; each
+/// index entry names a template of that user.
+fn check_templates(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageError> {
+    let users = open(txn, Table::Users)?;
+    let templates = open(txn, Table::Templates)?;
+    let index = open(txn, Table::TemplatesByUser)?;
+    for item in templates.iter()? {
+        let (_, v) = item?;
+        c.seen(Table::Templates);
+        match decode::<TemplateRecord>(v.value()) {
+            Ok(t) => {
+                if users.get(keys::user(t.user_id).as_slice())?.is_none()
+                    || index.get(keys::pair(t.user_id, t.id).as_slice())?.is_none()
+                {
+                    c.violation(format!(
+                        "template {} has no user or is not indexed under them",
+                        t.id
+                    ));
+                }
+            }
+            Err(e) => c.violation(format!("template unreadable: {e}")),
+        }
+    }
+    for item in index.iter()? {
+        let (k, _) = item?;
+        c.seen(Table::TemplatesByUser);
+        let owner = k.value().get(..16).and_then(|b| Uuid::from_slice(b).ok());
+        let ok = match (owner, keys::pair_child(k.value())) {
+            (Some(owner), Some(id)) => get::<TemplateRecord>(&templates, &keys::id(id))?
+                .and_then(Result::ok)
+                .is_some_and(|t| t.user_id == owner),
+            _ => false,
+        };
+        if !ok {
+            c.violation(format!(
+                "template index entry {} names no template of its user",
                 hex(k.value())
             ));
         }

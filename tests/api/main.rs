@@ -17,5 +17,6 @@ mod helpers;
 mod hostile;
 mod paypal;
 mod sessions;
+mod templates;
 mod users;
 mod workspace;
