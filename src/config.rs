@@ -109,6 +109,86 @@ impl Config {
     }
 }
 
+/// `[profiling]`: the progressive profile questions, asked one at a time in this order.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProfilingConfig {
+    pub questions: Vec<ProfileQuestion>,
+}
+
+/// One question: `choices` are the accepted answers; with `free_text` any short text is too.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileQuestion {
+    pub key: String,
+    pub text: String,
+    #[serde(default)]
+    pub choices: Vec<String>,
+    #[serde(default)]
+    pub free_text: bool,
+}
+
+impl Default for ProfilingConfig {
+    fn default() -> Self {
+        let q = |key: &str, text: &str, choices: &[&str], free_text: bool| ProfileQuestion {
+            key: key.into(),
+            text: text.into(),
+            choices: choices.iter().map(|c| c.to_string()).collect(),
+            free_text,
+        };
+        ProfilingConfig {
+            questions: vec![
+                q(
+                    "role",
+                    "What is your role?",
+                    &[
+                        "marketer",
+                        "designer",
+                        "founder",
+                        "agency",
+                        "developer",
+                        "other",
+                    ],
+                    true,
+                ),
+                q(
+                    "company_size",
+                    "How large is your company?",
+                    &["1", "2-10", "11-50", "51-200", "201-1000", "1000+"],
+                    false,
+                ),
+                q(
+                    "use_case",
+                    "What will you create first?",
+                    &[
+                        "social_posts",
+                        "ads",
+                        "stories",
+                        "banners",
+                        "videos",
+                        "other",
+                    ],
+                    true,
+                ),
+                q(
+                    "industry",
+                    "Which industry are you in?",
+                    &[
+                        "retail",
+                        "saas",
+                        "media",
+                        "education",
+                        "health",
+                        "finance",
+                        "other",
+                    ],
+                    true,
+                ),
+            ],
+        }
+    }
+}
+
 /// The `[http]` section: what one client may hold.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -366,6 +446,7 @@ fn amqp_host_is_loopback(url: &str) -> bool {
 #[serde(deny_unknown_fields, default)]
 pub struct FileConfig {
     pub http: HttpConfig,
+    pub profiling: ProfilingConfig,
     /// `[quotas.<tier>]`: what one user's workspace may hold; replaces the defaults when given.
     #[serde(default = "default_quotas")]
     pub quotas: std::collections::BTreeMap<String, QuotaConfig>,
@@ -568,6 +649,7 @@ impl Default for FileConfig {
     fn default() -> Self {
         FileConfig {
             http: HttpConfig::default(),
+            profiling: ProfilingConfig::default(),
             quotas: default_quotas(),
             credits: CreditsConfig::default(),
             auth: AuthConfig::default(),
@@ -584,6 +666,20 @@ impl Default for FileConfig {
 
 impl FileConfig {
     fn validate(&self) -> Result<(), String> {
+        let keys: std::collections::BTreeSet<&str> = self
+            .profiling
+            .questions
+            .iter()
+            .map(|q| q.key.as_str())
+            .collect();
+        if keys.len() != self.profiling.questions.len()
+            || self.profiling.questions.len() > 50
+            || self.profiling.questions.iter().any(|q| {
+                q.key.is_empty() || q.text.is_empty() || (q.choices.is_empty() && !q.free_text)
+            })
+        {
+            return Err("profiling.questions: at most 50, unique non-empty keys and texts, each with choices or free_text".into());
+        }
         let tiers = ["free", "pro", "team", "enterprise"];
         if self.quotas.len() != tiers.len()
             || !tiers.iter().all(|t| self.quotas.contains_key(*t))

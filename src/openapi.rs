@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    auth, billing, credits, features, generation, health, templates, users, workspace,
+    auth, billing, credits, features, generation, health, profile, templates, users, workspace,
 };
 
 #[derive(OpenApi)]
@@ -24,6 +24,7 @@ use crate::routes::{
         generation::create, generation::status, generation::cancel, generation::list,
         billing::stripe_webhook, billing::paypal_webhook, billing::invoices, billing::subscription, billing::owed,
         features::get_features, features::put_features, features::feature_history,
+        profile::next_question, profile::answer,
         templates::list_templates, templates::create_template, templates::get_template, templates::update_template, templates::delete_template,
     ),
     modifiers(&BearerAuth, &CommonAnswers)

@@ -25,6 +25,9 @@ pub struct UserView {
     #[schema(example = "free")]
     pub subscription_tier: String,
     pub credit_balance: u64,
+    /// The progressive profile's answers (`GET /api/v1/me` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<std::collections::BTreeMap<String, String>>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -38,6 +41,7 @@ impl UserView {
             role: u.role.as_str().into(),
             subscription_tier: u.tier.as_str().into(),
             credit_balance,
+            profile: None,
             created_at: rfc3339(u.created_at_us),
             updated_at: rfc3339(u.updated_at_us),
         }

@@ -6,6 +6,7 @@ pub mod credits;
 pub mod features;
 pub mod generation;
 pub mod health;
+pub mod profile;
 pub mod templates;
 pub mod users;
 pub mod workspace;
@@ -74,5 +75,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(templates::create_template)
         .service(templates::get_template)
         .service(templates::update_template)
-        .service(templates::delete_template);
+        .service(templates::delete_template)
+        .service(profile::next_question)
+        .service(profile::answer);
 }

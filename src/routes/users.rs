@@ -18,7 +18,9 @@ use storage::records::{Role, Tier};
 #[get("/api/v1/me")]
 pub async fn me(caller: Caller) -> Result<HttpResponse, AppError> {
     let balance = users::balance_of(&*caller.reads, caller.user.id)?;
-    Ok(HttpResponse::Ok().json(UserView::new(&caller.user, balance)))
+    let mut view = UserView::new(&caller.user, balance);
+    view.profile = Some(crate::services::profile::answers(&*caller.reads, caller.user.id)?.answers);
+    Ok(HttpResponse::Ok().json(view))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -4,5 +4,6 @@
 pub mod credits;
 pub mod features;
 pub mod generation;
+pub mod profile;
 pub mod users;
 pub mod workspace;

@@ -402,6 +402,7 @@ pub async fn delete_user(
     extra.delete::<EmailIndex>(keys::email(&user.email));
     revoke_all_tokens(store, id, &mut extra)?;
     extra.delete::<ResetRecord>(keys::user(id));
+    extra.delete::<ProfileRecord>(keys::user(id));
     workspaces
         .change(id, actors::workspace::DeleteEverything { extra })
         .await?;

@@ -808,3 +808,17 @@ index_record! {
     /// `templates_by_user`: (user, template) → marker.
     TemplateOfUser => Table::TemplatesByUser,
 }
+
+// --- Progressive profiling ------------------------------------------------------------------------
+
+/// `profiles`: user → their answers to the profile questions (key → value).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProfileRecord {
+    pub answers: std::collections::BTreeMap<String, String>,
+    pub updated_at_us: i64,
+}
+
+impl Record for ProfileRecord {
+    const TABLE: Table = Table::Profiles;
+    const VERSION: u8 = 1;
+}

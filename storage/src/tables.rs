@@ -40,10 +40,11 @@ pub enum Table {
     FeatureHistory,
     Templates,
     TemplatesByUser,
+    Profiles,
 }
 
 impl Table {
-    pub const ALL: [Table; 36] = [
+    pub const ALL: [Table; 37] = [
         Table::Meta,
         Table::Users,
         Table::UsersByEmail,
@@ -80,6 +81,7 @@ impl Table {
         Table::FeatureHistory,
         Table::Templates,
         Table::TemplatesByUser,
+        Table::Profiles,
     ];
 
     pub fn name(self) -> &'static str {
@@ -120,6 +122,7 @@ impl Table {
             Table::FeatureHistory => "feature_history",
             Table::Templates => "templates",
             Table::TemplatesByUser => "templates_by_user",
+            Table::Profiles => "profiles",
         }
     }
 

@@ -104,6 +104,7 @@ pub fn verify(
     check_usage(txn, &mut c)?;
     check_features(txn, &mut c)?;
     check_templates(txn, &mut c)?;
+    check_profiles(txn, &mut c)?;
     check_generations(txn, &mut c)?;
     check_billing(txn, &mut c)?;
     if c.hidden > 0 {
@@ -133,6 +134,22 @@ fn check_features(txn: &ReadTransaction, c: &mut Collector) -> Result<(), Storag
         {
             c.violation(format!(
                 "feature history entry {} unreadable",
+                hex(k.value())
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Profile answers decode and belong to an existing user.
+fn check_profiles(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageError> {
+    let users = open(txn, Table::Users)?;
+    for item in open(txn, Table::Profiles)?.iter()? {
+        let (k, v) = item?;
+        c.seen(Table::Profiles);
+        if decode::<ProfileRecord>(v.value()).is_err() || users.get(k.value())?.is_none() {
+            c.violation(format!(
+                "profile {} is unreadable or has no user",
                 hex(k.value())
             ));
         }

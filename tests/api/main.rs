@@ -16,6 +16,7 @@ mod health;
 mod helpers;
 mod hostile;
 mod paypal;
+mod profile;
 mod sessions;
 mod templates;
 mod users;
