@@ -13,12 +13,9 @@ use crate::services::profile;
 use crate::state::AppState;
 
 fn enabled(state: &AppState) -> Result<(), AppError> {
-    let now = crate::services::features::current(&state.store, state.config.features)?;
-    if now.enable_progressive_profiling {
-        Ok(())
-    } else {
-        Err(AppError::FeatureDisabled { status_404: false })
-    }
+    crate::services::features::require(&state.store, state.config.features, |f| {
+        f.enable_progressive_profiling
+    })
 }
 
 #[derive(Serialize, ToSchema)]

@@ -23,12 +23,9 @@ pub const TEMPLATE_PARAMS_BYTES_MAX: usize = 4 * 1024;
 
 /// 403 `feature_disabled` while templates are off (read on every request).
 pub(crate) fn enabled(state: &AppState) -> Result<(), AppError> {
-    let now = crate::services::features::current(&state.store, state.config.features)?;
-    if now.enable_user_template_saving {
-        Ok(())
-    } else {
-        Err(AppError::FeatureDisabled { status_404: false })
-    }
+    crate::services::features::require(&state.store, state.config.features, |f| {
+        f.enable_user_template_saving
+    })
 }
 
 #[derive(Serialize, ToSchema)]

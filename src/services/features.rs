@@ -38,6 +38,19 @@ pub fn current(reads: &impl Reader, defaults: Features) -> Result<Features, AppE
     })
 }
 
+/// 403 `feature_disabled` unless the toggle `pick` chooses is on now (read per request).
+pub fn require(
+    reads: &impl Reader,
+    defaults: Features,
+    pick: fn(&Features) -> bool,
+) -> Result<(), AppError> {
+    if pick(&current(reads, defaults)?) {
+        Ok(())
+    } else {
+        Err(AppError::FeatureDisabled { status_404: false })
+    }
+}
+
 /// Toggles to set; `None` leaves one as it is.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct FeaturePatch {
