@@ -134,7 +134,7 @@ impl LoginLimiter {
     }
 
     /// The attempt was never checked (refused before the hash ran): both reservations return.
-    pub fn succeeded_without_clearing(&self, account: &str, ip: &str) {
+    pub fn not_checked(&self, account: &str, ip: &str) {
         self.limiter.give_back(&format!("a:{account}"));
         self.limiter.give_back(&format!("i:{ip}"));
     }

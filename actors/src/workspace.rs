@@ -1100,6 +1100,8 @@ impl Quotas {
 /// What `set` creates and deletes in the four workspace tables, as (records, asset bytes),
 /// read against the store: counted from the writes themselves, so no change can forget it.
 fn usage_delta(store: &Store, set: &WriteSet) -> Result<(i64, i64), WorkspaceError> {
+    // One snapshot for every op of the set (a cascade can hold thousands).
+    let reads = store.read()?;
     let (mut records, mut bytes) = (0i64, 0i64);
     for table in [
         Table::Workbenches,
@@ -1108,7 +1110,7 @@ fn usage_delta(store: &Store, set: &WriteSet) -> Result<(i64, i64), WorkspaceErr
         Table::Assets,
     ] {
         for (key, value) in set.ops_on(table) {
-            let stored = store.get_raw(table, key)?;
+            let stored = reads.get_raw(table, key)?;
             let size = |v: &[u8]| -> Result<i64, WorkspaceError> {
                 if table != Table::Assets {
                     return Ok(0);

@@ -511,21 +511,12 @@ fn tier_with(state: &AppState, user: Uuid, changed: &SubscriptionRecord) -> Resu
         .chain(std::iter::once(changed))
         .filter(|s| s.status.grants_tier())
         .map(|s| s.tier)
-        .max_by_key(|t| tier_rank(*t))
+        .max()
         .unwrap_or(Tier::Free))
 }
 
 /// Subscriptions of one user read to decide the tier (far more than anyone has).
 const SUBSCRIPTIONS_PER_USER_READ_MAX: usize = 1000;
-
-fn tier_rank(t: Tier) -> u8 {
-    match t {
-        Tier::Free => 0,
-        Tier::Pro => 1,
-        Tier::Team => 2,
-        Tier::Enterprise => 3,
-    }
-}
 
 /// The user and stored record of a provider's subscription id, once an event named it.
 pub fn subscription_of(

@@ -148,9 +148,7 @@ pub async fn login(
         Ok(ok) => ok,
         Err(e) => {
             // Not checked (the hashing pool is full): the attempt does not count.
-            state
-                .login_limiter
-                .succeeded_without_clearing(&account_key, &ip);
+            state.login_limiter.not_checked(&account_key, &ip);
             return Err(e);
         }
     };

@@ -95,14 +95,39 @@ pub fn page_all<R: Record>(
 /// Drops the records of a listing page that are inside a workbench being deleted (the page may
 /// come back shorter; its cursor still moves on).
 pub fn only_visible<R: Owned>(store: &impl Reader, records: Vec<R>) -> Result<Vec<R>, AppError> {
+    // A listing spans few owners, each with few (usually no) marks: read each owner's marks
+    // once rather than look one up per record.
+    let mut marks: std::collections::HashMap<Uuid, Vec<Uuid>> = std::collections::HashMap::new();
     let mut out = Vec::with_capacity(records.len());
     for r in records {
-        if visible(store, &r)? {
+        let Some(wb) = r.workbench() else {
+            out.push(r);
+            continue;
+        };
+        let marked = match marks.entry(r.owner()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                store
+                    .scan::<DeletingWorkbench>(
+                        &keys::user(r.owner()),
+                        None,
+                        Direction::Forward,
+                        MARKS_READ_MAX,
+                    )?
+                    .iter()
+                    .filter_map(|(k, _)| keys::pair_child(k))
+                    .collect(),
+            ),
+        };
+        if !marked.contains(&wb) {
             out.push(r);
         }
     }
     Ok(out)
 }
+
+/// Deletions in progress read per owner for a listing (each is one workbench).
+const MARKS_READ_MAX: usize = 1000;
 
 /// A listing: the caller's own records, or for staff everyone's (or one user's with `user_id`).
 pub fn page_owned<R: Record>(

@@ -106,13 +106,6 @@ impl Store {
         self.inner.writer.shutdown();
     }
 
-    /// The stored bytes (version byte and all) at `key` of `table`, undecoded.
-    pub fn get_raw(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        let txn = self.inner.db.begin_read()?;
-        let t = txn.open_table(table.def())?;
-        Ok(t.get(key)?.map(|v| v.value().to_vec()))
-    }
-
     pub fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StorageError> {
         get_in(&self.inner.db.begin_read()?, key)
     }
@@ -212,6 +205,14 @@ impl Reader for Store {
 /// A read transaction held for a short while (one request).
 pub struct Snapshot {
     txn: redb::ReadTransaction,
+}
+
+impl Snapshot {
+    /// The stored bytes (version byte and all) at `key` of `table`, undecoded.
+    pub fn get_raw(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let t = self.txn.open_table(table.def())?;
+        Ok(t.get(key)?.map(|v| v.value().to_vec()))
+    }
 }
 
 impl Reader for Snapshot {

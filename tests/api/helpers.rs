@@ -221,6 +221,20 @@ impl TestApp {
         .await
     }
 
+    /// Sets feature toggles as a fresh admin (`PUT /api/v1/admin/features`).
+    pub async fn set_features(&self, toggles: &Value) {
+        let admin = self.staff(Role::Admin).await;
+        let r = self
+            .client
+            .put(self.url("/api/v1/admin/features"))
+            .bearer_auth(&admin)
+            .json(toggles)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 200);
+    }
+
     pub async fn balance(&self, token: &str) -> u64 {
         let r = self.get("/api/v1/credits", Some(token)).await;
         assert_eq!(r.status(), 200);

@@ -2,21 +2,12 @@
 //! re-answering replaces, `/me` shows them, gated by its toggle.
 
 use serde_json::{json, Value};
-use storage::records::Role;
 
 use crate::helpers::{assert_error, spawn_app, spawn_app_with_config, TestApp};
 
 async fn enable(app: &TestApp) {
-    let admin = app.staff(Role::Admin).await;
-    let r = app
-        .client
-        .put(app.url("/api/v1/admin/features"))
-        .bearer_auth(&admin)
-        .json(&json!({"enable_progressive_profiling": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    app.set_features(&json!({"enable_progressive_profiling": true}))
+        .await;
 }
 
 async fn answer(app: &TestApp, token: &str, key: &str, value: &str) -> reqwest::Response {

@@ -2,21 +2,12 @@
 //! usable by `template_id` on a create.
 
 use serde_json::{json, Value};
-use storage::records::Role;
 
 use crate::helpers::{assert_error, spawn_app, TestApp};
 
 async fn enable(app: &TestApp, on: bool) {
-    let admin = app.staff(Role::Admin).await;
-    let r = app
-        .client
-        .put(app.url("/api/v1/admin/features"))
-        .bearer_auth(&admin)
-        .json(&json!({"enable_user_template_saving": on}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    app.set_features(&json!({"enable_user_template_saving": on}))
+        .await;
 }
 
 fn template(name: &str) -> Value {
