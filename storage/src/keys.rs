@@ -84,6 +84,27 @@ pub fn subscription(user: Uuid, provider: &str, subscription_id: &str) -> Vec<u8
     k
 }
 
+/// `ticket_events` key: ticket id, then the event number (big-endian: a ticket's events in order).
+pub fn ticket_event(ticket: Uuid, seq: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(20);
+    k.extend_from_slice(ticket.as_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// (ticket, event number) of a [`ticket_event`] key.
+pub fn parse_ticket_event(key: &[u8]) -> Option<(Uuid, u32)> {
+    Some((
+        Uuid::from_slice(key.get(..16)?).ok()?,
+        u32::from_be_bytes(key.get(16..20)?.try_into().ok()?),
+    ))
+}
+
+/// `tickets_awaiting_response` key: the same layout as [`live_generation`] (earliest first).
+pub fn awaiting_response(due_at_us: i64, ticket: Uuid) -> Vec<u8> {
+    live_generation(due_at_us, ticket)
+}
+
 /// A key the writer assigned from its per-table commit sequence (big-endian, so scans follow
 /// commit order).
 pub fn sequence(seq: u64) -> Vec<u8> {

@@ -823,3 +823,234 @@ impl Record for ProfileRecord {
     const TABLE: Table = Table::Profiles;
     const VERSION: u8 = 1;
 }
+
+// --- Helpdesk -------------------------------------------------------------------------------------
+
+/// Where a ticket stands (SPEC §9). `closed` is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TicketStage {
+    New,
+    InProgress,
+    WaitingCustomer,
+    Resolved,
+    Closed,
+}
+
+impl TicketStage {
+    pub const ALL: [TicketStage; 5] = [
+        TicketStage::New,
+        TicketStage::InProgress,
+        TicketStage::WaitingCustomer,
+        TicketStage::Resolved,
+        TicketStage::Closed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketStage::New => "new",
+            TicketStage::InProgress => "in_progress",
+            TicketStage::WaitingCustomer => "waiting_customer",
+            TicketStage::Resolved => "resolved",
+            TicketStage::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TicketStage> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Open tickets count against a customer's limit; resolved ones may still reopen.
+    pub fn is_open(self) -> bool {
+        !matches!(self, TicketStage::Resolved | TicketStage::Closed)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TicketPriority {
+    Low,
+    Normal,
+    High,
+    Urgent,
+}
+
+impl TicketPriority {
+    pub const ALL: [TicketPriority; 4] = [
+        TicketPriority::Low,
+        TicketPriority::Normal,
+        TicketPriority::High,
+        TicketPriority::Urgent,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketPriority::Low => "low",
+            TicketPriority::Normal => "normal",
+            TicketPriority::High => "high",
+            TicketPriority::Urgent => "urgent",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TicketPriority> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TicketChannel {
+    Web,
+    Chat,
+}
+
+impl TicketChannel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketChannel::Web => "web",
+            TicketChannel::Chat => "chat",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TicketChannel> {
+        [TicketChannel::Web, TicketChannel::Chat]
+            .into_iter()
+            .find(|t| t.as_str() == s)
+    }
+}
+
+/// The first-response promise of a ticket, as shown: derived from the stored fields and the time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlaStatus {
+    Pending,
+    Met,
+    Breached,
+}
+
+impl SlaStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlaStatus::Pending => "pending",
+            SlaStatus::Met => "met",
+            SlaStatus::Breached => "breached",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SlaStatus> {
+        [SlaStatus::Pending, SlaStatus::Met, SlaStatus::Breached]
+            .into_iter()
+            .find(|t| t.as_str() == s)
+    }
+}
+
+/// A support ticket (the seed's `helpdesk.ticket`), keyed by its id. It belongs to the customer
+/// who opened it; every change of it goes through that customer's workspace actor.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TicketRecord {
+    pub id: Uuid,
+    /// Gapless from 1 across all tickets (`HD-000001`).
+    pub number: u64,
+    pub user_id: Uuid,
+    pub subject: String,
+    pub description: String,
+    pub channel: TicketChannel,
+    pub stage: TicketStage,
+    pub priority: TicketPriority,
+    pub assignee_id: Option<Uuid>,
+    pub project_id: Option<Uuid>,
+    pub generation_request_id: Option<Uuid>,
+    pub first_response_due_at_us: i64,
+    /// The first public reply by an agent or admin.
+    pub first_responded_at_us: Option<i64>,
+    /// Set once the deadline passed without a first response (by the sweep, or by a late reply).
+    pub sla_breached: bool,
+    /// Messages posted, internal notes included (bounded per ticket).
+    pub messages_count: u32,
+    /// Entries of this ticket's event log (messages and stage changes): the last event's number.
+    pub events_count: u32,
+    pub created_at_us: i64,
+    pub updated_at_us: i64,
+}
+
+impl TicketRecord {
+    pub fn sla_status(&self, now_us: i64) -> SlaStatus {
+        match self.first_responded_at_us {
+            Some(at) if at <= self.first_response_due_at_us => SlaStatus::Met,
+            Some(_) => SlaStatus::Breached,
+            None if self.sla_breached || now_us > self.first_response_due_at_us => {
+                SlaStatus::Breached
+            }
+            None => SlaStatus::Pending,
+        }
+    }
+
+    /// Whether the ticket belongs in `tickets_awaiting_response` (the SLA sweep's index).
+    pub fn awaits_response(&self) -> bool {
+        self.first_responded_at_us.is_none() && !self.sla_breached
+    }
+
+    /// `HD-000123`.
+    pub fn display_number(&self) -> String {
+        format!("HD-{:06}", self.number)
+    }
+}
+
+impl Record for TicketRecord {
+    const TABLE: Table = Table::Tickets;
+    const VERSION: u8 = 1;
+}
+
+/// What happened on a ticket: the entries of its event log, which the message list and the
+/// event stream both read.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum TicketEventKind {
+    Message {
+        id: Uuid,
+        author_id: Uuid,
+        author_role: Role,
+        body: String,
+        /// An internal note: staff only, never shown to the customer.
+        internal: bool,
+    },
+    Stage {
+        from: TicketStage,
+        to: TicketStage,
+        by: Uuid,
+    },
+}
+
+/// `ticket_events`: (ticket, event number) → the event. Numbers start at 1, without gaps.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TicketEventRecord {
+    pub ticket_id: Uuid,
+    pub seq: u32,
+    pub kind: TicketEventKind,
+    pub at_us: i64,
+}
+
+impl Record for TicketEventRecord {
+    const TABLE: Table = Table::TicketEvents;
+    const VERSION: u8 = 1;
+}
+
+/// `sequences`: name → the next number of a gapless sequence (ticket numbers).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SequenceRecord {
+    pub next: u64,
+}
+
+impl Record for SequenceRecord {
+    const TABLE: Table = Table::Sequences;
+    const VERSION: u8 = 1;
+}
+
+/// The `sequences` key of ticket numbers.
+pub const TICKET_SEQUENCE: &[u8] = b"tickets";
+
+index_record! {
+    /// `tickets_by_user`: (customer, ticket) → marker.
+    TicketOfUser => Table::TicketsByUser,
+    /// `open_tickets_by_user`: (customer, ticket) → marker, while the ticket is open.
+    OpenTicketOfUser => Table::OpenTicketsByUser,
+    /// `tickets_awaiting_response`: (deadline, ticket) → marker, until answered or breached.
+    TicketAwaitingResponse => Table::TicketsAwaitingResponse,
+}
+
+owned_by_user_id!(TicketRecord);

@@ -41,10 +41,16 @@ pub enum Table {
     Templates,
     TemplatesByUser,
     Profiles,
+    Tickets,
+    TicketsByUser,
+    OpenTicketsByUser,
+    TicketsAwaitingResponse,
+    TicketEvents,
+    Sequences,
 }
 
 impl Table {
-    pub const ALL: [Table; 37] = [
+    pub const ALL: [Table; 43] = [
         Table::Meta,
         Table::Users,
         Table::UsersByEmail,
@@ -82,6 +88,12 @@ impl Table {
         Table::Templates,
         Table::TemplatesByUser,
         Table::Profiles,
+        Table::Tickets,
+        Table::TicketsByUser,
+        Table::OpenTicketsByUser,
+        Table::TicketsAwaitingResponse,
+        Table::TicketEvents,
+        Table::Sequences,
     ];
 
     pub fn name(self) -> &'static str {
@@ -122,6 +134,12 @@ impl Table {
             Table::FeatureHistory => "feature_history",
             Table::Templates => "templates",
             Table::TemplatesByUser => "templates_by_user",
+            Table::Tickets => "tickets",
+            Table::TicketsByUser => "tickets_by_user",
+            Table::OpenTicketsByUser => "open_tickets_by_user",
+            Table::TicketsAwaitingResponse => "tickets_awaiting_response",
+            Table::TicketEvents => "ticket_events",
+            Table::Sequences => "sequences",
             Table::Profiles => "profiles",
         }
     }

@@ -12,6 +12,9 @@ use crate::ledger::check_chain;
 use crate::records::*;
 use crate::{StorageError, Table};
 
+#[path = "verify_helpdesk.rs"]
+mod helpdesk;
+
 /// How often progress is reported, in records.
 const PROGRESS_EVERY: u64 = 100_000;
 
@@ -105,6 +108,7 @@ pub fn verify(
     check_features(txn, &mut c)?;
     check_templates(txn, &mut c)?;
     check_profiles(txn, &mut c)?;
+    helpdesk::check_helpdesk(txn, &mut c)?;
     check_generations(txn, &mut c)?;
     check_billing(txn, &mut c)?;
     if c.hidden > 0 {
