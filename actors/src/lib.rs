@@ -10,6 +10,7 @@
 mod account;
 pub mod broker;
 pub mod generation;
+pub mod helpdesk;
 pub mod histogram;
 pub mod lifecycle;
 mod registry;

@@ -24,8 +24,8 @@ use crate::workspace_reads::*;
 pub type WorkspaceRegistry = Registry<Workspace>;
 
 pub struct Workspace {
-    owner: Uuid,
-    store: Store,
+    pub(crate) owner: Uuid,
+    pub(crate) store: Store,
     quotas: Quotas,
 }
 
@@ -72,6 +72,13 @@ pub enum WorkspaceError {
     },
     #[error("the workspace holds at most {limit} {what} on this tier")]
     QuotaExceeded { what: &'static str, limit: u64 },
+    #[error("{field} {reason}")]
+    InvalidField {
+        field: &'static str,
+        reason: &'static str,
+    },
+    #[error("not allowed while it is {0}")]
+    InvalidStatus(&'static str),
     #[error("the record changed meanwhile; retry")]
     Conflict,
     #[error("the workspace actor is unavailable")]
@@ -129,6 +136,10 @@ impl<M: Change> Handler<M> for Workspace {
                 } else {
                     let quotas = M::within_quota().then_some(&quotas);
                     count_usage(&store, owner, &mut set, quotas)?;
+                }
+                // A change that finds nothing to do (a sweep racing a reply) writes nothing.
+                if set.is_empty() {
+                    return Ok(done);
                 }
                 match store.write(set).await? {
                     WriteOutcome::Committed => Ok(done),
@@ -795,7 +806,7 @@ impl Change for DeleteEverything {
 // --- Rules shared by the changes ----------------------------------------------------------------
 
 /// The record `id` if the owner owns it; any other case is "not found" (never reveal).
-fn owned<R: Owned>(store: &Store, owner: Uuid, id: Uuid) -> Result<R, WorkspaceError> {
+pub(crate) fn owned<R: Owned>(store: &Store, owner: Uuid, id: Uuid) -> Result<R, WorkspaceError> {
     match store.get::<R>(&keys::id(id))? {
         Some(r) if r.owner() == owner && visible(store, &r)? => Ok(r),
         _ => Err(WorkspaceError::NotFound),
@@ -829,7 +840,7 @@ fn mark_deleting(set: &mut WriteSet, wb: &WorkbenchRecord, now: i64) {
     );
 }
 
-fn within_limit(
+pub(crate) fn within_limit(
     store: &Store,
     index: Table,
     parent: Uuid,

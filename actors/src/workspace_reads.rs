@@ -85,6 +85,8 @@ pub fn index_keys(
         Table::InvoicesByUser => keys_of::<InvoiceOfUser>(store, prefix, after, limit),
         Table::GenerationsByUser => keys_of::<GenerationOfUser>(store, prefix, after, limit),
         Table::TemplatesByUser => keys_of::<TemplateOfUser>(store, prefix, after, limit),
+        Table::TicketsByUser => keys_of::<TicketOfUser>(store, prefix, after, limit),
+        Table::OpenTicketsByUser => keys_of::<OpenTicketOfUser>(store, prefix, after, limit),
         other => Err(StorageError::Engine(format!(
             "{other} is not an index table"
         ))),
