@@ -30,12 +30,14 @@ TOKEN="$(curl -fsS -H 'content-type: application/json' \
   -d '{"email":"st-admin@example.com","password":"schemathesis admin password"}' \
   "$BASE/api/v1/auth/login" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
 
-# Logout would revoke the token the rest of the run uses; the reset routes mail codes.
+# Logout would revoke the token the rest of the run uses; the reset routes mail codes. A ticket
+# event stream never ends by design (the API tests read it), so it is left out here.
 "$ST" run "$BASE/api/v1/openapi.json" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --header "Authorization: Bearer $TOKEN" \
   --max-examples "$MAX_EXAMPLES" \
   --exclude-path /api/v1/auth/logout \
+  --exclude-path '/api/v1/tickets/{id}/events' \
   --phases examples,fuzzing \
   --seed 1 \
   --workers 2 \

@@ -347,6 +347,73 @@ impl Default for GenerationConfig {
     }
 }
 
+/// The `[helpdesk]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HelpdeskConfig {
+    /// First-response deadline per tier, in hours, from when a ticket is opened.
+    pub first_response_hours: std::collections::BTreeMap<String, u32>,
+    /// How often the SLA sweep marks tickets whose deadline passed unanswered.
+    pub sla_check_seconds: u64,
+    /// Event streams (`/tickets/{id}/events`) one user may hold open at once.
+    pub streams_per_user_max: usize,
+    /// Event streams open at once on this node.
+    pub streams_max: usize,
+    /// A stream ends after this; the client reconnects with `Last-Event-ID` (authenticated anew).
+    pub stream_lifetime_seconds: u64,
+}
+
+impl Default for HelpdeskConfig {
+    fn default() -> Self {
+        HelpdeskConfig {
+            first_response_hours: [("free", 72), ("pro", 24), ("team", 8), ("enterprise", 4)]
+                .into_iter()
+                .map(|(t, h)| (t.to_string(), h))
+                .collect(),
+            sla_check_seconds: 30,
+            streams_per_user_max: 5,
+            streams_max: 10_000,
+            stream_lifetime_seconds: 3600,
+        }
+    }
+}
+
+impl HelpdeskConfig {
+    /// The first-response promise of a tier, in microseconds.
+    pub fn first_response_within_us(&self, tier: storage::records::Tier) -> i64 {
+        let hours = self
+            .first_response_hours
+            .get(tier.as_str())
+            .copied()
+            .unwrap_or(72);
+        i64::from(hours) * 3_600_000_000
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let tiers = ["free", "pro", "team", "enterprise"];
+        if self.first_response_hours.len() != tiers.len()
+            || !tiers.iter().all(|t| {
+                self.first_response_hours
+                    .get(*t)
+                    .is_some_and(|h| (1..=8760).contains(h))
+            })
+        {
+            return Err(
+                "helpdesk.first_response_hours: give free, pro, team and enterprise, each 1..8760"
+                    .into(),
+            );
+        }
+        if self.sla_check_seconds == 0
+            || self.streams_per_user_max == 0
+            || self.streams_max == 0
+            || self.stream_lifetime_seconds == 0
+        {
+            return Err("helpdesk: sla_check_seconds, streams_per_user_max, streams_max and stream_lifetime_seconds must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
 /// A subscription plan (`[plans.pro]`, `[plans.team]`, `[plans.enterprise]`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -459,6 +526,7 @@ pub struct FileConfig {
     pub prices: std::collections::BTreeMap<String, u64>,
     pub queues: QueuesConfig,
     pub generation: GenerationConfig,
+    pub helpdesk: HelpdeskConfig,
     /// `[plans.<tier>]`; replaces the default plans when given.
     #[serde(default = "default_plans")]
     pub plans: std::collections::BTreeMap<String, PlanConfig>,
@@ -658,6 +726,7 @@ impl Default for FileConfig {
             prices: default_prices(),
             queues: QueuesConfig::default(),
             generation: GenerationConfig::default(),
+            helpdesk: HelpdeskConfig::default(),
             plans: default_plans(),
             packs: default_packs(),
         }
@@ -733,6 +802,7 @@ impl FileConfig {
                 return Err(format!("queues.{name} must be 1..200 characters"));
             }
         }
+        self.helpdesk.validate()?;
         let g = &self.generation;
         if g.deadline_seconds == 0
             || g.timeout_check_seconds == 0

@@ -150,6 +150,27 @@ impl Description {
     }
 }
 
+/// Multi-line text a person writes (a ticket's description, a message): 1..10,000 characters.
+#[derive(Debug, Clone)]
+pub struct LongText(String);
+
+impl LongText {
+    pub const LEN_MAX: usize = 10_000;
+
+    pub fn parse(raw: &str, field: &str) -> Result<LongText, AppError> {
+        let t = clean_text(raw, field, true)?;
+        let count = t.chars().count();
+        if count == 0 || count > Self::LEN_MAX {
+            return Err(AppError::validation(field, "must be 1 to 10000 characters"));
+        }
+        Ok(LongText(t))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
 /// A non-zero credit amount within the ledger's bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CreditDelta(i64);

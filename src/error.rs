@@ -68,7 +68,7 @@ pub enum AppError {
     InvalidSignature(String),
     #[error("this feature is disabled")]
     FeatureDisabled { status_404: bool },
-    #[error("not allowed while the request is {0}")]
+    #[error("not allowed while it is {0}")]
     InvalidStatus(&'static str),
     #[error("the balance of {balance} credits does not cover {required}")]
     InsufficientCredits { balance: u64, required: u64 },
@@ -391,6 +391,8 @@ impl From<WorkspaceError> for AppError {
             WorkspaceError::BadReference { field, what } => {
                 AppError::validation(field, format!("does not name one of the owner's {what}"))
             }
+            WorkspaceError::InvalidField { field, reason } => AppError::validation(field, reason),
+            WorkspaceError::InvalidStatus(status) => AppError::InvalidStatus(status),
             WorkspaceError::Conflict => AppError::ConcurrentUpdate,
             WorkspaceError::Unavailable => AppError::Overloaded,
             WorkspaceError::Storage(s) => s.into(),

@@ -181,15 +181,7 @@ impl Page {
                     }
                 }
                 "cursor" if v.is_empty() => {}
-                "cursor" => {
-                    after = Some(
-                        base64::engine::general_purpose::URL_SAFE_NO_PAD
-                            .decode(v.as_bytes())
-                            .map_err(|_| {
-                                AppError::validation("cursor", "the cursor is not one we issued")
-                            })?,
-                    )
-                }
+                "cursor" => after = Some(decode_cursor(&v, "cursor")?),
                 other if allowed.contains(&other) => filters.push((k, v)),
                 other => return Err(AppError::validation(other, "unknown query parameter")),
             }
@@ -227,6 +219,13 @@ impl Page {
         }
         last_key.map(encode_cursor)
     }
+}
+
+/// The key of a cursor we issued (422 naming `field` otherwise).
+pub fn decode_cursor(raw: &str, field: &str) -> Result<Vec<u8>, AppError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw.as_bytes())
+        .map_err(|_| AppError::validation(field, "the cursor is not one we issued"))
 }
 
 /// An opaque cursor for a key.

@@ -21,4 +21,5 @@ pub mod services;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod ticket_hub;
 pub mod views;

@@ -51,6 +51,8 @@ pub struct Metrics {
     pub payment_events_ignored: AtomicU64,
     pub generations_timed_out: AtomicU64,
     pub logins_rate_limited: AtomicU64,
+    pub sla_breaches: AtomicU64,
+    pub tickets_opened: AtomicU64,
 }
 
 impl Metrics {
@@ -124,7 +126,7 @@ impl Metrics {
         }
     }
 
-    fn own_counters(&self) -> [(&'static str, &'static str, &AtomicU64); 9] {
+    fn own_counters(&self) -> [(&'static str, &'static str, &AtomicU64); 11] {
         [
             (
                 "creativeflow_ledger_entries_applied_total",
@@ -170,6 +172,16 @@ impl Metrics {
                 "creativeflow_payment_events_ignored_total",
                 "Payment events acknowledged and ignored (unhandled types).",
                 &self.payment_events_ignored,
+            ),
+            (
+                "creativeflow_helpdesk_tickets_opened_total",
+                "Support tickets opened.",
+                &self.tickets_opened,
+            ),
+            (
+                "creativeflow_helpdesk_sla_breaches_total",
+                "Tickets whose first-response deadline passed unanswered (each counted once, when marked).",
+                &self.sla_breaches,
             ),
         ]
     }

@@ -5,7 +5,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    auth, billing, credits, features, generation, health, profile, templates, users, workspace,
+    auth, billing, credits, features, generation, health, profile, templates, ticket_events,
+    tickets, users, workspace,
 };
 
 #[derive(OpenApi)]
@@ -26,6 +27,8 @@ use crate::routes::{
         features::get_features, features::put_features, features::feature_history,
         profile::next_question, profile::answer,
         templates::list_templates, templates::create_template, templates::get_template, templates::update_template, templates::delete_template,
+        tickets::create_ticket, tickets::list_tickets, tickets::get_ticket, tickets::update_ticket, tickets::list_messages, tickets::post_message,
+        ticket_events::ticket_events,
     ),
     modifiers(&BearerAuth, &CommonAnswers)
 )]

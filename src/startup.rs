@@ -112,12 +112,13 @@ impl Application {
         // actix-server would stop at once on SIGINT; we stop gracefully on both signals.
         .disable_signals()
         .run();
-        spawn_signal_handler(server.handle());
+        spawn_signal_handler(server.handle(), state.clone());
         let control =
             crate::control::ControlServer::start(state.clone()).map_err(StartError::Control)?;
         spawn_token_janitor(state.store.clone());
         spawn_deletion_resumer(state.clone());
         spawn_timeout_sweeper(state.clone());
+        spawn_sla_sweeper(state.clone());
         tracing::info!(
             %listen, port, data_dir = %state.config.data_dir.display(),
             startup_ms = started.elapsed().as_millis() as u64,
@@ -239,6 +240,24 @@ fn spawn_timeout_sweeper(state: web::Data<AppState>) {
     });
 }
 
+/// Tickets whose first-response deadline passed unanswered are marked and counted; the
+/// deadline index is in the store, so deadlines survive restarts.
+fn spawn_sla_sweeper(state: web::Data<AppState>) {
+    const PER_RUN_MAX: usize = 1000;
+    let every = std::time::Duration::from_secs(state.config.file.helpdesk.sla_check_seconds);
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            match crate::services::helpdesk::sweep_sla(&state, PER_RUN_MAX).await {
+                Ok(_) => {}
+                Err(AppError::Unavailable(_)) => break,
+                Err(e) => tracing::warn!(error = %e, "SLA sweep failed"),
+            }
+        }
+    });
+}
+
 /// At most `[http] requests_in_flight_per_ip_max` requests of one client IP run at once;
 /// beyond, 429 at once (with `Retry-After`), before any body is read.
 async fn limit_in_flight(
@@ -276,7 +295,7 @@ async fn fallback(req: HttpRequest) -> Result<actix_web::HttpResponse, AppError>
 /// SIGTERM and SIGINT both stop gracefully: stop accepting, finish in-flight requests, then
 /// [`Application::run_until_stopped`] flushes the store. A second signal does not force more:
 /// the shutdown timeout bounds the wait.
-fn spawn_signal_handler(handle: ServerHandle) {
+fn spawn_signal_handler(handle: ServerHandle, state: web::Data<AppState>) {
     actix_web::rt::spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -297,6 +316,8 @@ fn spawn_signal_handler(handle: ServerHandle) {
             },
         };
         tracing::info!(signal = which, "stopping gracefully");
+        // Event streams never finish by themselves: end them so they do not hold the stop.
+        state.tickets.stop();
         handle.stop(true).await;
     });
 }

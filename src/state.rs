@@ -34,6 +34,10 @@ pub struct AppState {
     pub paypal: Option<crate::paypal_verify::PaypalVerifier>,
     /// Payment events are applied one at a time (see `billing`).
     pub billing_lock: tokio::sync::Mutex<()>,
+    /// Writes tickets with their gapless numbers, one at a time.
+    pub numbering: actix::Addr<actors::helpdesk::Numbering>,
+    /// Wakes ticket event streams; bounds how many are open.
+    pub tickets: Arc<crate::ticket_hub::TicketHub>,
     pub started: Instant,
     /// The same moment as seconds since the Unix epoch (`process_start_time_seconds`).
     pub started_unix_s: f64,
@@ -71,6 +75,8 @@ impl AppState {
             a.password_hashes_running_max,
             a.password_hashes_admitted_max,
         );
+        let numbering = actors::helpdesk::Numbering::start(store.clone());
+        let tickets = crate::ticket_hub::TicketHub::new(&config.file.helpdesk);
         AppState {
             store,
             accounts,
@@ -86,6 +92,8 @@ impl AppState {
             hashes,
             paypal,
             billing_lock: tokio::sync::Mutex::new(()),
+            numbering,
+            tickets,
             started: Instant::now(),
             started_unix_s: storage::now_us() as f64 / 1e6,
         }

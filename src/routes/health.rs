@@ -161,6 +161,11 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, AppErro
             Sample::Counter(state.hashes.refused_total.load(Relaxed) as f64),
         ),
         (
+            "creativeflow_ticket_streams_open",
+            "Ticket event streams open on this node.",
+            Sample::Gauge(state.tickets.open_streams() as f64),
+        ),
+        (
             "process_start_time_seconds",
             "Start time of the process since the Unix epoch, in seconds.",
             Sample::Gauge(state.started_unix_s),

@@ -8,6 +8,8 @@ pub mod generation;
 pub mod health;
 pub mod profile;
 pub mod templates;
+pub mod ticket_events;
+pub mod tickets;
 pub mod users;
 pub mod workspace;
 
@@ -77,5 +79,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(templates::update_template)
         .service(templates::delete_template)
         .service(profile::next_question)
-        .service(profile::answer);
+        .service(profile::answer)
+        .service(tickets::create_ticket)
+        .service(tickets::list_tickets)
+        .service(tickets::get_ticket)
+        .service(tickets::update_ticket)
+        .service(tickets::list_messages)
+        .service(tickets::post_message)
+        .service(ticket_events::ticket_events);
 }

@@ -215,3 +215,173 @@ async fn kill_9_during_concurrent_deducts_loses_no_acknowledged_write() {
     assert!(offline.status.success(), "{}", text(&offline));
     let _ = victim_id;
 }
+
+/// Every message body of a ticket, read page by page (staff see internal notes too).
+async fn ticket_messages(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    ticket: &str,
+) -> Vec<String> {
+    let mut all = Vec::new();
+    let mut since: Option<String> = None;
+    loop {
+        let url = match &since {
+            Some(c) => format!("{base}/api/v1/tickets/{ticket}/messages?limit=200&since={c}"),
+            None => format!("{base}/api/v1/tickets/{ticket}/messages?limit=200"),
+        };
+        let page: Value = client
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for m in page["items"].as_array().unwrap() {
+            all.push(m["body"].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => since = Some(c.to_string()),
+            None => return all,
+        }
+    }
+}
+
+#[actix_web::test]
+async fn kill_9_during_message_posting_loses_no_acknowledged_message() {
+    const MESSAGE_CYCLES: usize = 3;
+    const POSTERS: usize = 12;
+    let dir = tempfile::tempdir().unwrap();
+    for (email, password, role) in [
+        ("agent@example.com", "crash agent password", "agent"),
+        ("customer@example.com", "crash user password", "user"),
+    ] {
+        let o = run(
+            dir.path(),
+            &[
+                "user",
+                "create",
+                "--email",
+                email,
+                "--password",
+                password,
+                "--role",
+                role,
+            ],
+        );
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let mut tickets = Vec::new();
+    for cycle in 0..MESSAGE_CYCLES {
+        let mut server = Server::start(dir.path()).await;
+        let (agent, _) = token(
+            &client,
+            &server.base,
+            "agent@example.com",
+            "crash agent password",
+        )
+        .await;
+        let (customer, _) = token(
+            &client,
+            &server.base,
+            "customer@example.com",
+            "crash user password",
+        )
+        .await;
+        let r = client
+            .post(format!("{}/api/v1/tickets", server.base))
+            .bearer_auth(&customer)
+            .json(&json!({"subject": format!("cycle {cycle}"), "description": "crash"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let ticket = r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        tickets.push(ticket.clone());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for poster in 0..POSTERS {
+            let (client, base, acked, stop, ticket) = (
+                client.clone(),
+                server.base.clone(),
+                acked.clone(),
+                stop.clone(),
+                ticket.clone(),
+            );
+            // Customers and agents both write; every third agent message is an internal note.
+            let author = if poster % 2 == 0 {
+                customer.clone()
+            } else {
+                agent.clone()
+            };
+            tasks.push(actix_web::rt::spawn(async move {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let body = format!("c{cycle}-p{poster}-{n}");
+                    let internal = poster % 2 == 1 && n % 3 == 0;
+                    n += 1;
+                    let r = client
+                        .post(format!("{base}/api/v1/tickets/{ticket}/messages"))
+                        .bearer_auth(&author)
+                        .json(&json!({"body": body, "internal": internal}))
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status() == 201 => acked.lock().push((ticket.clone(), body)),
+                        Ok(r) if r.status() == 409 => break, // the ticket's message bound
+                        Ok(r) => assert!(r.status().is_server_error(), "unexpected {}", r.status()),
+                        Err(_) => break,
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(200 + 150 * cycle as u64)).await;
+        server.kill9();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+    assert!(
+        !acked.lock().is_empty(),
+        "nothing was acknowledged before the kills"
+    );
+    let mut server = Server::start(dir.path()).await;
+    let (agent, _) = token(
+        &client,
+        &server.base,
+        "agent@example.com",
+        "crash agent password",
+    )
+    .await;
+    for ticket in &tickets {
+        let seen = ticket_messages(&client, &server.base, &agent, ticket).await;
+        let unique: HashSet<&String> = seen.iter().collect();
+        assert_eq!(unique.len(), seen.len(), "a message appears twice");
+        let lost: Vec<_> = acked
+            .lock()
+            .iter()
+            .filter(|(t, b)| t == ticket && !unique.contains(b))
+            .cloned()
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "{} acknowledged messages lost, e.g. {:?}",
+            lost.len(),
+            lost.first()
+        );
+    }
+    let live = run(dir.path(), &["verify"]);
+    assert!(live.status.success(), "{}", text(&live));
+    server.terminate();
+}

@@ -102,6 +102,7 @@ impl TestApp {
     /// Stops the app the way SIGTERM does (HTTP, then the job bus, then the store), so nothing
     /// of it touches the broker afterwards.
     pub async fn shutdown(self) {
+        self.state.tickets.stop();
         self.server.stop(true).await;
         let _ = self.running.await;
     }

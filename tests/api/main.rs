@@ -13,6 +13,7 @@ mod features;
 mod fuzz;
 mod generation;
 mod health;
+mod helpdesk;
 mod helpers;
 mod hostile;
 mod paypal;
