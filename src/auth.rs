@@ -66,6 +66,23 @@ impl Caller {
     }
 }
 
+/// The user a session token (by its hash) stands for, while the token is unexpired and was
+/// issued since the user's last password change; `None` otherwise.
+pub fn session_user(
+    reads: &impl Reader,
+    token_hash: &[u8; 32],
+) -> Result<Option<UserRecord>, AppError> {
+    let Some(record) = reads.get::<TokenRecord>(&keys::token(token_hash))? else {
+        return Ok(None);
+    };
+    if record.expires_at_us <= storage::now_us() {
+        return Ok(None);
+    }
+    let user = reads.get::<UserRecord>(&keys::user(record.user_id))?;
+    // Issued before the last password change: revoked, however many such tokens exist.
+    Ok(user.filter(|u| u.credentials_version == record.credentials_version))
+}
+
 fn bearer(req: &HttpRequest) -> Option<String> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
@@ -86,19 +103,7 @@ impl FromRequest for Caller {
             let token = token.ok_or(AppError::Unauthenticated)?;
             let token_hash = hash_token(&token);
             let reads = state.store.read()?;
-            let record = reads
-                .get::<TokenRecord>(&keys::token(&token_hash))?
-                .ok_or(AppError::Unauthenticated)?;
-            if record.expires_at_us <= storage::now_us() {
-                return Err(AppError::Unauthenticated);
-            }
-            let user = reads
-                .get::<UserRecord>(&keys::user(record.user_id))?
-                .ok_or(AppError::Unauthenticated)?;
-            // Issued before the last password change: revoked, however many such tokens exist.
-            if record.credentials_version != user.credentials_version {
-                return Err(AppError::Unauthenticated);
-            }
+            let user = session_user(&reads, &token_hash)?.ok_or(AppError::Unauthenticated)?;
             Ok(Caller {
                 user,
                 token_hash,

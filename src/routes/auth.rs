@@ -1,12 +1,12 @@
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::Ordering;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::domain::{Email, Name, Password};
 use crate::error::AppError;
 use crate::extract::ApiJson;
+use crate::services::login as sessions;
 use crate::services::users::{self, NewUser};
 use crate::state::AppState;
 use crate::views::UserView;
@@ -32,33 +32,18 @@ pub struct SessionView {
     expires_at: String,
 }
 
-fn ttl_us(state: &AppState) -> i64 {
-    i64::try_from(
-        state
-            .config
-            .file
-            .auth
-            .token_ttl_hours
-            .saturating_mul(3_600_000_000),
-    )
-    .unwrap_or(i64::MAX)
-}
-
 async fn session(
     state: &AppState,
     user: &storage::records::UserRecord,
 ) -> Result<SessionView, AppError> {
-    let ttl = ttl_us(state);
-    let sessions_max = state.config.file.auth.sessions_per_user_max;
-    let token = users::issue_token(&state.store, user, ttl, sessions_max).await?;
+    let (token, expires_at_us) = sessions::open_session(state, user).await?;
     Ok(SessionView {
         user: UserView::new(user, users::balance_of(&state.store, user.id)?),
         token,
-        expires_at: crate::views::rfc3339(storage::now_us().saturating_add(ttl)),
+        expires_at: crate::views::rfc3339(expires_at_us),
     })
 }
 
-/// Create an account (tier `free`, with the signup grant of credits) and sign in.
 #[utoipa::path(post, path = "/api/v1/auth/signup", request_body = SignupBody, tag = "auth",
     responses((status = 201, body = SessionView), (status = 409, description = "email_taken", body = crate::views::ErrorBody), (status = 422, body = crate::views::ErrorBody),
         (status = 429, description = "rate_limited: signups per client IP", body = crate::views::ErrorBody)))]
@@ -118,50 +103,9 @@ pub async fn login(
     body: ApiJson<LoginBody>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.0;
-    let ip = client_ip(&req);
-    // A malformed email cannot match an account: treat it as a failed login, not a 422, so the
-    // answer does not tell which emails are well-formed accounts.
-    let email = Email::parse(&body.email).ok();
-    let account_key = email.as_ref().map_or_else(
-        || body.email.trim().to_lowercase(),
-        |e| e.as_str().to_string(),
-    );
-    // Reserved before the hash: parallel guesses cannot all pass the check.
-    if let Err(retry_after_s) = state.login_limiter.reserve(&account_key, &ip) {
-        state
-            .metrics
-            .logins_rate_limited
-            .fetch_add(1, Ordering::Relaxed);
-        return Err(AppError::RateLimited { retry_after_s });
-    }
-    let user = match &email {
-        Some(e) => users::find_by_email(&state.store, e)?,
-        None => None,
-    };
-    let password = body
-        .password
-        .chars()
-        .take(Password::LEN_MAX)
-        .collect::<String>();
-    let stored = user.as_ref().map(|u| u.password_hash.clone());
-    let ok = match state.hashes.verify(stored, password).await {
-        Ok(ok) => ok,
-        Err(e) => {
-            // Not checked (the hashing pool is full): the attempt does not count.
-            state.login_limiter.not_checked(&account_key, &ip);
-            return Err(e);
-        }
-    };
-    match (ok, user) {
-        (true, Some(user)) => {
-            state.login_limiter.succeeded(&account_key, &ip);
-            Ok(HttpResponse::Ok().json(session(&state, &user).await?))
-        }
-        _ => {
-            state.metrics.logins_failed.fetch_add(1, Ordering::Relaxed);
-            Err(AppError::InvalidCredentials)
-        }
-    }
+    let user =
+        sessions::check_credentials(&state, &client_ip(&req), &body.email, &body.password).await?;
+    Ok(HttpResponse::Ok().json(session(&state, &user).await?))
 }
 
 /// Revoke the bearer token used for this call.
@@ -259,7 +203,7 @@ pub async fn password_reset_confirm(
 }
 
 /// The client's address as the limiters see it: the TCP peer (behind a proxy, the proxy's).
-fn client_ip(req: &HttpRequest) -> String {
+pub fn client_ip(req: &HttpRequest) -> String {
     req.peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_default()

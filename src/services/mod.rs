@@ -5,6 +5,7 @@ pub mod credits;
 pub mod features;
 pub mod generation;
 pub mod helpdesk;
+pub mod login;
 pub mod profile;
 pub mod users;
 pub mod workspace;
