@@ -245,13 +245,16 @@ impl TicketChange {
         self.events.push(e);
     }
 
+    fn stage_changes(&self) -> u32 {
+        self.after.events_count - self.after.messages_count
+    }
+
     fn stage(&mut self, to: TicketStage, by: Uuid) -> Result<(), WorkspaceError> {
         let from = self.after.stage;
         if from == to {
             return Ok(());
         }
-        let stage_changes = self.after.events_count - self.after.messages_count;
-        if stage_changes >= STAGE_CHANGES_PER_TICKET_MAX {
+        if self.stage_changes() >= STAGE_CHANGES_PER_TICKET_MAX {
             return Err(WorkspaceError::LimitReached {
                 what: "stage changes per ticket",
                 limit: STAGE_CHANGES_PER_TICKET_MAX as usize,
@@ -371,6 +374,10 @@ impl Change for PostMessage {
             body: self.body,
             internal: self.internal,
         });
+        if self.internal {
+            // A note the customer never sees must not show as a change to them either.
+            c.after.updated_at_us = c.before.updated_at_us;
+        }
         if staff && !self.internal {
             c.responded();
         }
@@ -379,7 +386,9 @@ impl Change for PostMessage {
                 c.after.stage,
                 TicketStage::Resolved | TicketStage::WaitingCustomer
             );
-        if customer_answers {
+        // At the stage-change bound the message still goes in (a customer can always answer);
+        // only the reopen is left out.
+        if customer_answers && c.stage_changes() < STAGE_CHANGES_PER_TICKET_MAX {
             c.stage(TicketStage::InProgress, self.author_id)?;
         }
         Ok(c.finish())

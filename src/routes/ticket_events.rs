@@ -27,6 +27,9 @@ use crate::views::rfc3339;
 const HEARTBEAT_S: u64 = 15;
 /// Frames a stream holds for a slow client before its reader waits.
 const FRAMES_BUFFERED_MAX: usize = 16;
+/// How long one frame may wait for a client that stopped reading before the stream ends (its
+/// slot would otherwise be held past its lifetime and through a shutdown).
+const SEND_WAIT_MAX_S: u64 = 15;
 /// Events read from the store per step.
 const EVENTS_READ_MAX: usize = 100;
 
@@ -56,6 +59,7 @@ pub async fn ticket_events(
         ticket: t.id,
         after,
         staff: desk::is_staff(&caller.user),
+        token_hash: caller.token_hash,
         tx,
         _slot: slot,
     };
@@ -90,6 +94,9 @@ struct Relay {
     ticket: Uuid,
     after: u32,
     staff: bool,
+    /// The caller's session: rechecked on every wake, so a logout, a password change, a role
+    /// change or the toggle turned off ends the stream.
+    token_hash: [u8; 32],
     tx: mpsc::Sender<Bytes>,
     _slot: StreamSlot,
 }
@@ -107,6 +114,9 @@ impl Relay {
             return;
         }
         loop {
+            if !self.still_allowed() {
+                return;
+            }
             match self.send_new().await {
                 Ok(true) => {}
                 Ok(false) => return,
@@ -147,7 +157,33 @@ impl Relay {
     }
 
     async fn send(&self, frame: Bytes) -> bool {
-        self.tx.send(frame).await.is_ok()
+        let wait = Duration::from_secs(SEND_WAIT_MAX_S);
+        matches!(
+            tokio::time::timeout(wait, self.tx.send(frame)).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// Whether the caller may still hold this stream: the session lives, the caller's role
+    /// still sees what it saw (a demoted agent must not keep reading internal notes), and live
+    /// chat is still on.
+    fn still_allowed(&self) -> bool {
+        let session = self
+            .state
+            .store
+            .read()
+            .map_err(AppError::from)
+            .and_then(|reads| crate::auth::session_user(&reads, &self.token_hash));
+        match session {
+            Ok(Some(user)) => {
+                desk::is_staff(&user) == self.staff && desk::chat_enabled(&self.state).is_ok()
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, ticket = %self.ticket, "event stream recheck failed");
+                false
+            }
+        }
     }
 }
 

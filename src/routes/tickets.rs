@@ -64,7 +64,11 @@ pub struct TicketView {
 pub fn ticket_view(reads: &impl Reader, t: &TicketRecord) -> Result<TicketView, AppError> {
     let mut gone_links = Vec::new();
     if let Some(p) = t.project_id {
-        if reads.get::<ProjectRecord>(&keys::id(p))?.is_none() {
+        // A project inside a workbench being deleted is already gone for every caller.
+        let project = reads.get::<ProjectRecord>(&keys::id(p))?;
+        let visible =
+            crate::services::workspace::only_visible(reads, project.into_iter().collect())?;
+        if visible.is_empty() {
             gone_links.push("project_id");
         }
     }

@@ -266,6 +266,9 @@ pub async fn post(
     if internal && !is_staff(caller) {
         return Err(AppError::Forbidden);
     }
+    if ticket.channel == TicketChannel::Chat {
+        chat_enabled(state)?;
+    }
     let msg = PostMessage {
         ticket_id: ticket.id,
         author_id: caller.id,
@@ -288,6 +291,9 @@ pub async fn update(
     if !is_staff(caller) {
         return Err(AppError::Forbidden);
     }
+    if ticket.channel == TicketChannel::Chat {
+        chat_enabled(state)?;
+    }
     let change = UpdateTicket {
         ticket_id: ticket.id,
         by: caller.id,
@@ -307,6 +313,16 @@ fn after_change(state: &AppState, done: &TicketDone) {
     }
 }
 
+async fn mark_breached(state: &AppState, id: Uuid) -> Result<bool, AppError> {
+    let Some(t) = state.store.get::<TicketRecord>(&keys::id(id))? else {
+        return Ok(false);
+    };
+    Ok(state
+        .workspaces
+        .change(t.user_id, MarkSlaBreached { ticket_id: id })
+        .await?)
+}
+
 /// Marks the tickets whose first-response deadline has passed unanswered (at most `limit` per
 /// run), counting each breach once. Returns how many it marked.
 pub async fn sweep_sla(state: &AppState, limit: usize) -> Result<usize, AppError> {
@@ -322,16 +338,17 @@ pub async fn sweep_sla(state: &AppState, limit: usize) -> Result<usize, AppError
         if due_at >= now {
             break;
         }
-        let Some(t) = state.store.get::<TicketRecord>(&keys::id(id))? else {
-            continue;
-        };
-        if state
-            .workspaces
-            .change(t.user_id, MarkSlaBreached { ticket_id: id })
-            .await?
-        {
-            state.metrics.sla_breaches.fetch_add(1, Ordering::Relaxed);
-            marked += 1;
+        // One ticket that cannot be marked (undecodable, its owner's actor busy) must not stop
+        // the others: it is logged and retried on the next run.
+        match mark_breached(state, id).await {
+            Ok(true) => {
+                state.metrics.sla_breaches.fetch_add(1, Ordering::Relaxed);
+                marked += 1;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(ticket = %id, error = %e, "SLA breach not marked; retried next run")
+            }
         }
     }
     if marked > 0 {

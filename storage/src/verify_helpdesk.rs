@@ -73,25 +73,32 @@ fn check_ticket(t: &Tables, ticket: &TicketRecord, c: &mut Collector) -> Result<
 }
 
 fn check_links(t: &Tables, ticket: &TicketRecord, c: &mut Collector) -> Result<(), StorageError> {
+    // A link to a record since deleted is allowed (the ticket shows it as gone); one that does
+    // not decode is damage, not a deletion.
     if let Some(p) = ticket.project_id {
-        if let Some(project) = get::<ProjectRecord>(&t.projects, &keys::id(p))?.and_then(Result::ok)
-        {
-            if project.user_id != ticket.user_id {
-                c.violation(format!(
-                    "ticket {} links project {p} of another user",
-                    ticket.id
-                ));
-            }
+        match get::<ProjectRecord>(&t.projects, &keys::id(p))? {
+            Some(Ok(project)) if project.user_id != ticket.user_id => c.violation(format!(
+                "ticket {} links project {p} of another user",
+                ticket.id
+            )),
+            Some(Err(e)) => c.violation(format!(
+                "ticket {} links project {p}, which does not decode: {e}",
+                ticket.id
+            )),
+            _ => {}
         }
     }
     if let Some(g) = ticket.generation_request_id {
-        let generation =
-            get::<GenerationRecord>(&t.generations, &keys::id(g))?.and_then(Result::ok);
-        if generation.is_some_and(|g| g.user_id != ticket.user_id) {
-            c.violation(format!(
+        match get::<GenerationRecord>(&t.generations, &keys::id(g))? {
+            Some(Ok(generation)) if generation.user_id != ticket.user_id => c.violation(format!(
                 "ticket {} links generation request {g} of another user",
                 ticket.id
-            ));
+            )),
+            Some(Err(e)) => c.violation(format!(
+                "ticket {} links generation request {g}, which does not decode: {e}",
+                ticket.id
+            )),
+            _ => {}
         }
     }
     Ok(())
@@ -102,7 +109,8 @@ fn check_sla(ticket: &TicketRecord, c: &mut Collector) {
     let consistent = due > ticket.created_at_us
         && match ticket.first_responded_at_us {
             Some(at) => at >= ticket.created_at_us && (at > due) == ticket.sla_breached,
-            None => true,
+            // Marked breached only once the deadline has passed.
+            None => !ticket.sla_breached || due < crate::now_us(),
         };
     if !consistent {
         c.violation(format!(

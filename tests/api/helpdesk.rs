@@ -886,3 +886,45 @@ async fn verify_finds_a_gap_in_ticket_numbers() {
         report.violations
     );
 }
+
+/// Reads until the server ends the stream; false if it is still open after 10 s.
+async fn ends(r: &mut reqwest::Response) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, r.chunk()).await {
+            Err(_) => return false,
+            Ok(Ok(None)) | Ok(Err(_)) => return true,
+            Ok(Ok(Some(_))) => {}
+        }
+    }
+}
+
+#[actix_web::test]
+async fn an_open_stream_ends_with_its_session_and_a_chat_ticket_follows_the_toggle() {
+    let app = spawn_app().await;
+    enable_chat(&app, true).await;
+    let agent = app.staff(Role::Agent).await;
+    let (customer, _) = app.new_user().await;
+    let chat = json!({"subject": "Live", "description": "Hi", "channel": "chat"});
+    let r = open(&app, &customer, &chat).await;
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut s = stream(&app, &customer, &id, None).await;
+    assert_eq!(s.status(), 200);
+    let r = app
+        .post_json("/api/v1/auth/logout", Some(&customer), &json!({}))
+        .await;
+    assert_eq!(r.status(), 204);
+    post_message(&app, &agent, &id, "are you there?", false).await;
+    assert!(ends(&mut s).await, "a logged-out caller's stream ends");
+
+    enable_chat(&app, false).await;
+    let r = post_message(&app, &agent, &id, "after hours", false).await;
+    assert_error(r, 403, "feature_disabled").await;
+    let r = patch(&app, &agent, &id, &json!({"priority": "high"})).await;
+    assert_error(r, 403, "feature_disabled").await;
+    app.assert_verified();
+}
