@@ -291,9 +291,11 @@ impl AppError {
         self.headers(&mut resp);
         let request_id = crate::request_id::current().unwrap_or_default();
         resp.content_type("text/html; charset=utf-8").body(format!(
-            "<!doctype html><html><head><meta charset=\"utf-8\"><title>{status}</title></head>\
-             <body><h1>{status}</h1><p>{message}</p><p><small>{code} · request {rid}</small></p>\
-             </body></html>",
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{status}</title>\
+             <link rel=\"stylesheet\" href=\"/admin/static/admin.css\"></head>\
+             <body class=\"error\"><main><h1>{status}</h1><p>{message}</p>\
+             <p><a href=\"/admin/\">Back to the back office</a></p>\
+             <p><small>{code} · request {rid}</small></p></main></body></html>",
             status = e.status,
             message = html_escape(&e.message),
             code = e.code,

@@ -1,6 +1,7 @@
 //! CreativeFlow Core: HTTP API, configuration and wiring of the `creativeflow` binary.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod auth;
 pub mod billing;
 pub mod commands;

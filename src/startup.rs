@@ -91,6 +91,7 @@ impl Application {
                 .wrap(from_fn(limit_in_flight))
                 .wrap(from_fn(crate::telemetry::observe))
                 .configure(crate::routes::configure)
+                .configure(crate::admin::configure)
                 .service(crate::openapi::serve)
                 .default_service(web::to(fallback))
         })

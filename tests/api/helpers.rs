@@ -185,6 +185,18 @@ impl TestApp {
 
     /// A staff account created the way `creativeflow user create` does; returns its token.
     pub async fn staff(&self, role: Role) -> String {
+        let email = self.account(role).await;
+        let r = self.login(&email, PASSWORD).await;
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.expect("json")["token"]
+            .as_str()
+            .expect("token")
+            .to_string()
+    }
+
+    /// An account of `role` with [`PASSWORD`], created the way `creativeflow user create`
+    /// does; returns its email.
+    pub async fn account(&self, role: Role) -> String {
         let email = unique_email(role.as_str());
         let hash = creativeflow::passwords::hash_password_now(PASSWORD).expect("hash");
         create_user(
@@ -199,12 +211,7 @@ impl TestApp {
         )
         .await
         .expect("staff created");
-        let r = self.login(&email, PASSWORD).await;
-        assert_eq!(r.status(), 200);
-        r.json::<Value>().await.expect("json")["token"]
-            .as_str()
-            .expect("token")
-            .to_string()
+        email
     }
 
     pub async fn admin_adjust(

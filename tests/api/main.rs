@@ -1,6 +1,7 @@
 //! Integration tests: the real app on port 0 with a fresh data folder per test, or the real
 //! binary for the CLI and crash tests.
 
+mod admin;
 mod architecture;
 mod auth;
 mod billing;

@@ -1,0 +1,551 @@
+//! The back office over HTTP: sign-in, roles, CSRF, escaping, paging, every menu and action.
+
+use reqwest::redirect::Policy;
+use serde_json::{json, Value};
+use storage::records::Role;
+
+use crate::helpers::{spawn_app, TestApp, PASSWORD};
+
+/// A browser-like client: keeps cookies, does not follow redirects (tests look at them).
+struct Browser<'a> {
+    app: &'a TestApp,
+    client: reqwest::Client,
+}
+
+impl<'a> Browser<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(Policy::none())
+            .build()
+            .unwrap();
+        Browser { app, client }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let r = self.client.get(self.app.url(path)).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.client
+            .post(self.app.url(path))
+            .form(fields)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Signs in through the login form; returns the answer to the form post.
+    async fn sign_in(&self, email: &str, password: &str) -> reqwest::Response {
+        let (status, page) = self.get("/admin/login").await;
+        assert_eq!(status, 200);
+        let csrf = csrf_of(&page);
+        self.post(
+            "/admin/login",
+            &[
+                ("email", email),
+                ("password", password),
+                ("csrf_token", &csrf),
+            ],
+        )
+        .await
+    }
+
+    async fn signed_in(app: &'a TestApp, role: Role) -> Browser<'a> {
+        let b = Browser::new(app);
+        let email = app.account(role).await;
+        let r = b.sign_in(&email, PASSWORD).await;
+        assert_eq!(r.status(), 303);
+        assert_eq!(r.headers()["location"], "/admin/");
+        b
+    }
+
+    /// Gets `path` (200 expected) and returns the page with its CSRF token.
+    async fn page(&self, path: &str) -> (String, String) {
+        let (status, page) = self.get(path).await;
+        assert_eq!(status, 200, "{path}: {page}");
+        let csrf = csrf_of(&page);
+        (page, csrf)
+    }
+}
+
+fn csrf_of(page: &str) -> String {
+    value_of(page, "csrf_token")
+}
+
+/// The value of the first input named `name` on the page.
+fn value_of(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.find(&marker).expect("the input is on the page") + marker.len();
+    page[start..].split('"').next().unwrap().to_string()
+}
+
+#[actix_web::test]
+async fn staff_sign_in_open_every_menu_and_sign_out() {
+    let app = spawn_app().await;
+    let b = Browser::signed_in(&app, Role::Admin).await;
+    let menus = [
+        ("/admin/", "Dashboard"),
+        ("/admin/workbenches", "Workbenches"),
+        ("/admin/projects", "Projects"),
+        ("/admin/projects/kanban", "Projects by workbench"),
+        ("/admin/brand-kits", "Brand Kits"),
+        ("/admin/generations", "Generation Requests"),
+        ("/admin/credits", "Credits"),
+        ("/admin/users", "Users"),
+        ("/admin/invoices", "Invoices"),
+        ("/admin/tickets", "Helpdesk"),
+        ("/admin/tickets/kanban", "Tickets by stage"),
+        ("/admin/settings", "Settings"),
+    ];
+    for (path, title) in menus {
+        let (page, _) = b.page(path).await;
+        assert!(page.contains(&format!("<h1>{title}</h1>")), "{path}");
+        assert!(page.contains("CreativeFlow AI"));
+    }
+    let (_, csrf) = b.page("/admin/").await;
+    let r = b.post("/admin/logout", &[("csrf_token", &csrf)]).await;
+    assert_eq!(r.status(), 303);
+    let (status, _) = b.get("/admin/users").await;
+    assert_eq!(status, 303, "signed out: back to the login page");
+}
+
+#[actix_web::test]
+async fn the_session_cookie_is_http_only_strict_and_scoped() {
+    let app = spawn_app().await;
+    let email = app.account(Role::Agent).await;
+    let r = Browser::new(&app).sign_in(&email, PASSWORD).await;
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("cf_admin="))
+        .expect("a session cookie");
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/admin", "Max-Age="] {
+        assert!(cookie.contains(part), "{cookie} lacks {part}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP: no Secure flag");
+}
+
+#[actix_web::test]
+async fn a_wrong_password_shows_the_form_again_and_a_customer_gets_a_403_page() {
+    let app = spawn_app().await;
+    let b = Browser::new(&app);
+    let email = app.account(Role::Admin).await;
+    let r = b.sign_in(&email, "not the password").await;
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("Wrong email or password"));
+    let customer = app.account(Role::User).await;
+    let r = b.sign_in(&customer, PASSWORD).await;
+    assert_eq!(r.status(), 403);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(r
+        .headers()
+        .get("set-cookie")
+        .is_none_or(|c| !c.to_str().unwrap().starts_with("cf_admin=")));
+    let (status, _) = b.get("/admin/users").await;
+    assert_eq!(status, 303, "no session was opened");
+}
+
+#[actix_web::test]
+async fn a_post_without_the_csrf_token_changes_nothing() {
+    let app = spawn_app().await;
+    let b = Browser::signed_in(&app, Role::Admin).await;
+    let (_, user_id) = app.new_user().await;
+    let before = b.page(&format!("/admin/users/{user_id}")).await.0;
+    for csrf in [None, Some("forged")] {
+        let mut fields = vec![("amount", "500"), ("reason", "gift"), ("form_id", "f-1")];
+        if let Some(c) = csrf {
+            fields.push(("csrf_token", c));
+        }
+        let r = b
+            .post(&format!("/admin/users/{user_id}/credits"), &fields)
+            .await;
+        assert_eq!(r.status(), 403);
+        let r = b
+            .post("/admin/settings", &[("enable_live_chat_support", "on")])
+            .await;
+        assert_eq!(r.status(), 403);
+    }
+    let after = b.page(&format!("/admin/users/{user_id}")).await.0;
+    assert_eq!(balance_shown(&before), balance_shown(&after));
+    // The login form needs its token too.
+    let r = Browser::new(&app)
+        .post("/admin/login", &[("email", "a@b.co"), ("password", "x")])
+        .await;
+    assert_eq!(r.status(), 403);
+    app.assert_verified();
+}
+
+fn balance_shown(page: &str) -> u64 {
+    let start = page.find("<span id=\"balance\">").unwrap() + "<span id=\"balance\">".len();
+    page[start..].split('<').next().unwrap().parse().unwrap()
+}
+
+#[actix_web::test]
+async fn a_credit_form_submitted_twice_adjusts_once() {
+    let app = spawn_app().await;
+    let b = Browser::signed_in(&app, Role::Admin).await;
+    let (token, user_id) = app.new_user().await;
+    let before = app.balance(&token).await;
+    let (page, csrf) = b.page(&format!("/admin/users/{user_id}")).await;
+    let form_id = value_of(&page, "form_id");
+    let fields = [
+        ("csrf_token", csrf.as_str()),
+        ("form_id", &form_id),
+        ("amount", "250"),
+        ("reason", "goodwill <b>"),
+    ];
+    for _ in 0..2 {
+        let r = b
+            .post(&format!("/admin/users/{user_id}/credits"), &fields)
+            .await;
+        assert_eq!(r.status(), 303);
+    }
+    assert_eq!(app.balance(&token).await, before + 250);
+    let (page, _) = b.page(&format!("/admin/users/{user_id}")).await;
+    assert_eq!(balance_shown(&page), before + 250);
+    assert!(
+        page.contains("goodwill &lt;b&gt;"),
+        "the reason shows, escaped"
+    );
+    // A new form (a new id) is a new adjustment; a deduction beyond the balance is refused.
+    let (page, csrf) = b.page(&format!("/admin/users/{user_id}")).await;
+    let form_id = value_of(&page, "form_id");
+    let r = b
+        .post(
+            &format!("/admin/users/{user_id}/credits"),
+            &[
+                ("csrf_token", &csrf),
+                ("form_id", &form_id),
+                ("amount", "-999999"),
+                ("reason", "too much"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 402, "insufficient_credits, as in the API");
+    assert!(
+        r.text().await.unwrap().contains("<h1>"),
+        "errors render as a page"
+    );
+    assert_eq!(app.balance(&token).await, before + 250);
+    app.assert_verified();
+}
+
+#[actix_web::test]
+async fn admins_edit_tier_role_and_name_and_agents_cannot() {
+    let app = spawn_app().await;
+    let admin = Browser::signed_in(&app, Role::Admin).await;
+    let (_, user_id) = app.new_user().await;
+    let path = format!("/admin/users/{user_id}");
+    let (_, csrf) = admin.page(&path).await;
+    let r = admin
+        .post(
+            &path,
+            &[
+                ("csrf_token", &csrf),
+                ("name", "Renamed"),
+                ("role", "agent"),
+                ("tier", "pro"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let (page, _) = admin.page(&path).await;
+    assert!(
+        page.contains("Renamed")
+            && page.contains("<dd>agent</dd>")
+            && page.contains("<dd>pro</dd>")
+    );
+    let r = admin
+        .post(&path, &[("csrf_token", &csrf), ("tier", "platinum")])
+        .await;
+    assert_eq!(r.status(), 422);
+
+    let agent = Browser::signed_in(&app, Role::Agent).await;
+    let (page, csrf) = agent.page(&path).await;
+    assert!(
+        !page.contains("Adjust credits"),
+        "agents see no admin forms"
+    );
+    let r = agent
+        .post(&path, &[("csrf_token", &csrf), ("tier", "free")])
+        .await;
+    assert_eq!(r.status(), 403);
+    let (status, _) = agent.get("/admin/settings").await;
+    assert_eq!(status, 403);
+}
+
+#[actix_web::test]
+async fn every_value_is_escaped() {
+    let app = spawn_app().await;
+    let b = Browser::signed_in(&app, Role::Agent).await;
+    let (token, _) = app.new_user().await;
+    let r = app
+        .post_json(
+            "/api/v1/workbenches",
+            Some(&token),
+            &json!({"name": "<script>alert(1)</script>"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for path in [
+        "/admin/workbenches".to_string(),
+        format!("/admin/workbenches/{id}"),
+        "/admin/projects/kanban".into(),
+    ] {
+        let (page, _) = b.page(&path).await;
+        assert!(!page.contains("<script>alert(1)"), "{path}");
+        if path != "/admin/projects/kanban" {
+            assert!(
+                page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+                "{path}"
+            );
+        }
+    }
+    let (status, page) = b.get("/admin/users?q=%3Cimg%20src%3Dx%3E").await;
+    assert_eq!(status, 200);
+    assert!(!page.contains("<img src=x>"));
+}
+
+#[actix_web::test]
+async fn lists_page_with_a_cursor_filter_and_search() {
+    let app = spawn_app().await;
+    let b = Browser::signed_in(&app, Role::Agent).await;
+    for _ in 0..55 {
+        app.account(Role::User).await;
+    }
+    let (page, _) = b.page("/admin/users?order=oldest").await;
+    assert_eq!(page.matches("<tr><td><a href=\"/admin/users/").count(), 50);
+    let next = page
+        .split("rel=\"next\" href=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    let (rest, _) = b.page(&next).await;
+    assert_eq!(
+        rest.matches("<tr><td><a href=\"/admin/users/").count(),
+        6,
+        "55 users and the agent"
+    );
+    assert!(!rest.contains("rel=\"next\""));
+    let (page, _) = b.page("/admin/users?role=agent").await;
+    assert_eq!(page.matches("<tr><td><a href=\"/admin/users/").count(), 1);
+    let (page, _) = b.page("/admin/users?q=agent-").await;
+    assert_eq!(
+        page.matches("<tr><td><a href=\"/admin/users/").count(),
+        1,
+        "email search: {page}"
+    );
+    let (status, _) = b.get("/admin/users?role=owner").await;
+    assert_eq!(status, 422);
+    let (status, _) = b.get("/admin/users?cursor=%%%").await;
+    assert_eq!(status, 422);
+}
+
+async fn ticket(app: &TestApp) -> String {
+    let (token, _) = app.new_user().await;
+    let r = app
+        .post_json(
+            "/api/v1/tickets",
+            Some(&token),
+            &json!({"subject": "Broken export", "description": "It fails"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[actix_web::test]
+async fn a_kanban_card_moves_a_ticket_through_the_api_rules() {
+    let app = spawn_app().await;
+    let b = Browser::signed_in(&app, Role::Agent).await;
+    let id = ticket(&app).await;
+    let (_, csrf) = b.page("/admin/tickets/kanban").await;
+    let path = format!("/admin/tickets/{id}");
+    let fields = |stage| {
+        [
+            ("csrf_token", csrf.as_str()),
+            ("stage", stage),
+            ("back", "kanban"),
+        ]
+    };
+    let r = b.post(&path, &fields("closed")).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/admin/tickets/kanban");
+    let (page, _) = b.page("/admin/tickets/kanban").await;
+    let closed = page.split("data-stage=\"closed\"").nth(1).unwrap();
+    assert!(closed.contains(&id), "the card is in the closed column");
+    let r = b.post(&path, &fields("in_progress")).await;
+    assert_eq!(r.status(), 409, "closed is final, as in the API");
+    app.assert_verified();
+}
+
+#[actix_web::test]
+async fn the_ticket_form_replies_notes_and_assigns() {
+    let app = spawn_app().await;
+    let b = Browser::signed_in(&app, Role::Agent).await;
+    let id = ticket(&app).await;
+    let path = format!("/admin/tickets/{id}");
+    let (_, csrf) = b.page(&path).await;
+    let r = b
+        .post(
+            &format!("{path}/messages"),
+            &[
+                ("csrf_token", &*csrf),
+                ("body", "We are on it"),
+                ("kind", "reply"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let r = b
+        .post(
+            &format!("{path}/messages"),
+            &[
+                ("csrf_token", &*csrf),
+                ("body", "customer is VIP"),
+                ("kind", "note"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let r = b
+        .post(
+            &format!("{path}/messages"),
+            &[("csrf_token", &*csrf), ("body", "  "), ("kind", "reply")],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let other = app.account(Role::User).await;
+    let r = b
+        .post(&path, &[("csrf_token", &*csrf), ("assignee", &other)])
+        .await;
+    assert_eq!(r.status(), 422, "only agents and admins take tickets");
+    let agent = app.account(Role::Agent).await;
+    let r = b
+        .post(
+            &path,
+            &[
+                ("csrf_token", &*csrf),
+                ("assignee", &agent),
+                ("priority", "urgent"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let (page, _) = b.page(&path).await;
+    assert!(page.contains("We are on it"));
+    assert!(page.contains("message internal") && page.contains("Internal note"));
+    assert!(page.contains(&agent) && page.contains("<dd>urgent</dd>"));
+    assert!(page.contains("badge met"), "the public reply met the SLA");
+    app.assert_verified();
+}
+
+#[actix_web::test]
+async fn settings_flip_a_toggle_that_the_next_request_follows() {
+    let app = spawn_app().await;
+    let b = Browser::signed_in(&app, Role::Admin).await;
+    let (_, csrf) = b.page("/admin/settings").await;
+    let r = b
+        .post(
+            "/admin/settings",
+            &[("csrf_token", &*csrf), ("enable_live_chat_support", "on")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let features: Value = app
+        .get("/api/v1/features", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(features["enable_live_chat_support"], true);
+    assert_eq!(features["enable_paypal_payments"], false);
+    let (page, _) = b.page("/admin/settings").await;
+    assert!(page.contains("<td>enable_live_chat_support</td><td>false</td><td>true</td>"));
+}
+
+#[actix_web::test]
+async fn the_dashboard_draws_four_charts_with_their_tables() {
+    let app = spawn_app().await;
+    let b = Browser::signed_in(&app, Role::Agent).await;
+    app.new_user().await;
+    ticket(&app).await;
+    let (page, _) = b.page("/admin/").await;
+    assert_eq!(page.matches("<svg").count(), 4);
+    assert_eq!(page.matches("<details class=\"sr-table\">").count(), 4);
+    assert!(page.contains("Credits granted vs spent per day"));
+}
+
+#[actix_web::test]
+async fn admin_pages_are_not_in_the_openapi_and_unknown_ones_are_html() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .get("/api/v1/openapi.json", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .all(|p| !p.starts_with("/admin")));
+    let b = Browser::signed_in(&app, Role::Agent).await;
+    let r = b
+        .client
+        .get(app.url("/admin/nothing-here"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let (status, _) = b
+        .get(&format!("/admin/users/{}", uuid::Uuid::now_v7()))
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[actix_web::test]
+async fn a_password_reset_ends_the_back_office_session() {
+    let app = spawn_app().await;
+    let email = app.account(Role::Agent).await;
+    let b = Browser::new(&app);
+    assert_eq!(b.sign_in(&email, PASSWORD).await.status(), 303);
+    b.page("/admin/tickets").await;
+    let r = app
+        .post_json(
+            "/api/v1/auth/password-reset/request",
+            None,
+            &json!({"email": email}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let code = crate::auth::reset_code(&app, 1).await;
+    let confirm = json!({"token": code, "new_password": "a brand new password"});
+    let r = app
+        .post_json("/api/v1/auth/password-reset/confirm", None, &confirm)
+        .await;
+    assert_eq!(r.status(), 200);
+    let (status, _) = b.get("/admin/tickets").await;
+    assert_eq!(status, 303, "the session ended with the old password");
+}
