@@ -5,6 +5,7 @@ mod admin;
 mod architecture;
 mod auth;
 mod billing;
+mod browser;
 mod bus;
 mod cli;
 mod conventions;
