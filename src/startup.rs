@@ -120,6 +120,7 @@ impl Application {
         spawn_deletion_resumer(state.clone());
         spawn_timeout_sweeper(state.clone());
         spawn_sla_sweeper(state.clone());
+        spawn_rollups(state.clone());
         tracing::info!(
             %listen, port, data_dir = %state.config.data_dir.display(),
             startup_ms = started.elapsed().as_millis() as u64,
@@ -254,6 +255,25 @@ fn spawn_sla_sweeper(state: web::Data<AppState>) {
                 Ok(_) => {}
                 Err(AppError::Unavailable(_)) => break,
                 Err(e) => tracing::warn!(error = %e, "SLA sweep failed"),
+            }
+        }
+    });
+}
+
+/// Rolls up the dashboard's settled days: soon after start, then every ten minutes.
+fn spawn_rollups(state: web::Data<AppState>) {
+    const FIRST_AFTER_S: u64 = 5;
+    const EVERY_S: u64 = 600;
+    actix_web::rt::spawn(async move {
+        let start = tokio::time::Instant::now() + std::time::Duration::from_secs(FIRST_AFTER_S);
+        let mut tick = tokio::time::interval_at(start, std::time::Duration::from_secs(EVERY_S));
+        loop {
+            tick.tick().await;
+            match crate::services::rollups::roll_up(&state.store, storage::now_us()).await {
+                Ok(0) => {}
+                Ok(days) => tracing::info!(days, "dashboard days rolled up"),
+                Err(AppError::Unavailable(_)) => break,
+                Err(e) => tracing::warn!(error = %e, "dashboard rollup failed"),
             }
         }
     });

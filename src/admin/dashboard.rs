@@ -1,26 +1,30 @@
 //! The dashboard: four charts drawn on the server as SVG (plotters), each with its numbers as a
 //! table for screen readers.
 //!
-//! Ids are time-ordered, so "the last 30 days" is a key range read from its start; each chart
-//! reads at most [`ROWS_READ_MAX`] records and says so when it stopped there.
+//! The day charts read the stored day rollups (a year is 365 small records) and count only the
+//! days not rolled up yet (the last two) from their key range, at most [`ROWS_READ_MAX`]
+//! records; a chart says so when it stopped there. So the page does not grow with the ledger.
 
 use std::collections::BTreeMap;
 
 use maud::{html, Markup};
 use plotters::prelude::*;
 use storage::records::*;
-use storage::{now_us, Direction, Reader, Record};
+use storage::rollup::{self, DayRollup};
+use storage::{now_us, Direction, Reader};
 
 use super::layout::{self, Menu};
 use super::{PageResult, Staff};
 use crate::error::AppError;
+use crate::services::rollups;
 
-/// Records one chart reads at most.
+/// Records the page counts live at most (days not rolled up yet).
 const ROWS_READ_MAX: usize = 200_000;
+/// Tickets the open-ticket chart reads at most (newest first).
+const TICKETS_READ_MAX: usize = 50_000;
 const STEP: usize = 1_000;
-const DAY_US: i64 = 86_400_000_000;
 const DAYS: i64 = 30;
-const MONTHS: i64 = 12;
+const YEAR_DAYS: i64 = 365;
 const PALETTE: [RGBColor; 6] = [
     RGBColor(108, 63, 180),
     RGBColor(214, 96, 77),
@@ -44,10 +48,15 @@ struct Chart {
 pub async fn show(staff: Staff) -> PageResult {
     let reads = &*staff.reads;
     let now = now_us();
+    let today = rollup::day_of(now);
+    // A year of days: stored rollups, except the last days (counted live, bounded).
+    let first = today - YEAR_DAYS + 1;
+    let year = rollups::days(reads, first, today, ROWS_READ_MAX)?;
+    let month = &year.days[year.days.len().saturating_sub(DAYS as usize)..];
     let charts = [
-        credits(reads, now)?,
-        generations(reads, now)?,
-        revenue(reads, now)?,
+        credits(month, year.partial),
+        generations(month, year.partial),
+        revenue(&year.days, year.partial),
         tickets(reads, now)?,
     ];
     let body = html! {
@@ -56,32 +65,91 @@ pub async fn show(staff: Staff) -> PageResult {
     Ok(layout::page(&staff, Menu::Dashboard, "Dashboard", body))
 }
 
-/// The smallest key of a time-ordered (UUIDv7) table at `at_us`.
-fn key_at(at_us: i64) -> Vec<u8> {
-    let ms = u64::try_from(at_us / 1000).unwrap_or(0);
-    let mut k = ms.to_be_bytes()[2..].to_vec();
-    k.resize(16, 0);
-    k
+fn day_label(day: i64) -> String {
+    crate::views::rfc3339(day * rollup::DAY_US)[5..10].to_string()
 }
 
-/// Visits the records of `R` created since `since_us`, oldest first, at most [`ROWS_READ_MAX`];
-/// true when it stopped at the bound.
-fn since<R: Record>(
+fn credits(days: &[DayRollup], partial: bool) -> Chart {
+    Chart {
+        title: "Credits granted vs spent per day (30 days)",
+        labels: days.iter().map(|d| day_label(d.day)).collect(),
+        series: vec![
+            (
+                "granted".into(),
+                days.iter().map(|d| d.granted as f64).collect(),
+            ),
+            (
+                "spent".into(),
+                days.iter().map(|d| d.spent as f64).collect(),
+            ),
+        ],
+        bars: false,
+        partial,
+    }
+}
+
+fn generations(days: &[DayRollup], partial: bool) -> Chart {
+    Chart {
+        title: "Generation requests per status per day (30 days)",
+        labels: days.iter().map(|d| day_label(d.day)).collect(),
+        series: rollup::GEN_STATUSES
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                (
+                    s.as_str().to_string(),
+                    days.iter().map(|d| d.generations[i] as f64).collect(),
+                )
+            })
+            .collect(),
+        bars: false,
+        partial,
+    }
+}
+
+fn revenue(days: &[DayRollup], partial: bool) -> Chart {
+    let mut months: BTreeMap<String, [f64; 2]> = BTreeMap::new();
+    for d in days {
+        let m = months
+            .entry(crate::views::rfc3339(d.day * rollup::DAY_US)[..7].to_string())
+            .or_default();
+        for (p, v) in d.revenue_minor.iter().enumerate() {
+            m[p] += *v as f64 / 100.0;
+        }
+    }
+    Chart {
+        title: "Revenue per month by provider",
+        labels: months.keys().cloned().collect(),
+        series: rollup::PROVIDERS
+            .iter()
+            .enumerate()
+            .map(|(p, name)| {
+                (
+                    name.as_str().to_string(),
+                    months.values().map(|m| m[p]).collect(),
+                )
+            })
+            .collect(),
+        bars: false,
+        partial,
+    }
+}
+
+/// Visits tickets newest first, at most [`TICKETS_READ_MAX`]; true when it stopped there.
+fn recent_tickets(
     reads: &impl Reader,
-    since_us: i64,
-    mut visit: impl FnMut(R),
+    mut visit: impl FnMut(TicketRecord),
 ) -> Result<bool, AppError> {
-    // Keys after the bound's millisecond with zero random bits: every record from then on.
-    let mut after = (since_us > 0).then(|| key_at(since_us));
+    let mut after: Option<Vec<u8>> = None;
     let mut read = 0;
     loop {
-        let rows = reads.scan::<R>(&[], after.as_deref(), Direction::Forward, STEP)?;
+        let rows = reads.scan::<TicketRecord>(&[], after.as_deref(), Direction::Backward, STEP)?;
         let done = rows.len() < STEP;
-        for (k, r) in rows {
+        for (k, t) in rows {
             read += 1;
-            visit(r);
+            visit(t);
             after = Some(k);
-            if read >= ROWS_READ_MAX {
+            if read >= TICKETS_READ_MAX {
                 return Ok(true);
             }
         }
@@ -91,106 +159,13 @@ fn since<R: Record>(
     }
 }
 
-fn day_labels(now: i64) -> Vec<String> {
-    (0..DAYS)
-        .rev()
-        .map(|d| crate::views::rfc3339(now - d * DAY_US)[5..10].to_string())
-        .collect()
-}
-
-/// Index of the day (0 = 29 days ago, 29 = today) of `at_us`.
-fn day_index(now: i64, at_us: i64) -> Option<usize> {
-    let ago = (now.div_euclid(DAY_US) - at_us.div_euclid(DAY_US)).max(0);
-    (ago < DAYS).then(|| (DAYS - 1 - ago) as usize)
-}
-
-fn credits(reads: &impl Reader, now: i64) -> Result<Chart, AppError> {
-    let mut granted = vec![0.0; DAYS as usize];
-    let mut spent = vec![0.0; DAYS as usize];
-    let partial = since::<LedgerEntry>(reads, now - DAYS * DAY_US, |e| {
-        let Some(d) = day_index(now, e.created_at_us) else {
-            return;
-        };
-        match e.kind {
-            LedgerKind::GenerationCharge => spent[d] += (-e.amount) as f64,
-            LedgerKind::GenerationRefund => spent[d] -= e.amount as f64,
-            _ if e.amount > 0 => granted[d] += e.amount as f64,
-            _ => {}
-        }
-    })?;
-    Ok(Chart {
-        title: "Credits granted vs spent per day (30 days)",
-        labels: day_labels(now),
-        series: vec![("granted".into(), granted), ("spent".into(), spent)],
-        bars: false,
-        partial,
-    })
-}
-
-fn generations(reads: &impl Reader, now: i64) -> Result<Chart, AppError> {
-    let statuses = [
-        "pending",
-        "queued",
-        "processing",
-        "completed",
-        "failed",
-        "cancelled",
-    ];
-    let mut counts = vec![vec![0.0; DAYS as usize]; statuses.len()];
-    let partial = since::<GenerationRecord>(reads, now - DAYS * DAY_US, |g| {
-        let Some(d) = day_index(now, g.created_at_us) else {
-            return;
-        };
-        if let Some(s) = statuses.iter().position(|s| *s == g.status.as_str()) {
-            counts[s][d] += 1.0;
-        }
-    })?;
-    Ok(Chart {
-        title: "Generation requests per status per day (30 days)",
-        labels: day_labels(now),
-        series: statuses.iter().map(|s| s.to_string()).zip(counts).collect(),
-        bars: false,
-        partial,
-    })
-}
-
-fn revenue(reads: &impl Reader, now: i64) -> Result<Chart, AppError> {
-    let month_of = |us: i64| crate::views::rfc3339(us)[..7].to_string();
-    let labels: Vec<String> = (0..MONTHS)
-        .rev()
-        .map(|m| month_of(now - m * 30 * DAY_US))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let mut by: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
-    for p in ["stripe", "paypal"] {
-        by.insert(p, vec![0.0; labels.len()]);
-    }
-    let partial = since::<InvoiceRecord>(reads, now - MONTHS * 31 * DAY_US, |i| {
-        let m = month_of(i.created_at_us);
-        if let (Some(at), Some(v)) = (
-            labels.iter().position(|l| *l == m),
-            by.get_mut(i.provider.as_str()),
-        ) {
-            v[at] += i.amount_minor as f64 / 100.0;
-        }
-    })?;
-    Ok(Chart {
-        title: "Revenue per month by provider",
-        labels,
-        series: by.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-        bars: false,
-        partial,
-    })
-}
-
 fn tickets(reads: &impl Reader, now: i64) -> Result<Chart, AppError> {
     let open: Vec<TicketStage> = TicketStage::ALL
         .into_iter()
         .filter(|s| s.is_open())
         .collect();
     let mut counts = vec![0.0; open.len() + 1];
-    let partial = since::<TicketRecord>(reads, 0, |t| {
+    let partial = recent_tickets(reads, |t| {
         if let Some(i) = open.iter().position(|s| *s == t.stage) {
             counts[i] += 1.0;
         }
@@ -214,7 +189,7 @@ fn figure(c: &Chart) -> Result<Markup, AppError> {
     Ok(html! {
         figure {
             (layout::trusted(svg))
-            figcaption { (c.title) @if c.partial { " (first " (ROWS_READ_MAX) " records)" } }
+            figcaption { (c.title) @if c.partial { " (partly counted: the read bound was reached)" } }
             details.sr-table { summary { "Table" }
                 table {
                     caption { (c.title) }

@@ -7,5 +7,6 @@ pub mod generation;
 pub mod helpdesk;
 pub mod login;
 pub mod profile;
+pub mod rollups;
 pub mod users;
 pub mod workspace;

@@ -10,6 +10,7 @@ mod error;
 pub mod keys;
 pub mod ledger;
 pub mod records;
+pub mod rollup;
 mod store;
 mod tables;
 pub mod verify;

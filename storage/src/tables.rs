@@ -47,10 +47,11 @@ pub enum Table {
     TicketsAwaitingResponse,
     TicketEvents,
     Sequences,
+    DayRollups,
 }
 
 impl Table {
-    pub const ALL: [Table; 43] = [
+    pub const ALL: [Table; 44] = [
         Table::Meta,
         Table::Users,
         Table::UsersByEmail,
@@ -94,6 +95,7 @@ impl Table {
         Table::TicketsAwaitingResponse,
         Table::TicketEvents,
         Table::Sequences,
+        Table::DayRollups,
     ];
 
     pub fn name(self) -> &'static str {
@@ -140,6 +142,7 @@ impl Table {
             Table::TicketsAwaitingResponse => "tickets_awaiting_response",
             Table::TicketEvents => "ticket_events",
             Table::Sequences => "sequences",
+            Table::DayRollups => "day_rollups",
             Table::Profiles => "profiles",
         }
     }

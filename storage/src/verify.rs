@@ -10,6 +10,7 @@ use crate::codec::{decode, Record};
 use crate::keys;
 use crate::ledger::check_chain;
 use crate::records::*;
+use crate::rollup::{self, DayRollup};
 use crate::{StorageError, Table};
 
 #[path = "verify_helpdesk.rs"]
@@ -101,7 +102,8 @@ pub fn verify(
     check_meta(txn, &mut c)?;
     check_users(txn, &mut c)?;
     check_tokens(txn, &mut c)?;
-    check_ledger(txn, &mut c)?;
+    let ledger_days = check_ledger(txn, &mut c)?;
+    check_rollups(txn, &ledger_days, &mut c)?;
     check_idempotency(txn, &mut c)?;
     check_workspace(txn, &mut c)?;
     check_usage(txn, &mut c)?;
@@ -328,12 +330,59 @@ fn check_tokens(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageE
     Ok(())
 }
 
-fn check_ledger(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageError> {
+/// Each stored day rollup decodes, sits under its day, and its ledger totals are what the ledger
+/// holds for that day.
+fn check_rollups(
+    txn: &ReadTransaction,
+    ledger_days: &LedgerDays,
+    c: &mut Collector,
+) -> Result<(), StorageError> {
+    for item in open(txn, Table::DayRollups)?.iter()? {
+        let (k, v) = item?;
+        c.seen(Table::DayRollups);
+        let rollup = match decode::<DayRollup>(v.value()) {
+            Ok(r) => r,
+            Err(e) => {
+                c.violation(format!("day rollup {} unreadable: {e}", hex(k.value())));
+                continue;
+            }
+        };
+        if rollup::parse_key(k.value()) != Some(rollup.day) {
+            c.violation(format!(
+                "day rollup {} is stored under another key",
+                rollup.day
+            ));
+        }
+        let expected = ledger_days
+            .get(&rollup.day)
+            .cloned()
+            .unwrap_or_else(|| DayRollup::new(rollup.day));
+        if !rollup.same_ledger_totals(&expected) {
+            c.violation(format!(
+                "day rollup {} says granted {} spent {} over {} entries; the ledger has {} {} {}",
+                rollup.day,
+                rollup.granted,
+                rollup.spent,
+                rollup.ledger_entries,
+                expected.granted,
+                expected.spent,
+                expected.ledger_entries
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Ledger totals per day, as the ledger itself gives them.
+type LedgerDays = BTreeMap<i64, DayRollup>;
+
+fn check_ledger(txn: &ReadTransaction, c: &mut Collector) -> Result<LedgerDays, StorageError> {
     let accounts = open(txn, Table::Accounts)?;
     let ledger = open(txn, Table::Ledger)?;
     // One pass over every entry (in time order): decode it, count it per user, and collect the
     // payment and generation links the later checks need.
     let mut per_user: std::collections::HashMap<Uuid, u64> = std::collections::HashMap::new();
+    let mut days = LedgerDays::new();
     for item in ledger.iter()? {
         let (k, v) = item?;
         c.seen(Table::Ledger);
@@ -344,6 +393,11 @@ fn check_ledger(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageE
                 continue;
             }
         };
+        if let Some(day) = rollup::day_of_key(k.value()) {
+            days.entry(day)
+                .or_insert_with(|| DayRollup::new(day))
+                .add_ledger(&entry);
+        }
         if k.value() != keys::ledger(entry.id).as_slice() {
             c.violation(format!(
                 "ledger entry {} is stored under another key",
@@ -413,7 +467,7 @@ fn check_ledger(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageE
             "ledger entries of {user} have no account record ({n} entries)"
         ));
     }
-    Ok(())
+    Ok(days)
 }
 
 fn check_idempotency(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageError> {

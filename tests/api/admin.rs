@@ -549,3 +549,44 @@ async fn a_password_reset_ends_the_back_office_session() {
     let (status, _) = b.get("/admin/tickets").await;
     assert_eq!(status, 303, "the session ended with the old password");
 }
+
+#[actix_web::test]
+async fn settled_days_are_rolled_up_once_read_by_the_dashboard_and_checked_by_verify() {
+    use creativeflow::services::rollups;
+    use storage::rollup::{self, DayRollup, DAY_US};
+    let app = spawn_app().await;
+    app.new_user().await;
+    let now = storage::now_us();
+    let today = rollup::day_of(now);
+    // Three days on, today is settled.
+    let later = now + 3 * DAY_US;
+    assert!(rollups::roll_up(&app.state.store, later).await.unwrap() >= 1);
+    assert_eq!(
+        rollups::roll_up(&app.state.store, later).await.unwrap(),
+        0,
+        "once"
+    );
+    let r: DayRollup = app.state.store.get(&rollup::key(today)).unwrap().unwrap();
+    let grant = app.state.config.file.credits.signup_grant;
+    assert_eq!((r.granted, r.spent, r.ledger_entries), (grant, 0, 1));
+    app.assert_verified();
+
+    // The dashboard reads stored days; verify holds each against the ledger.
+    let mut forged = DayRollup::new(today - 5);
+    forged.granted = 424_242;
+    let mut set = storage::WriteSet::new();
+    set.put(rollup::key(today - 5), &forged);
+    app.state.store.write(set).await.unwrap();
+    let b = Browser::signed_in(&app, Role::Agent).await;
+    let (page, _) = b.page("/admin/").await;
+    assert!(
+        page.contains("<td>424242</td>"),
+        "the chart's table shows the stored day"
+    );
+    let report = app.verify();
+    assert!(
+        report.violations.iter().any(|v| v.contains("day rollup")),
+        "{:?}",
+        report.violations
+    );
+}

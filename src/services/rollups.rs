@@ -1,0 +1,140 @@
+//! Writing the dashboard's day rollups, and reading a period of days from them.
+//!
+//! A day is rolled up once it has been over for [`SETTLE_DAYS`] full day (every request of it has
+//! reached a final status by then: request deadlines are minutes), so its rollup never changes.
+//! The days since, and any day not rolled up yet, are counted live from their key range, with a
+//! bound on the records read.
+
+use storage::records::{GenerationRecord, InvoiceRecord, LedgerEntry};
+use storage::rollup::{self, DayRollup, DAY_US};
+use storage::{Direction, Reader, Record, Store, WriteOutcome, WriteSet};
+
+use crate::error::AppError;
+
+/// Days that must have passed since a day ended before it is rolled up.
+pub const SETTLE_DAYS: i64 = 1;
+/// How far back the rollup job looks for missing days.
+pub const DAYS_KEPT: i64 = 400;
+/// Records read per step of a day's range.
+const STEP: usize = 1_000;
+
+/// A period of days and whether counting it live stopped at the read bound.
+pub struct Days {
+    pub days: Vec<DayRollup>,
+    pub partial: bool,
+}
+
+/// Every record of `R` whose (time-ordered) key falls in `day`, at most `budget` of them;
+/// returns how many were read and whether the budget ended it.
+fn each_of_day<R: Record>(
+    reads: &impl Reader,
+    day: i64,
+    budget: &mut usize,
+    mut visit: impl FnMut(&R),
+) -> Result<bool, AppError> {
+    let start = rollup::time_key(day * DAY_US);
+    let end = rollup::time_key((day + 1) * DAY_US);
+    // `after` is exclusive; no id has all-zero random bits, so the day's start key is free.
+    let mut after = start;
+    loop {
+        let rows = reads.scan::<R>(&[], Some(&after), Direction::Forward, STEP)?;
+        let done = rows.len() < STEP;
+        for (k, r) in rows {
+            if k >= end {
+                return Ok(false);
+            }
+            if *budget == 0 {
+                return Ok(true);
+            }
+            *budget -= 1;
+            visit(&r);
+            after = k;
+        }
+        if done {
+            return Ok(false);
+        }
+    }
+}
+
+/// Counts `day` from its records, reading at most `budget` of them (true if it stopped there).
+pub fn count_day(
+    reads: &impl Reader,
+    day: i64,
+    budget: &mut usize,
+) -> Result<(DayRollup, bool), AppError> {
+    let mut r = DayRollup::new(day);
+    let mut cut = each_of_day::<LedgerEntry>(reads, day, budget, |e| r.add_ledger(e))?;
+    cut |= each_of_day::<GenerationRecord>(reads, day, budget, |g| r.add_generation(g))?;
+    cut |= each_of_day::<InvoiceRecord>(reads, day, budget, |i| r.add_invoice(i))?;
+    Ok((r, cut))
+}
+
+/// The days `first..=last`: stored rollups where they exist, the rest counted live with at most
+/// `budget` records read in all.
+pub fn days(
+    reads: &impl Reader,
+    first: i64,
+    last: i64,
+    mut budget: usize,
+) -> Result<Days, AppError> {
+    let stored = reads.scan::<DayRollup>(
+        &[],
+        Some(&rollup::key(first - 1)),
+        Direction::Forward,
+        usize::try_from(last - first + 1).unwrap_or(0),
+    )?;
+    let mut out = Days {
+        days: Vec::new(),
+        partial: false,
+    };
+    let mut stored = stored.into_iter().map(|(_, r)| r).peekable();
+    for day in first..=last {
+        while stored.peek().is_some_and(|r| r.day < day) {
+            stored.next();
+        }
+        match stored.peek().filter(|r| r.day == day) {
+            Some(r) => out.days.push(r.clone()),
+            None => {
+                let (r, cut) = count_day(reads, day, &mut budget)?;
+                out.partial |= cut;
+                out.days.push(r);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Rolls up every settled day of the last [`DAYS_KEPT`] that has no rollup yet; returns how many
+/// it wrote. Each day is one write of its own, so a crash loses at most the day in progress.
+pub async fn roll_up(store: &Store, now_us: i64) -> Result<usize, AppError> {
+    let last = rollup::day_of(now_us) - 1 - SETTLE_DAYS;
+    let first = last - DAYS_KEPT + 1;
+    let mut written = 0;
+    for day in first..=last {
+        if store.get::<DayRollup>(&rollup::key(day))?.is_some() {
+            continue;
+        }
+        // A day's range can be large: read off the async threads.
+        let reader = store.clone();
+        let (r, _) = tokio::task::spawn_blocking(move || {
+            let mut unbounded = usize::MAX;
+            count_day(&reader, day, &mut unbounded)
+        })
+        .await
+        .map_err(|e| AppError::internal(format!("rollup task: {e}")))??;
+        let mut set = WriteSet::new();
+        set.require_absent::<DayRollup>(rollup::key(day));
+        set.put(rollup::key(day), &r);
+        if store.write(set).await? == WriteOutcome::Committed {
+            written += 1;
+            if r.ledger_entries > 0 {
+                tracing::info!(
+                    day,
+                    entries = r.ledger_entries,
+                    "day rolled up for the dashboard"
+                );
+            }
+        }
+    }
+    Ok(written)
+}
