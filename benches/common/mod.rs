@@ -1,7 +1,7 @@
 //! What both load drivers share: environment and parts, number printing, the random picker,
 //! latency tallies and the caller loops that fill them, the summary table, the PostgreSQL
 //! baseline (guarded UPDATE + ledger INSERT per transaction) and the figures read from /proc.
-#![allow(dead_code)] // each bench uses its own subset
+#![allow(dead_code, unused_imports)] // each bench uses its own subset
 
 mod callers;
 mod env;
