@@ -201,6 +201,9 @@ pub struct HttpConfig {
     /// Open connections of one client IP; a connection beyond is answered 429 and closed at
     /// its first request (one that never sends a request is closed after actix's 5 s).
     pub connections_per_ip_max: u32,
+    /// Back-office cookies always `Secure` (set it behind a TLS proxy that does not send
+    /// `X-Forwarded-Proto`); otherwise `Secure` when the request came over HTTPS.
+    pub secure_cookies: bool,
 }
 
 impl Default for HttpConfig {
@@ -209,6 +212,7 @@ impl Default for HttpConfig {
             body_timeout_seconds: 5,
             requests_in_flight_per_ip_max: 256,
             connections_per_ip_max: 256,
+            secure_cookies: false,
         }
     }
 }

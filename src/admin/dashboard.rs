@@ -107,29 +107,41 @@ fn generations(days: &[DayRollup], partial: bool) -> Chart {
     }
 }
 
+/// Gross invoiced amounts per month, one series per provider and currency (amounts in different
+/// currencies are never added together).
 fn revenue(days: &[DayRollup], partial: bool) -> Chart {
-    let mut months: BTreeMap<String, [f64; 2]> = BTreeMap::new();
+    let month = |day: i64| crate::views::rfc3339(day * rollup::DAY_US)[..7].to_string();
+    let labels: Vec<String> = days
+        .iter()
+        .map(|d| month(d.day))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut series: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for d in days {
-        let m = months
-            .entry(crate::views::rfc3339(d.day * rollup::DAY_US)[..7].to_string())
-            .or_default();
-        for (p, v) in d.revenue_minor.iter().enumerate() {
-            m[p] += *v as f64 / 100.0;
+        let at = labels
+            .iter()
+            .position(|l| *l == month(d.day))
+            .unwrap_or_default();
+        for r in &d.revenue {
+            for (p, provider) in rollup::PROVIDERS.iter().enumerate() {
+                let name = format!("{} {}", provider.as_str(), r.currency.to_uppercase());
+                let values = series
+                    .entry(name)
+                    .or_insert_with(|| vec![0.0; labels.len()]);
+                values[at] += r.minor[p] as f64 / 100.0;
+            }
+        }
+    }
+    if series.is_empty() {
+        for p in rollup::PROVIDERS {
+            series.insert(p.as_str().to_string(), vec![0.0; labels.len()]);
         }
     }
     Chart {
-        title: "Revenue per month by provider",
-        labels: months.keys().cloned().collect(),
-        series: rollup::PROVIDERS
-            .iter()
-            .enumerate()
-            .map(|(p, name)| {
-                (
-                    name.as_str().to_string(),
-                    months.values().map(|m| m[p]).collect(),
-                )
-            })
-            .collect(),
+        title: "Invoiced per month by provider (gross)",
+        labels,
+        series: series.into_iter().collect(),
         bars: false,
         partial,
     }

@@ -14,6 +14,7 @@ use super::listing::{self, ListQuery, Window};
 use super::users::{ledger_table, money};
 use super::{see_other, PageResult, Staff};
 use crate::error::AppError;
+use crate::extract::encode_cursor;
 use crate::services::generation as gen;
 use crate::services::workspace::{self as ws, Access};
 use crate::state::AppState;
@@ -179,29 +180,30 @@ pub async fn projects(req: HttpRequest, state: web::Data<AppState>, staff: Staff
 
 /// `GET /admin/projects/kanban`: projects grouped by workbench, a page of workbenches at a time.
 pub async fn projects_kanban(req: HttpRequest, staff: Staff) -> PageResult {
-    let query = ListQuery::parse(&req, &["user_id"])?;
+    let query = ListQuery::parse(&req, &["user_id"])?.with_rows_max(KANBAN_WORKBENCHES_MAX);
     let reads = &*staff.reads;
-    let mut benches = owned_window::<WorkbenchOfUser, WorkbenchRecord>(reads, &query, |_| true)?;
-    benches.rows.truncate(KANBAN_WORKBENCHES_MAX);
+    let benches = owned_window::<WorkbenchOfUser, WorkbenchRecord>(reads, &query, |_| true)?;
+    let first = ListQuery::first_page().with_rows_max(KANBAN_PROJECTS_MAX);
     let mut columns = Vec::new();
     for w in &benches.rows {
-        let mut p = listing::window_by_index::<ProjectOfWorkbench, ProjectRecord>(
+        let p = listing::window_by_index::<ProjectOfWorkbench, ProjectRecord>(
             reads,
             w.id,
-            &ListQuery::first_page(),
+            &first,
             |_| true,
         )?;
-        p.rows.truncate(KANBAN_PROJECTS_MAX);
-        columns.push((w, p.rows));
+        columns.push((w, p.rows, p.next.is_some()));
     }
     let body = html! {
         p { a href="/admin/projects" { "List view" } }
+        (listing::pager("/admin/projects/kanban", &query, &benches, None))
         div.kanban {
-            @for (w, projects) in &columns {
+            @for (w, projects, more) in &columns {
                 section.column aria-label=(w.name) {
                     h2 { (layout::link("/admin/workbenches", w.id, &w.name)) }
                     @for p in projects { div.card { (layout::link("/admin/projects", p.id, &p.name)) } }
                     @if projects.is_empty() { p { "No projects." } }
+                    @if *more { p { a href={ "/admin/workbenches/" (w.id) } { "All projects of this workbench" } } }
                 }
             }
         }
@@ -410,13 +412,14 @@ pub async fn ledger(req: HttpRequest, state: web::Data<AppState>, staff: Staff) 
     if kind.as_deref().is_some_and(|k| !LEDGER_KINDS.contains(&k)) {
         return Err(AppError::validation("kind", "unknown value").into());
     }
-    let user = query.uuid("user_id")?;
     let q = query.needle();
-    let w = listing::window(&*staff.reads, &[], &query, |e: &LedgerEntry| {
-        kind.as_deref().is_none_or(|k| k == e.kind.as_str())
-            && user.is_none_or(|u| u == e.user_id)
-            && name_matches(&e.description, &q)
-    })?;
+    let keep = |e: &LedgerEntry| {
+        kind.as_deref().is_none_or(|k| k == e.kind.as_str()) && name_matches(&e.description, &q)
+    };
+    let w = match query.uuid("user_id")? {
+        Some(user) => user_ledger(&*staff.reads, user, &query, keep)?,
+        None => listing::window(&*staff.reads, &[], &query, keep)?,
+    };
     let w = rows(w, |e| {
         Ok(html! { tr {
         td { (layout::when(e.created_at_us)) } td { (owner_link(&*staff.reads, e.user_id)?) }
@@ -442,6 +445,56 @@ pub async fn ledger(req: HttpRequest, state: web::Data<AppState>, staff: Staff) 
         ),
         &w,
     )
+}
+
+/// One user's entries newest first, walking their chain from the head (or from the cursor's
+/// entry): no scan of other users' entries.
+fn user_ledger(
+    reads: &impl Reader,
+    user: Uuid,
+    query: &ListQuery,
+    keep: impl Fn(&LedgerEntry) -> bool,
+) -> Result<Window<LedgerEntry>, AppError> {
+    let foreign = || AppError::validation("cursor", "the cursor is not one we issued");
+    let mut next = match &query.cursor {
+        Some(c) => {
+            reads
+                .get::<LedgerEntry>(c)?
+                .filter(|e| e.user_id == user)
+                .ok_or_else(foreign)?
+                .prev_id
+        }
+        None => reads
+            .get::<AccountRecord>(&keys::account(user))?
+            .and_then(|a| a.head_id),
+    };
+    let mut rows = Vec::new();
+    let mut examined = None;
+    for _ in 0..listing::EXAMINED_PER_PAGE_MAX {
+        let Some(id) = next else { break };
+        let e = reads
+            .get::<LedgerEntry>(&keys::ledger(id))?
+            .ok_or_else(|| {
+                AppError::internal(format!("ledger entry {id} missing from its chain"))
+            })?;
+        next = e.prev_id;
+        examined = Some(id);
+        if keep(&e) {
+            rows.push(e);
+        }
+        if rows.len() == query.rows_max() {
+            break;
+        }
+    }
+    let full = rows.len() == query.rows_max();
+    let cursor = examined
+        .filter(|_| next.is_some())
+        .map(|id| encode_cursor(&keys::ledger(id)));
+    Ok(Window {
+        cut: cursor.is_some() && !full,
+        next: cursor,
+        rows,
+    })
 }
 
 /// `GET /admin/invoices`.

@@ -35,6 +35,13 @@ impl Form {
             .ok_or_else(|| AppError::validation(name, "is required"))
     }
 
+    /// `name` if given, not blank, and not what the form showed (`{name}_was`).
+    pub fn changed(&self, name: &str) -> Option<&str> {
+        let was = self.get(&format!("{name}_was"));
+        self.non_blank(name)
+            .filter(|v| Some(*v) != was.map(str::trim))
+    }
+
     /// `name` if given and not blank.
     pub fn non_blank(&self, name: &str) -> Option<&str> {
         self.get(name).map(str::trim).filter(|v| !v.is_empty())

@@ -98,25 +98,26 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>, staff: Staff) ->
     Ok(layout::page(&staff, Menu::Helpdesk, "Helpdesk", body))
 }
 
-/// `GET /admin/tickets/kanban`: a column per stage, newest tickets first.
+/// `GET /admin/tickets/kanban`: a column per stage, newest tickets first; a full column links
+/// to the list filtered by its stage.
 pub async fn kanban(staff: Staff) -> PageResult {
     let reads = &*staff.reads;
     let now = now_us();
+    let first = ListQuery::first_page().with_rows_max(KANBAN_CARDS_MAX);
     let mut columns = Vec::new();
     for stage in TicketStage::ALL {
-        let mut w = listing::window(reads, &[], &ListQuery::first_page(), |t: &TicketRecord| {
-            t.stage == stage
-        })?;
-        w.rows.truncate(KANBAN_CARDS_MAX);
-        columns.push((stage, w.rows));
+        let w = listing::window(reads, &[], &first, |t: &TicketRecord| t.stage == stage)?;
+        let more = w.next.is_some();
+        columns.push((stage, w.rows, more));
     }
     let body = html! {
         p { a href="/admin/tickets" { "List view" } }
         div.kanban {
-            @for (stage, tickets) in &columns {
+            @for (stage, tickets, more) in &columns {
                 section.column data-stage=(stage.as_str()) aria-label=(stage.as_str()) {
-                    h2 { (stage.as_str()) " (" (tickets.len()) ")" }
+                    h2 { (stage.as_str()) " (" (tickets.len()) @if *more { "+" } ")" }
                     @for t in tickets { (card(&staff, t, now)) }
+                    @if *more { p { a href={ "/admin/tickets?stage=" (stage.as_str()) } { "More in the list" } } }
                 }
             }
         }
@@ -214,6 +215,10 @@ fn ticket_forms(staff: &Staff, t: &TicketRecord) -> Markup {
         section.panel { h2 { "Work on it" }
             form method="post" action={ "/admin/tickets/" (t.id) } {
                 (layout::csrf(staff))
+                // Only what is changed here is sent on: a customer's reply that reopened the
+                // ticket meanwhile is not undone by saving a new priority.
+                input type="hidden" name="stage_was" value=(t.stage.as_str());
+                input type="hidden" name="priority_was" value=(t.priority.as_str());
                 label { "Stage" select name="stage" { @for s in STAGES { option value=(s) selected[t.stage.as_str() == s] { (s) } } } }
                 label { "Priority" select name="priority" { @for p in PRIORITIES { option value=(p) selected[t.priority.as_str() == p] { (p) } } } }
                 label { "Assign to (agent or admin email; \"none\" to unassign)" input type="text" name="assignee"; }
@@ -265,13 +270,13 @@ pub async fn update(
     };
     let change = UpdateTicket {
         stage: form
-            .non_blank("stage")
+            .changed("stage")
             .map(|s| {
                 TicketStage::parse(s).ok_or_else(|| AppError::validation("stage", "unknown stage"))
             })
             .transpose()?,
         priority: form
-            .non_blank("priority")
+            .changed("priority")
             .map(|p| {
                 TicketPriority::parse(p)
                     .ok_or_else(|| AppError::validation("priority", "unknown priority"))

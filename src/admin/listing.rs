@@ -30,6 +30,8 @@ pub struct ListQuery {
     pub cursor: Option<Vec<u8>>,
     pub oldest_first: bool,
     filters: Vec<(String, String)>,
+    /// Rows on this page ([`ROWS_PER_PAGE`] unless a view shows fewer).
+    rows_max: usize,
 }
 
 impl ListQuery {
@@ -42,6 +44,7 @@ impl ListQuery {
             cursor: None,
             oldest_first: false,
             filters: Vec::new(),
+            rows_max: ROWS_PER_PAGE,
         };
         for (k, v) in pairs {
             let v = v.trim().to_string();
@@ -67,6 +70,19 @@ impl ListQuery {
             cursor: None,
             oldest_first: false,
             filters: Vec::new(),
+            rows_max: ROWS_PER_PAGE,
+        }
+    }
+
+    pub fn rows_max(&self) -> usize {
+        self.rows_max
+    }
+
+    /// The same query showing at most `rows` rows a page (a kanban's columns).
+    pub fn with_rows_max(self, rows: usize) -> ListQuery {
+        ListQuery {
+            rows_max: rows.clamp(1, ROWS_PER_PAGE),
+            ..self
         }
     }
 
@@ -129,7 +145,7 @@ pub struct Window<R> {
     pub cut: bool,
 }
 
-/// Up to [`ROWS_PER_PAGE`] records of `R` under `prefix` that `keep` accepts, from the cursor
+/// Up to a page of records of `R` under `prefix` that `keep` accepts, from the cursor
 /// on, examining at most [`EXAMINED_PER_PAGE_MAX`] keys.
 pub fn window<R: Record>(
     reads: &impl Reader,
@@ -184,7 +200,7 @@ pub fn window_by_key<S: Record, R, Rd: Reader>(
             if let Some(r) = take(reads, &k, s)? {
                 rows.push(r);
             }
-            let full = rows.len() == ROWS_PER_PAGE;
+            let full = rows.len() == query.rows_max;
             if full || examined >= EXAMINED_PER_PAGE_MAX {
                 return Ok(Window {
                     rows,

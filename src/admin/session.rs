@@ -112,7 +112,10 @@ impl FromRequest for Staff {
 }
 
 fn secure(req: &HttpRequest) -> bool {
-    req.connection_info().scheme() == "https"
+    let always = req
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|s| s.config.file.http.secure_cookies);
+    always || req.connection_info().scheme() == "https"
 }
 
 fn cookie<'a>(req: &HttpRequest, name: &'a str, value: String, path: &'a str) -> Cookie<'a> {

@@ -48,6 +48,9 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>, staff: Staff) ->
             form method="post" action="/admin/settings" {
                 (layout::csrf(&staff))
                 @for ((name, label), on) in TOGGLES.iter().zip(values) {
+                    // What the form showed: only toggles changed here are set, so another
+                    // admin's change made meanwhile stands.
+                    input type="hidden" name={ (name) "_was" } value=(if on { "on" } else { "off" });
                     label { input type="checkbox" name=(name) value="on" checked[on]; " " (label) }
                 }
                 button type="submit" { "Save toggles" }
@@ -61,12 +64,16 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>, staff: Staff) ->
     Ok(layout::page(&staff, Menu::Settings, "Settings", body))
 }
 
-/// `POST /admin/settings`: every toggle as the form shows it (an unticked box is off); only
-/// real changes are recorded.
+/// `POST /admin/settings`: the toggles changed on the form (an unticked box is off); only real
+/// changes are recorded.
 pub async fn update(state: web::Data<AppState>, staff: Staff, body: Bytes) -> PageResult {
     let form = staff.form(&body)?;
     staff.require_admin()?;
-    let on = |name: &str| Some(form.get(name) == Some("on"));
+    let on = |name: &str| {
+        let now = form.get(name) == Some("on");
+        let was = form.get(&format!("{name}_was")).map(|w| w == "on");
+        (was != Some(now)).then_some(now)
+    };
     let patch = FeaturePatch {
         enable_paypal_payments: on("enable_paypal_payments"),
         enable_live_chat_support: on("enable_live_chat_support"),

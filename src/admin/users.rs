@@ -127,6 +127,11 @@ fn edit_forms(staff: &Staff, u: &UserRecord) -> Markup {
         section.panel { h2 { "Edit" }
             form method="post" action={ "/admin/users/" (u.id) } {
                 (layout::csrf(staff))
+                // What the form showed: only fields changed here are sent on, so a form left
+                // open does not undo a change made meanwhile (a tier from billing, say).
+                input type="hidden" name="name_was" value=(u.name);
+                input type="hidden" name="role_was" value=(u.role.as_str());
+                input type="hidden" name="tier_was" value=(u.tier.as_str());
                 label { "Name" input name="name" value=(u.name) required maxlength="200"; }
                 label { "Role" select name="role" { @for r in ROLES { option value=(r) selected[u.role.as_str() == r] { (r) } } } }
                 label { "Tier" select name="tier" { @for t in TIERS { option value=(t) selected[u.tier.as_str() == t] { (t) } } } }
@@ -222,7 +227,7 @@ pub async fn update(
             })
             .transpose()?,
         tier: form
-            .non_blank("tier")
+            .changed("tier")
             .map(|t| {
                 Tier::parse(t).ok_or_else(|| {
                     AppError::validation("tier", "must be free, pro, team or enterprise")

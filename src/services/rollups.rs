@@ -69,38 +69,44 @@ pub fn count_day(
     Ok((r, cut))
 }
 
-/// The days `first..=last`: stored rollups where they exist, the rest counted live with at most
-/// `budget` records read in all.
+/// The days `first..=last`: stored rollups where they exist, the rest counted live, newest
+/// first (the recent days matter most), with at most `budget` records read in all. A day that
+/// cannot be counted (an unreadable record) is shown empty and marks the period partial.
 pub fn days(
     reads: &impl Reader,
     first: i64,
     last: i64,
     mut budget: usize,
 ) -> Result<Days, AppError> {
-    let stored = reads.scan::<DayRollup>(
-        &[],
-        Some(&rollup::key(first - 1)),
-        Direction::Forward,
-        usize::try_from(last - first + 1).unwrap_or(0),
-    )?;
+    let span = usize::try_from(last - first + 1).unwrap_or(0);
+    let stored: std::collections::HashMap<i64, DayRollup> = reads
+        .scan::<DayRollup>(&[], Some(&rollup::key(first - 1)), Direction::Forward, span)?
+        .into_iter()
+        .map(|(_, r)| (r.day, r))
+        .filter(|(day, _)| *day <= last)
+        .collect();
     let mut out = Days {
-        days: Vec::new(),
+        days: Vec::with_capacity(span),
         partial: false,
     };
-    let mut stored = stored.into_iter().map(|(_, r)| r).peekable();
-    for day in first..=last {
-        while stored.peek().is_some_and(|r| r.day < day) {
-            stored.next();
-        }
-        match stored.peek().filter(|r| r.day == day) {
-            Some(r) => out.days.push(r.clone()),
-            None => {
-                let (r, cut) = count_day(reads, day, &mut budget)?;
-                out.partial |= cut;
-                out.days.push(r);
-            }
-        }
+    for day in (first..=last).rev() {
+        let r = match stored.get(&day) {
+            Some(r) => r.clone(),
+            None => match count_day(reads, day, &mut budget) {
+                Ok((r, cut)) => {
+                    out.partial |= cut;
+                    r
+                }
+                Err(e) => {
+                    tracing::warn!(day, error = %e, "a dashboard day could not be counted");
+                    out.partial = true;
+                    DayRollup::new(day)
+                }
+            },
+        };
+        out.days.push(r);
     }
+    out.days.reverse();
     Ok(out)
 }
 
@@ -114,27 +120,45 @@ pub async fn roll_up(store: &Store, now_us: i64) -> Result<usize, AppError> {
         if store.get::<DayRollup>(&rollup::key(day))?.is_some() {
             continue;
         }
-        // A day's range can be large: read off the async threads.
-        let reader = store.clone();
-        let (r, _) = tokio::task::spawn_blocking(move || {
-            let mut unbounded = usize::MAX;
-            count_day(&reader, day, &mut unbounded)
-        })
-        .await
-        .map_err(|e| AppError::internal(format!("rollup task: {e}")))??;
-        let mut set = WriteSet::new();
-        set.require_absent::<DayRollup>(rollup::key(day));
-        set.put(rollup::key(day), &r);
-        if store.write(set).await? == WriteOutcome::Committed {
-            written += 1;
-            if r.ledger_entries > 0 {
-                tracing::info!(
-                    day,
-                    entries = r.ledger_entries,
-                    "day rolled up for the dashboard"
-                );
-            }
+        // One day that cannot be counted must not stop the others: logged, retried next run.
+        match roll_up_day(store, day).await {
+            Ok(true) => written += 1,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(day, error = %e, "day not rolled up; retried next run"),
         }
     }
     Ok(written)
+}
+
+/// Counts and writes one day; false while some request of it is not final yet (after a long
+/// outage the timeout sweeper settles them first) or when another writer was first.
+async fn roll_up_day(store: &Store, day: i64) -> Result<bool, AppError> {
+    // A day's range can be large: read off the async threads.
+    let reader = store.clone();
+    let (r, _) = tokio::task::spawn_blocking(move || {
+        let mut unbounded = usize::MAX;
+        count_day(&reader, day, &mut unbounded)
+    })
+    .await
+    .map_err(|e| AppError::internal(format!("rollup task: {e}")))??;
+    if r.unsettled > 0 {
+        tracing::info!(
+            day,
+            unsettled = r.unsettled,
+            "day not rolled up yet: requests still running"
+        );
+        return Ok(false);
+    }
+    let mut set = WriteSet::new();
+    set.require_absent::<DayRollup>(rollup::key(day));
+    set.put(rollup::key(day), &r);
+    let committed = store.write(set).await? == WriteOutcome::Committed;
+    if committed && r.ledger_entries > 0 {
+        tracing::info!(
+            day,
+            entries = r.ledger_entries,
+            "day rolled up for the dashboard"
+        );
+    }
+    Ok(committed)
 }

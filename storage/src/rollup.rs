@@ -2,9 +2,10 @@
 //! instead of every ledger entry, request and invoice of the period.
 //!
 //! Ids are UUIDv7, so the ledger, generation and invoice tables are in creation order and a day
-//! is one key range. A day is rolled up once it is over and its requests have settled (see
-//! the service that writes them); a rollup is written once and never changed. `verify` checks
-//! the ledger part of each rollup against the ledger itself (the ledger is append-only).
+//! is one key range. A day is rolled up once it is over and every request of it has reached a
+//! final status (see the service that writes them); a rollup is written once and never
+//! changed. `verify` checks the ledger and invoice totals of each rollup against the records
+//! (ledger entries and invoice amounts never change; request statuses are as counted then).
 
 use serde::{Deserialize, Serialize};
 
@@ -74,8 +75,17 @@ pub struct DayRollup {
     pub ledger_entries: u64,
     /// Requests created that day, by their status when the day was rolled up.
     pub generations: [u64; 6],
-    /// Invoiced that day, in minor units, by provider.
-    pub revenue_minor: [u64; 2],
+    /// Invoiced that day (gross: a later refund does not change it), by currency.
+    pub revenue: Vec<Revenue>,
+    /// Requests that had not reached a final status when counted (a stored rollup has none).
+    pub unsettled: u64,
+}
+
+/// One currency's invoiced amounts of a day, in minor units, by provider ([`PROVIDERS`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Revenue {
+    pub currency: String,
+    pub minor: [u64; 2],
 }
 
 impl Record for DayRollup {
@@ -105,18 +115,40 @@ impl DayRollup {
         if let Some(i) = GEN_STATUSES.iter().position(|s| *s == g.status) {
             self.generations[i] += 1;
         }
-    }
-
-    pub fn add_invoice(&mut self, i: &InvoiceRecord) {
-        if let Some(p) = PROVIDERS.iter().position(|p| *p == i.provider) {
-            self.revenue_minor[p] += i.amount_minor;
+        if matches!(
+            g.status,
+            GenStatus::Pending | GenStatus::Queued | GenStatus::Processing
+        ) {
+            self.unsettled += 1;
         }
     }
 
-    /// Whether the ledger part equals `other`'s (what `verify` can recompute).
-    pub fn same_ledger_totals(&self, other: &DayRollup) -> bool {
-        (self.granted, self.spent, self.ledger_entries)
-            == (other.granted, other.spent, other.ledger_entries)
+    pub fn add_invoice(&mut self, i: &InvoiceRecord) {
+        let Some(p) = PROVIDERS.iter().position(|p| *p == i.provider) else {
+            return;
+        };
+        let at = match self.revenue.iter().position(|r| r.currency == i.currency) {
+            Some(at) => at,
+            None => {
+                self.revenue.push(Revenue {
+                    currency: i.currency.clone(),
+                    minor: [0; 2],
+                });
+                self.revenue.len() - 1
+            }
+        };
+        self.revenue[at].minor[p] += i.amount_minor;
+    }
+
+    /// Whether the parts that never change after the day (ledger and invoice totals) equal
+    /// `other`'s: what `verify` recomputes.
+    pub fn same_fixed_totals(&self, other: &DayRollup) -> bool {
+        let mut a = self.revenue.clone();
+        let mut b = other.revenue.clone();
+        a.sort_by(|x, y| x.currency.cmp(&y.currency));
+        b.sort_by(|x, y| x.currency.cmp(&y.currency));
+        (self.granted, self.spent, self.ledger_entries, a)
+            == (other.granted, other.spent, other.ledger_entries, b)
     }
 }
 

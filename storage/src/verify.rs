@@ -102,8 +102,9 @@ pub fn verify(
     check_meta(txn, &mut c)?;
     check_users(txn, &mut c)?;
     check_tokens(txn, &mut c)?;
-    let ledger_days = check_ledger(txn, &mut c)?;
-    check_rollups(txn, &ledger_days, &mut c)?;
+    let mut days = check_ledger(txn, &mut c)?;
+    add_invoice_days(txn, &mut days)?;
+    check_rollups(txn, &days, &mut c)?;
     check_idempotency(txn, &mut c)?;
     check_workspace(txn, &mut c)?;
     check_usage(txn, &mut c)?;
@@ -330,8 +331,25 @@ fn check_tokens(txn: &ReadTransaction, c: &mut Collector) -> Result<(), StorageE
     Ok(())
 }
 
-/// Each stored day rollup decodes, sits under its day, and its ledger totals are what the ledger
-/// holds for that day.
+/// Adds every invoice to the totals of the day its (time-ordered) key was made.
+fn add_invoice_days(txn: &ReadTransaction, days: &mut LedgerDays) -> Result<(), StorageError> {
+    for item in open(txn, Table::Invoices)?.iter()? {
+        let (k, v) = item?;
+        // An unreadable invoice is reported by the billing checks.
+        if let (Some(day), Ok(invoice)) = (
+            rollup::day_of_key(k.value()),
+            decode::<InvoiceRecord>(v.value()),
+        ) {
+            days.entry(day)
+                .or_insert_with(|| DayRollup::new(day))
+                .add_invoice(&invoice);
+        }
+    }
+    Ok(())
+}
+
+/// Each stored day rollup decodes, sits under its day, and its ledger and invoice totals are
+/// what the records hold for that day.
 fn check_rollups(
     txn: &ReadTransaction,
     ledger_days: &LedgerDays,
@@ -357,16 +375,25 @@ fn check_rollups(
             .get(&rollup.day)
             .cloned()
             .unwrap_or_else(|| DayRollup::new(rollup.day));
-        if !rollup.same_ledger_totals(&expected) {
+        if !rollup.same_fixed_totals(&expected) {
             c.violation(format!(
-                "day rollup {} says granted {} spent {} over {} entries; the ledger has {} {} {}",
+                "day rollup {} says granted {} spent {} over {} entries, revenue {:?}; the \
+                 records give {} {} {}, {:?}",
                 rollup.day,
                 rollup.granted,
                 rollup.spent,
                 rollup.ledger_entries,
+                rollup.revenue,
                 expected.granted,
                 expected.spent,
-                expected.ledger_entries
+                expected.ledger_entries,
+                expected.revenue
+            ));
+        }
+        if rollup.unsettled > 0 {
+            c.violation(format!(
+                "day rollup {} was written with {} requests not yet final",
+                rollup.day, rollup.unsettled
             ));
         }
     }

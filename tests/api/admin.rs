@@ -590,3 +590,117 @@ async fn settled_days_are_rolled_up_once_read_by_the_dashboard_and_checked_by_ve
         report.violations
     );
 }
+
+#[actix_web::test]
+async fn a_day_with_a_running_request_is_not_rolled_up_until_it_settles() {
+    use creativeflow::services::rollups;
+    use storage::rollup::{self, DayRollup, DAY_US};
+    let app = spawn_app().await;
+    let (token, user_id) = app.new_user().await;
+    let admin = app.staff(Role::Admin).await;
+    assert_eq!(
+        app.admin_adjust(&admin, &user_id, 100, "topup")
+            .await
+            .status(),
+        201
+    );
+    let wb: Value = app
+        .post_json("/api/v1/workbenches", Some(&token), &json!({"name": "W"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let p: Value = app
+        .post_json(
+            "/api/v1/projects",
+            Some(&token),
+            &json!({"name": "P", "workbench_id": wb["id"]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let body = json!({"project_id": p["id"], "prompt": "A red bicycle", "format": "image_hd", "variations": 1});
+    let r = app
+        .post_json("/api/v1/generation/create", Some(&token), &body)
+        .await;
+    assert_eq!(r.status(), 202);
+    // No broker here: the request stays pending, so today is not final.
+    let later = storage::now_us() + 3 * DAY_US;
+    let today = rollup::day_of(storage::now_us());
+    rollups::roll_up(&app.state.store, later).await.unwrap();
+    let stored: Option<DayRollup> = app.state.store.get(&rollup::key(today)).unwrap();
+    assert!(stored.is_none(), "a day with a running request waits");
+    app.assert_verified();
+}
+
+#[actix_web::test]
+async fn a_stale_form_does_not_undo_a_change_made_meanwhile() {
+    let app = spawn_app().await;
+    let b = Browser::signed_in(&app, Role::Admin).await;
+    let (_, user_id) = app.new_user().await;
+    let path = format!("/admin/users/{user_id}");
+    let (page, csrf) = b.page(&path).await;
+    // Meanwhile the tier changes (billing, another admin).
+    let admin = app.staff(Role::Admin).await;
+    let r = app
+        .patch_json(
+            &format!("/api/v1/admin/users/{user_id}"),
+            Some(&admin),
+            &json!({"subscription_tier": "team"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let fields = [
+        ("csrf_token", csrf.as_str()),
+        ("name", "New Name"),
+        ("name_was", &value_of(&page, "name_was")),
+        ("role", "user"),
+        ("role_was", "user"),
+        ("tier", "free"),
+        ("tier_was", "free"),
+    ];
+    assert_eq!(b.post(&path, &fields).await.status(), 303);
+    let (page, _) = b.page(&path).await;
+    assert!(
+        page.contains("<dd>New Name</dd>") && page.contains("<dd>team</dd>"),
+        "the tier stands"
+    );
+}
+
+#[actix_web::test]
+async fn one_users_ledger_pages_along_their_chain() {
+    let app = spawn_app().await;
+    let b = Browser::signed_in(&app, Role::Agent).await;
+    let admin = app.staff(Role::Admin).await;
+    let (_, user_id) = app.new_user().await;
+    app.new_user().await;
+    for i in 0..60 {
+        let r = app
+            .admin_adjust(&admin, &user_id, 1, &format!("step {i}"))
+            .await;
+        assert_eq!(r.status(), 201);
+    }
+    let rows = |page: &str| {
+        page.matches("<td>admin_adjustment</td>").count()
+            + page.matches("<td>signup_grant</td>").count()
+    };
+    let (page, _) = b.page(&format!("/admin/credits?user_id={user_id}")).await;
+    assert_eq!(rows(&page), 50);
+    assert!(page.contains("step 59"), "newest first");
+    let next = page
+        .split("rel=\"next\" href=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    let (rest, _) = b.page(&next).await;
+    assert_eq!(
+        rows(&rest),
+        11,
+        "the other 10 adjustments and the signup grant"
+    );
+    assert!(!rest.contains("rel=\"next\""));
+}
