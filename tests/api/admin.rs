@@ -704,3 +704,106 @@ async fn one_users_ledger_pages_along_their_chain() {
     );
     assert!(!rest.contains("rel=\"next\""));
 }
+
+/// Posts `body` to `path` as `token` and returns the created record (201 expected).
+async fn created(app: &TestApp, token: &str, path: &str, body: &Value) -> Value {
+    let r = app.post_json(path, Some(token), body).await;
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+#[actix_web::test]
+async fn every_form_view_shows_its_links_and_a_generation_is_cancelled_with_its_refund() {
+    let app = spawn_app().await;
+    let b = Browser::signed_in(&app, Role::Admin).await;
+    let admin = app.staff(Role::Admin).await;
+    let (token, user_id) = app.new_user().await;
+    let r = app
+        .patch_json(
+            &format!("/api/v1/admin/users/{user_id}"),
+            Some(&admin),
+            &json!({"subscription_tier": "pro"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        app.admin_adjust(&admin, &user_id, 100, "topup")
+            .await
+            .status(),
+        201
+    );
+    let kit = created(
+        &app,
+        &token,
+        "/api/v1/brand-kits",
+        &json!({"name": "Acme kit", "colors": ["#ff0000"]}),
+    )
+    .await;
+    let wb = created(
+        &app,
+        &token,
+        "/api/v1/workbenches",
+        &json!({"name": "Spring"}),
+    )
+    .await;
+    let p = created(
+        &app,
+        &token,
+        "/api/v1/projects",
+        &json!({"name": "Posters", "workbench_id": wb["id"]}),
+    )
+    .await;
+    let body = json!({"project_id": p["id"], "prompt": "A red bicycle", "format": "image_hd", "variations": 1});
+    let g = created(&app, &token, "/api/v1/generation/create", &body).await;
+    let t = created(&app, &token, "/api/v1/tickets", &json!({"subject": "Slow", "description": "Still pending", "generation_request_id": g["id"]})).await;
+    let balance = app.balance(&token).await;
+
+    let id = |v: &Value| v["id"].as_str().unwrap().to_string();
+    let (page, _) = b.page(&format!("/admin/workbenches/{}", id(&wb))).await;
+    assert!(page.contains("Posters"), "a workbench shows its projects");
+    let (page, _) = b.page(&format!("/admin/projects/{}", id(&p))).await;
+    assert!(page.contains(&format!("/admin/workbenches/{}", id(&wb))));
+    let (page, _) = b.page(&format!("/admin/brand-kits/{}", id(&kit))).await;
+    assert!(page.to_lowercase().contains("#ff0000"), "a kit shows its colors");
+    let (page, csrf) = b.page(&format!("/admin/generations/{}", id(&g))).await;
+    assert!(
+        page.contains("generation_charge")
+            && page.contains(&t["number"].as_str().unwrap().to_string())
+    );
+    let (page, _) = b.page(&format!("/admin/users/{user_id}")).await;
+    assert!(
+        page.contains("Spring") && page.contains("Slow"),
+        "a user shows workbenches and tickets"
+    );
+    let (page, _) = b
+        .page(&format!("/admin/projects/kanban?user_id={user_id}"))
+        .await;
+    assert!(page.contains("Posters"));
+
+    let r = b
+        .post(
+            &format!("/admin/generations/{}/cancel", id(&g)),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        app.balance(&token).await,
+        balance + g["cost"].as_u64().unwrap(),
+        "refunded once"
+    );
+    let r = b
+        .post(
+            &format!("/admin/generations/{}/cancel", id(&g)),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status(), 303, "a second cancel changes nothing");
+    assert_eq!(
+        app.balance(&token).await,
+        balance + g["cost"].as_u64().unwrap()
+    );
+    let (page, _) = b.page(&format!("/admin/generations/{}", id(&g))).await;
+    assert!(page.contains("<dd>cancelled</dd>") && page.contains("generation_refund"));
+    app.assert_verified();
+}
