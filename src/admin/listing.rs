@@ -23,12 +23,32 @@ const STEP: usize = 256;
 /// Longest text search accepted.
 const Q_CHARS_MAX: usize = 200;
 
+/// A list's order: creation time either way (ids are time-ordered keys), or email (users).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Newest,
+    Oldest,
+    Email,
+}
+
+impl Order {
+    fn as_str(self) -> &'static str {
+        match self {
+            Order::Newest => "newest",
+            Order::Oldest => "oldest",
+            Order::Email => "email",
+        }
+    }
+}
+
 /// The parsed query string of a list page. Empty values mean "no filter" (what a submitted
 /// filter form sends for an untouched field).
 pub struct ListQuery {
     pub q: Option<String>,
     pub cursor: Option<Vec<u8>>,
-    pub oldest_first: bool,
+    pub order: Order,
+    /// Whether this list offers `order=email` (the users list, through the email index).
+    email_order: bool,
     filters: Vec<(String, String)>,
     /// Rows on this page ([`ROWS_PER_PAGE`] unless a view shows fewer).
     rows_max: usize,
@@ -42,7 +62,8 @@ impl ListQuery {
         let mut out = ListQuery {
             q: None,
             cursor: None,
-            oldest_first: false,
+            order: Order::Newest,
+            email_order: allowed.contains(&"order=email"),
             filters: Vec::new(),
             rows_max: ROWS_PER_PAGE,
         };
@@ -55,7 +76,14 @@ impl ListQuery {
                 }
                 "q" => out.q = Some(v),
                 "cursor" | "page" => out.cursor = Some(decode_cursor(&v, "cursor")?),
-                "order" => out.oldest_first = v == "oldest",
+                "order" => {
+                    out.order = match v.as_str() {
+                        "newest" => Order::Newest,
+                        "oldest" => Order::Oldest,
+                        "email" if out.email_order => Order::Email,
+                        _ => return Err(AppError::validation("order", "unknown order")),
+                    }
+                }
                 other if allowed.contains(&other) => out.filters.push((k, v)),
                 other => return Err(AppError::validation(other, "unknown filter")),
             }
@@ -68,7 +96,8 @@ impl ListQuery {
         ListQuery {
             q: None,
             cursor: None,
-            oldest_first: false,
+            order: Order::Newest,
+            email_order: false,
             filters: Vec::new(),
             rows_max: ROWS_PER_PAGE,
         }
@@ -107,10 +136,9 @@ impl ListQuery {
     }
 
     pub fn direction(&self) -> Direction {
-        if self.oldest_first {
-            Direction::Forward
-        } else {
-            Direction::Backward
+        match self.order {
+            Order::Newest => Direction::Backward,
+            Order::Oldest | Order::Email => Direction::Forward,
         }
     }
 
@@ -129,8 +157,8 @@ impl ListQuery {
         if let Some(q) = &self.q {
             pairs.push(("q", q));
         }
-        if self.oldest_first {
-            pairs.push(("order", "oldest"));
+        if self.order != Order::Newest {
+            pairs.push(("order", self.order.as_str()));
         }
         pairs.push(("cursor", cursor));
         serde_urlencoded::to_string(pairs).unwrap_or_default()
@@ -228,8 +256,9 @@ pub fn filter_form(path: &str, query: &ListQuery, extra: Markup) -> Markup {
             (extra)
             label { "Order"
                 select name="order" {
-                    option value="newest" selected[!query.oldest_first] { "Newest first" }
-                    option value="oldest" selected[query.oldest_first] { "Oldest first" }
+                    option value="newest" selected[query.order == Order::Newest] { "Newest first" }
+                    option value="oldest" selected[query.order == Order::Oldest] { "Oldest first" }
+                    @if query.email_order { option value="email" selected[query.order == Order::Email] { "Email A–Z" } }
                 }
             }
             button type="submit" { "Filter" }

@@ -10,7 +10,7 @@ use storage::{keys, Reader};
 use uuid::Uuid;
 
 use super::layout::{self, Menu};
-use super::listing::{self, ListQuery, Window};
+use super::listing::{self, ListQuery, Order, Window};
 use super::{see_other, PageError, PageResult, Staff};
 use crate::domain::{CreditDelta, Description, IdempotencyKeyValue, Name};
 use crate::error::AppError;
@@ -24,7 +24,7 @@ const TIERS: [&str; 4] = ["free", "pro", "team", "enterprise"];
 
 /// `GET /admin/users`.
 pub async fn list(req: HttpRequest, state: web::Data<AppState>, staff: Staff) -> PageResult {
-    let query = ListQuery::parse(&req, &["role", "tier"])?;
+    let query = ListQuery::parse(&req, &["role", "tier", "order=email"])?;
     let role = query.pick("role", Role::parse)?;
     let tier = query.pick("tier", Tier::parse)?;
     let keep =
@@ -32,6 +32,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>, staff: Staff) ->
     let window = match query.needle() {
         // An email (or its start) is served by the email index, in email order.
         Some(q) if q.contains('@') => by_email_prefix(&*staff.reads, &q, &query, keep)?,
+        None if query.order == Order::Email => by_email_prefix(&*staff.reads, "", &query, keep)?,
         Some(q) => listing::window(&*staff.reads, &[], &query, |u: &UserRecord| {
             keep(u) && (u.name.to_lowercase().contains(&q) || u.email.contains(&q))
         })?,

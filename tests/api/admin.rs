@@ -349,8 +349,23 @@ async fn lists_page_with_a_cursor_filter_and_search() {
         1,
         "email search: {page}"
     );
-    let (status, _) = b.get("/admin/users?role=owner").await;
-    assert_eq!(status, 422);
+    let (page, _) = b.page("/admin/users?order=email").await;
+    let first = page
+        .split("<tr><td><a href=\"/admin/users/")
+        .nth(1)
+        .unwrap();
+    assert!(
+        first.split("</a>").next().unwrap().contains(">agent-"),
+        "email order: the agent first"
+    );
+    for bad in [
+        "/admin/users?role=owner",
+        "/admin/users?order=bogus",
+        "/admin/workbenches?order=email",
+    ] {
+        let (status, _) = b.get(bad).await;
+        assert_eq!(status, 422, "{bad}");
+    }
     let (status, _) = b.get("/admin/users?cursor=%%%").await;
     assert_eq!(status, 422);
 }
@@ -764,7 +779,10 @@ async fn every_form_view_shows_its_links_and_a_generation_is_cancelled_with_its_
     let (page, _) = b.page(&format!("/admin/projects/{}", id(&p))).await;
     assert!(page.contains(&format!("/admin/workbenches/{}", id(&wb))));
     let (page, _) = b.page(&format!("/admin/brand-kits/{}", id(&kit))).await;
-    assert!(page.to_lowercase().contains("#ff0000"), "a kit shows its colors");
+    assert!(
+        page.to_lowercase().contains("#ff0000"),
+        "a kit shows its colors"
+    );
     let (page, csrf) = b.page(&format!("/admin/generations/{}", id(&g))).await;
     assert!(
         page.contains("generation_charge")
