@@ -114,7 +114,11 @@ pub fn days(
 /// it wrote. Each day is one write of its own, so a crash loses at most the day in progress.
 pub async fn roll_up(store: &Store, now_us: i64) -> Result<usize, AppError> {
     let last = rollup::day_of(now_us) - 1 - SETTLE_DAYS;
-    let first = last - DAYS_KEPT + 1;
+    // Nothing before the store's first record: a new store writes no empty year of days.
+    let Some(oldest) = first_day(store)? else {
+        return Ok(0);
+    };
+    let first = (last - DAYS_KEPT + 1).max(oldest);
     let mut written = 0;
     for day in first..=last {
         if store.get::<DayRollup>(&rollup::key(day))?.is_some() {
@@ -128,6 +132,20 @@ pub async fn roll_up(store: &Store, now_us: i64) -> Result<usize, AppError> {
         }
     }
     Ok(written)
+}
+
+/// The day of the oldest ledger entry, request or invoice, if there is any.
+fn first_day(store: &Store) -> Result<Option<i64>, AppError> {
+    fn oldest<R: Record>(store: &Store) -> Result<Option<i64>, AppError> {
+        let first = store.scan::<R>(&[], None, Direction::Forward, 1)?;
+        Ok(first.first().and_then(|(k, _)| rollup::day_of_key(k)))
+    }
+    let days = [
+        oldest::<LedgerEntry>(store)?,
+        oldest::<GenerationRecord>(store)?,
+        oldest::<InvoiceRecord>(store)?,
+    ];
+    Ok(days.into_iter().flatten().min())
 }
 
 /// Counts and writes one day; false while some request of it is not final yet (after a long
