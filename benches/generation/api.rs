@@ -17,7 +17,7 @@ const PROMPT_SEED: &str = "A minimalist poster of a red bicycle leaning on a sun
 
 pub struct BenchUser {
     pub token: String,
-    project: String,
+    pub project: String,
 }
 
 pub async fn login(addr: SocketAddr, email: &str) -> Res<String> {

@@ -215,6 +215,17 @@ impl CpuReport {
         self.core_seconds(Who::Client) * 1e6 / (run.ops.max(1) as f64)
     }
 
+    /// The wall time the report covers.
+    pub fn wall(&self) -> Duration {
+        self.wall
+    }
+
+    /// Every thread of this process that is not the benchmark's own (load generator, drain
+    /// consumer, relay gate): either server, whichever one the window loaded.
+    pub fn server_all(&self) -> f64 {
+        self.server() + self.of(Who::Other)
+    }
+
     pub fn server(&self) -> f64 {
         self.of(Who::HttpWorkers)
             + self.of(Who::Arbiters)

@@ -38,6 +38,7 @@ mod common;
 mod api;
 mod broker;
 mod config;
+mod conventional;
 mod cpu;
 mod drain;
 mod http;

@@ -1,6 +1,7 @@
 //! The phases of a run, in the order they run, and what they hand to the ratios.
 
 pub mod backlog;
+pub mod conventional;
 pub mod create;
 pub mod lapin;
 pub mod postgres;
@@ -46,6 +47,17 @@ pub async fn run_phases(rig: &Rig<'_>, scratch: &Scratch, summary: &mut Summary)
     let main = setup_main(rig, &scratch.main, summary).await?;
 
     let created = create_phase(cfg, main.addr, &main.users, &main.drain, summary).await?;
+
+    if cfg.runs("conventional") {
+        self::conventional::conventional_phase(
+            cfg,
+            main.addr,
+            &scratch.main.names.exchange,
+            &main.users,
+            summary,
+        )
+        .await?;
+    }
 
     if cfg.runs("status") {
         status_phase(
