@@ -87,13 +87,26 @@ async fn shot(c: &Client, name: &str) {
     std::fs::write(screenshots_dir().join(format!("{name}.png")), png).unwrap();
 }
 
-async fn heading(c: &Client) -> String {
-    c.find(Locator::Css("main h1"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+/// Waits until the element `css` reads (or, with `exact` false, contains) `want`: after a click or a submit the old page may
+/// still be there (or go stale mid-read) for a moment.
+async fn wait_text(c: &Client, css: &str, want: &str, exact: bool) {
+    let mut seen = String::new();
+    for _ in 0..100 {
+        if let Ok(e) = c.find(Locator::Css(css)).await {
+            if let Ok(t) = e.text().await {
+                if t == want || (!exact && t.contains(want)) {
+                    return;
+                }
+                seen = t;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{css} never read {want:?} (last: {seen:?})");
+}
+
+async fn wait_heading(c: &Client, want: &str) {
+    wait_text(c, "main h1", want, true).await;
 }
 
 async fn customer_with_ticket(app: &TestApp) -> (String, String, String) {
@@ -127,7 +140,7 @@ async fn an_admin_works_through_the_back_office_in_chromium() {
     form.set_by_name("email", &admin).await.unwrap();
     form.set_by_name("password", PASSWORD).await.unwrap();
     form.submit().await.unwrap();
-    assert_eq!(heading(&c).await, "Dashboard");
+    wait_heading(&c, "Dashboard").await;
 
     open_every_menu(&c).await;
     adjust_credits(&c, &app, &user_id).await;
@@ -181,7 +194,7 @@ async fn open_every_menu(c: &Client) {
             .click()
             .await
             .unwrap();
-        assert_eq!(heading(c).await, *label);
+        wait_heading(c, label).await;
         shot(
             c,
             &format!("{:02}-{}", i + 1, label.to_lowercase().replace(' ', "-")),
@@ -203,14 +216,7 @@ async fn adjust_credits(c: &Client, app: &TestApp, user_id: &str) {
         .await
         .unwrap();
     form.submit().await.unwrap();
-    let balance = c
-        .find(Locator::Id("balance"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(balance, (signup_grant(app) + 75).to_string());
+    wait_text(c, "#balance", &(signup_grant(app) + 75).to_string(), true).await;
     shot(c, "20-user-form").await;
 }
 
@@ -288,14 +294,8 @@ async fn flip_toggle(c: &Client, app: &TestApp) {
         .click()
         .await
         .unwrap();
-    let history = c
-        .find(Locator::Css("main"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(history.contains("enable_progressive_profiling"));
+    // The change shows in the history table once the page after the post is there.
+    wait_text(c, "main table", "enable_progressive_profiling", false).await;
     shot(c, "40-settings").await;
     let features: Value = app
         .get("/api/v1/features", None)
