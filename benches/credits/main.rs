@@ -28,6 +28,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+/// The server binary's allocator (see `src/main.rs`), so what runs in-process runs as deployed.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod child;
 mod config;
 mod data;

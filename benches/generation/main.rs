@@ -35,6 +35,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+/// The server binary's allocator (see `src/main.rs`), so the in-process server runs as deployed.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod api;
 mod broker;
 mod config;
