@@ -21,7 +21,9 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::account::AccountRegistry;
-use crate::generation::{apply_event, mark_published, GenerationError};
+use crate::generation::{
+    apply_event, mark_published_batch, GenerationError, CONFIRMS_PER_WRITE_MAX,
+};
 use crate::histogram::Histogram;
 use crate::lifecycle::Event;
 use crate::workspace::WorkspaceRegistry;
@@ -402,10 +404,15 @@ impl Relay<'_> {
                 Err(e) => return Err(e.to_string()),
             }
         }
-        let marks = acked
-            .iter()
-            .map(|job| mark_published(self.store, job.generation_id, &job.order_key));
-        let results = futures_util::future::join_all(marks).await;
+        // A confirmed batch is recorded in as few write sets as its bound allows.
+        let mut results = Vec::with_capacity(acked.len());
+        for chunk in acked.chunks(CONFIRMS_PER_WRITE_MAX) {
+            let jobs: Vec<(Uuid, Vec<u8>)> = chunk
+                .iter()
+                .map(|j| (j.generation_id, j.order_key.clone()))
+                .collect();
+            results.extend(mark_published_batch(self.store, &jobs).await);
+        }
         for (job, r) in acked.into_iter().zip(results) {
             match r {
                 Ok(()) => {

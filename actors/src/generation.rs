@@ -8,7 +8,7 @@
 use storage::keys;
 use storage::ledger::Posting;
 use storage::records::*;
-use storage::{now_us, StorageError, Store, WriteOutcome};
+use storage::{now_us, Reader, StorageError, Store, WriteOutcome, WriteSet};
 use uuid::Uuid;
 
 use crate::account::{AccountError, AccountRegistry, Apply, Outcome};
@@ -118,6 +118,42 @@ pub async fn apply_event(
         }
     }
     Err(GenerationError::Contended)
+}
+
+/// Confirms recorded in one write set at most: a set stays small enough for the writer's
+/// batch, and one conflict sends at most this many jobs to the one-by-one path.
+pub const CONFIRMS_PER_WRITE_MAX: usize = 256;
+
+/// Records a batch of confirms (id, `outbox_order` key) as one write set read from one snapshot:
+/// one writer job instead of one per job. If any of their requests changed in between (a
+/// cancel, a worker's result) the set's conditions fail and each job is recorded on its own.
+/// Returns one result per job, in order.
+pub async fn mark_published_batch(
+    store: &Store,
+    jobs: &[(Uuid, Vec<u8>)],
+) -> Vec<Result<(), GenerationError>> {
+    assert!(
+        jobs.len() <= CONFIRMS_PER_WRITE_MAX,
+        "confirm batch over its bound"
+    );
+    if let Ok(set) = batch_set(store, jobs) {
+        if let Ok(WriteOutcome::Committed) = store.write(set).await {
+            return jobs.iter().map(|_| Ok(())).collect();
+        }
+    }
+    let one_by_one = jobs.iter().map(|(id, key)| mark_published(store, *id, key));
+    futures_util::future::join_all(one_by_one).await
+}
+
+fn batch_set(store: &Store, jobs: &[(Uuid, Vec<u8>)]) -> Result<WriteSet, StorageError> {
+    let reads = store.read()?;
+    let now = now_us();
+    let mut set = WriteSet::new();
+    for (id, order_key) in jobs {
+        let current = reads.get::<GenerationRecord>(&keys::id(*id))?;
+        set.extend(published_set(current.as_ref(), *id, order_key, now));
+    }
+    Ok(set)
 }
 
 /// Records the broker's confirm of a job (see [`published_set`]); `order_key` is the job's
