@@ -166,7 +166,6 @@ async fn create(req: HttpRequest, body: web::Bytes, pool: web::Data<Pool>) -> Ht
     ) else {
         return refuse(422, "validation_failed");
     };
-    let _ = &b.params;
     let cost = unit * i64::from(variations);
     let mut conn = pool.get().await;
     let answer = charge(&mut conn, &hash, &b, variations, cost).await;
