@@ -9,6 +9,7 @@ use storage::records::*;
 use storage::{keys, Reader};
 use uuid::Uuid;
 
+use super::chain;
 use super::layout::{self, Menu};
 use super::listing::{self, ListQuery, Order, Window};
 use super::{see_other, PageError, PageResult, Staff};
@@ -153,17 +154,9 @@ fn edit_forms(staff: &Staff, u: &UserRecord) -> Markup {
 
 /// The user's newest ledger entries, following the chain back from its head.
 fn recent_entries(reads: &impl Reader, user: Uuid) -> Result<Vec<LedgerEntry>, AppError> {
-    let mut out = Vec::new();
-    let account = reads.get::<AccountRecord>(&keys::user(user))?;
-    let mut next = account.and_then(|a| a.head_id);
-    while let Some(id) = next.filter(|_| out.len() < RECENT_ENTRIES_MAX) {
-        let Some(e) = reads.get::<LedgerEntry>(&keys::ledger(id))? else {
-            break;
-        };
-        next = e.prev_id;
-        out.push(e);
-    }
-    Ok(out)
+    chain::from(reads, chain::head(reads, user)?)
+        .take(RECENT_ENTRIES_MAX)
+        .collect()
 }
 
 pub fn ledger_table(entries: &[LedgerEntry]) -> Markup {
@@ -217,11 +210,11 @@ pub async fn update(
     let u = load(&*staff.reads, &id)?;
     let patch = users::UserPatch {
         name: form
-            .non_blank("name")
+            .changed("name")
             .map(|n| Name::parse(n, "name"))
             .transpose()?,
         role: form
-            .non_blank("role")
+            .changed("role")
             .map(|r| {
                 Role::parse(r)
                     .ok_or_else(|| AppError::validation("role", "must be user, agent or admin"))
