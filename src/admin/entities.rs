@@ -9,6 +9,7 @@ use storage::records::*;
 use storage::{keys, Reader, Record, Table};
 use uuid::Uuid;
 
+use super::chain;
 use super::layout::{self, Menu};
 use super::listing::{self, ListQuery, Window};
 use super::users::{ledger_table, money};
@@ -40,14 +41,7 @@ const LEDGER_KINDS: [&str; 7] = [
     "payment_reversal",
 ];
 
-fn owner_link(reads: &impl Reader, user: Uuid) -> Result<Markup, AppError> {
-    let email = reads
-        .get::<UserRecord>(&keys::user(user))?
-        .map_or_else(|| "(deleted user)".to_string(), |u| u.email);
-    Ok(layout::link("/admin/users", user, &email))
-}
-
-/// A list owned records: one owner's through their index, else everyone's, filtered.
+/// A list of owned records: one owner's through their index, else everyone's, filtered.
 fn owned_window<I: Record, R: Record + Owned>(
     reads: &impl Reader,
     query: &ListQuery,
@@ -85,15 +79,7 @@ fn list_page(
         (listing::pager(path, query, window, Some(total)))
         (layout::table(headers, &window.rows))
     };
-    let title = match menu {
-        Menu::Workbenches => "Workbenches",
-        Menu::Projects => "Projects",
-        Menu::BrandKits => "Brand Kits",
-        Menu::Generations => "Generation Requests",
-        Menu::Invoices => "Invoices",
-        _ => "Credits",
-    };
-    Ok(layout::page(staff, menu, title, body))
+    Ok(layout::page(staff, menu, menu.label(), body))
 }
 
 fn rows<R>(
@@ -117,7 +103,7 @@ pub async fn workbenches(req: HttpRequest, state: web::Data<AppState>, staff: St
     })?;
     let w = rows(w, |w| {
         Ok(html! { tr {
-        td { (layout::link("/admin/workbenches", w.id, &w.name)) } td { (owner_link(reads, w.user_id)?) }
+        td { (layout::link("/admin/workbenches", w.id, &w.name)) } td { (layout::user_link(reads, w.user_id)?) }
         td { (layout::when(w.created_at_us)) } } })
     })?;
     list_page(
@@ -143,7 +129,7 @@ pub async fn workbench(staff: Staff, id: web::Path<String>) -> PageResult {
     )?;
     let body = html! {
         (layout::fields(&[
-            ("Name", html! { (w.name) }), ("Owner", owner_link(reads, w.user_id)?),
+            ("Name", html! { (w.name) }), ("Owner", layout::user_link(reads, w.user_id)?),
             ("Default brand kit", html! { @if let Some(k) = w.default_brand_kit_id { (layout::link("/admin/brand-kits", k, &layout::short(k))) } @else { "none" } }),
             ("Created", html! { (layout::when(w.created_at_us)) }), ("Id", html! { code { (w.id) } }),
         ]))
@@ -164,7 +150,7 @@ pub async fn projects(req: HttpRequest, state: web::Data<AppState>, staff: Staff
         Ok(html! { tr {
         td { (layout::link("/admin/projects", p.id, &p.name)) }
         td { (layout::link("/admin/workbenches", p.workbench_id, &layout::short(p.workbench_id))) }
-        td { (owner_link(reads, p.user_id)?) } td { (layout::when(p.created_at_us)) } } })
+        td { (layout::user_link(reads, p.user_id)?) } td { (layout::when(p.created_at_us)) } } })
     })?;
     let extra = html! { a href="/admin/projects/kanban" { "Kanban view" } };
     list_page(
@@ -222,7 +208,7 @@ pub async fn project(staff: Staff, id: web::Path<String>) -> PageResult {
     let p = ws::load::<ProjectRecord>(reads, &staff.user, &id, Access::Read)?;
     let body = layout::fields(&[
         ("Name", html! { (p.name) }),
-        ("Owner", owner_link(reads, p.user_id)?),
+        ("Owner", layout::user_link(reads, p.user_id)?),
         (
             "Workbench",
             layout::link(
@@ -251,7 +237,7 @@ pub async fn brand_kits(req: HttpRequest, state: web::Data<AppState>, staff: Sta
     })?;
     let w = rows(w, |k| {
         Ok(html! { tr {
-        td { (layout::link("/admin/brand-kits", k.id, &k.name)) } td { (owner_link(reads, k.user_id)?) }
+        td { (layout::link("/admin/brand-kits", k.id, &k.name)) } td { (layout::user_link(reads, k.user_id)?) }
         td { (if k.is_default { "yes" } else { "" }) } td { (layout::when(k.created_at_us)) } } })
     })?;
     list_page(
@@ -271,7 +257,7 @@ pub async fn brand_kit(staff: Staff, id: web::Path<String>) -> PageResult {
     let k = ws::load::<BrandKitRecord>(reads, &staff.user, &id, Access::Read)?;
     let body = layout::fields(&[
         ("Name", html! { (k.name) }),
-        ("Owner", owner_link(reads, k.user_id)?),
+        ("Owner", layout::user_link(reads, k.user_id)?),
         (
             "Colors",
             html! { @for c in &k.colors { span.badge { (c.hex) @if let Some(n) = &c.name { " " (n) } } " " } },
@@ -304,7 +290,7 @@ pub async fn generations(req: HttpRequest, state: web::Data<AppState>, staff: St
     let w = rows(w, |g| {
         Ok(html! { tr {
         td { (layout::link("/admin/generations", g.id, &layout::short(g.id))) } td { (g.status.as_str()) }
-        td { (g.format) " ×" (g.variations) } td { (g.cost) } td { (owner_link(reads, g.user_id)?) }
+        td { (g.format) " ×" (g.variations) } td { (g.cost) } td { (layout::user_link(reads, g.user_id)?) }
         td { (layout::when(g.created_at_us)) } } })
     })?;
     let extra = listing::select("status", "Status", &GEN_STATUSES, &query);
@@ -336,7 +322,7 @@ pub async fn generation(staff: Staff, id: web::Path<String>) -> PageResult {
     let cancellable = matches!(g.status, GenStatus::Pending | GenStatus::Queued);
     let body = html! {
         (layout::fields(&[
-            ("Status", html! { (g.status.as_str()) }), ("Owner", owner_link(reads, g.user_id)?),
+            ("Status", html! { (g.status.as_str()) }), ("Owner", layout::user_link(reads, g.user_id)?),
             ("Project", layout::link("/admin/projects", g.project_id, &layout::short(g.project_id))),
             ("Prompt", html! { (g.prompt) }), ("Format", html! { (g.format) " ×" (g.variations) }),
             ("Cost", html! { (g.cost) }), ("Error", html! { (g.error.as_deref().unwrap_or("")) }),
@@ -369,18 +355,8 @@ fn entries_of_generation(
 ) -> Result<Vec<LedgerEntry>, AppError> {
     const WALK_MAX: usize = 2_000;
     let mut out = Vec::new();
-    let mut next = reads
-        .get::<AccountRecord>(&keys::user(g.user_id))?
-        .and_then(|a| a.head_id);
-    for _ in 0..WALK_MAX {
-        let Some(e) = next
-            .map(|id| reads.get::<LedgerEntry>(&keys::ledger(id)))
-            .transpose()?
-            .flatten()
-        else {
-            break;
-        };
-        next = e.prev_id;
+    for e in chain::from(reads, chain::head(reads, g.user_id)?).take(WALK_MAX) {
+        let e = e?;
         if e.created_at_us < g.created_at_us {
             break;
         }
@@ -422,7 +398,7 @@ pub async fn ledger(req: HttpRequest, state: web::Data<AppState>, staff: Staff) 
     };
     let w = rows(w, |e| {
         Ok(html! { tr {
-        td { (layout::when(e.created_at_us)) } td { (owner_link(&*staff.reads, e.user_id)?) }
+        td { (layout::when(e.created_at_us)) } td { (layout::user_link(&*staff.reads, e.user_id)?) }
         td { (e.kind.as_str()) } td { (e.amount) } td { (e.balance_after) } td { (e.description) } } })
     })?;
     let extra = listing::select("kind", "Kind", &LEDGER_KINDS, &query);
@@ -456,7 +432,7 @@ fn user_ledger(
     keep: impl Fn(&LedgerEntry) -> bool,
 ) -> Result<Window<LedgerEntry>, AppError> {
     let foreign = || AppError::validation("cursor", "the cursor is not one we issued");
-    let mut next = match &query.cursor {
+    let start = match &query.cursor {
         Some(c) => {
             reads
                 .get::<LedgerEntry>(c)?
@@ -464,21 +440,14 @@ fn user_ledger(
                 .ok_or_else(foreign)?
                 .prev_id
         }
-        None => reads
-            .get::<AccountRecord>(&keys::account(user))?
-            .and_then(|a| a.head_id),
+        None => chain::head(reads, user)?,
     };
+    let mut walk = chain::from(reads, start);
     let mut rows = Vec::new();
     let mut examined = None;
-    for _ in 0..listing::EXAMINED_PER_PAGE_MAX {
-        let Some(id) = next else { break };
-        let e = reads
-            .get::<LedgerEntry>(&keys::ledger(id))?
-            .ok_or_else(|| {
-                AppError::internal(format!("ledger entry {id} missing from its chain"))
-            })?;
-        next = e.prev_id;
-        examined = Some(id);
+    for e in walk.by_ref().take(listing::EXAMINED_PER_PAGE_MAX) {
+        let e = e?;
+        examined = Some(e.id);
         if keep(&e) {
             rows.push(e);
         }
@@ -486,6 +455,7 @@ fn user_ledger(
             break;
         }
     }
+    let next = walk.pending();
     let full = rows.len() == query.rows_max();
     let cursor = examined
         .filter(|_| next.is_some())
@@ -514,7 +484,7 @@ pub async fn invoices(req: HttpRequest, state: web::Data<AppState>, staff: Staff
     };
     let w = rows(w, |i| {
         Ok(html! { tr {
-        td { (layout::link("/admin/invoices", i.id, &i.number)) } td { (owner_link(reads, i.user_id)?) }
+        td { (layout::link("/admin/invoices", i.id, &i.number)) } td { (layout::user_link(reads, i.user_id)?) }
         td { (i.provider.as_str()) } td { (money(i.amount_minor, &i.currency)) } td { (i.status) }
         td { (layout::when(i.created_at_us)) } } })
     })?;
@@ -542,7 +512,7 @@ pub async fn invoice(staff: Staff, id: web::Path<String>) -> PageResult {
         .ok_or(AppError::NotFound)?;
     let body = html! {
         (layout::fields(&[
-            ("Number", html! { (i.number) }), ("User", owner_link(reads, i.user_id)?),
+            ("Number", html! { (i.number) }), ("User", layout::user_link(reads, i.user_id)?),
             ("Provider", html! { (i.provider.as_str()) " " (i.provider_ref) }),
             ("Amount", html! { (money(i.amount_minor, &i.currency)) }), ("Status", html! { (i.status) }),
             ("Created", html! { (layout::when(i.created_at_us)) }),

@@ -40,27 +40,23 @@ fn sla_badge(t: &TicketRecord, now: i64) -> Markup {
     html! { span class={ "badge " (s) } { (s) } }
 }
 
-fn email_of(reads: &impl Reader, id: uuid::Uuid) -> Result<String, AppError> {
-    Ok(users::get_user(reads, id).map_or_else(|_| "(deleted user)".to_string(), |u| u.email))
-}
-
 /// `GET /admin/tickets`.
 pub async fn list(req: HttpRequest, state: web::Data<AppState>, staff: Staff) -> PageResult {
     let query = ListQuery::parse(
         &req,
         &["stage", "priority", "channel", "sla_status", "user_id"],
     )?;
-    let stage = query.pick("stage", TicketStage::parse)?;
-    let priority = query.pick("priority", TicketPriority::parse)?;
-    let channel = query.pick("channel", TicketChannel::parse)?;
-    let sla = query.pick("sla_status", SlaStatus::parse)?;
+    let filter = desk::TicketFilter {
+        stage: query.pick("stage", TicketStage::parse)?,
+        priority: query.pick("priority", TicketPriority::parse)?,
+        channel: query.pick("channel", TicketChannel::parse)?,
+        assignee: None,
+        sla: query.pick("sla_status", SlaStatus::parse)?,
+    };
     let q = query.needle();
     let now = now_us();
     let keep = |t: &TicketRecord| {
-        stage.is_none_or(|s| s == t.stage)
-            && priority.is_none_or(|p| p == t.priority)
-            && channel.is_none_or(|c| c == t.channel)
-            && sla.is_none_or(|s| s == t.sla_status(now))
+        filter.keeps(t, now)
             && q.as_ref().is_none_or(|q| {
                 t.subject.to_lowercase().contains(q) || t.display_number().to_lowercase() == *q
             })
@@ -77,8 +73,8 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>, staff: Staff) ->
             Ok(html! { tr {
             td { (layout::link("/admin/tickets", t.id, &t.display_number())) } td { (t.subject) }
             td { (t.stage.as_str()) } td { (t.priority.as_str()) } td { (t.channel.as_str()) }
-            td { (sla_badge(t, now)) } td { (email_of(reads, t.user_id)?) }
-            td { @if let Some(a) = t.assignee_id { (email_of(reads, a)?) } }
+            td { (sla_badge(t, now)) } td { (layout::user_email(reads, t.user_id)?) }
+            td { @if let Some(a) = t.assignee_id { (layout::user_email(reads, a)?) } }
             td { (layout::when(t.created_at_us)) } } })
         })
         .collect::<Result<_, AppError>>()?;
@@ -160,10 +156,10 @@ pub async fn show(staff: Staff, id: web::Path<String>) -> PageResult {
         .collect::<Result<Vec<_>, _>>()?;
     let body = html! {
         (layout::fields(&[
-            ("Subject", html! { (t.subject) }), ("Customer", layout::link("/admin/users", t.user_id, &email_of(reads, t.user_id)?)),
+            ("Subject", html! { (t.subject) }), ("Customer", layout::user_link(reads, t.user_id)?),
             ("Stage", html! { (t.stage.as_str()) }), ("Priority", html! { (t.priority.as_str()) }),
             ("Channel", html! { (t.channel.as_str()) }),
-            ("Assignee", html! { @if let Some(a) = t.assignee_id { (email_of(reads, a)?) } @else { "nobody" } }),
+            ("Assignee", html! { @if let Some(a) = t.assignee_id { (layout::user_email(reads, a)?) } @else { "nobody" } }),
             ("SLA", html! { (sla_badge(&t, now_us())) " first response due " (layout::when(t.first_response_due_at_us))
                 @if let Some(at) = t.first_responded_at_us { ", answered " (layout::when(at)) } }),
             ("Generation", html! { @if let Some(g) = t.generation_request_id { (layout::link("/admin/generations", g, &layout::short(g))) } }),
@@ -190,13 +186,13 @@ fn event(reads: &impl Reader, e: &TicketEventRecord) -> Result<Markup, AppError>
             ..
         } => html! {
             article class={ "message" @if *internal { " internal" } } {
-                header { strong { (email_of(reads, *author_id)?) } " · " (layout::when(e.at_us))
+                header { strong { (layout::user_email(reads, *author_id)?) } " · " (layout::when(e.at_us))
                     @if *internal { " · " strong { "Internal note (never shown to the customer)" } } }
                 p { (body) }
             }
         },
         TicketEventKind::Stage { from, to, by } => html! {
-            p.stage { (layout::when(e.at_us)) ": " (email_of(reads, *by)?) " moved it from " (from.as_str()) " to " (to.as_str()) }
+            p.stage { (layout::when(e.at_us)) ": " (layout::user_email(reads, *by)?) " moved it from " (from.as_str()) " to " (to.as_str()) }
         },
     })
 }

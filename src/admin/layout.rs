@@ -39,7 +39,7 @@ impl Menu {
         Menu::Settings,
     ];
 
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Menu::Dashboard => "Dashboard",
             Menu::Workbenches => "Workbenches",
@@ -162,6 +162,19 @@ pub fn fields(rows: &[(&str, Markup)]) -> Markup {
 /// A link to a record's form view.
 pub fn link(path: &str, id: uuid::Uuid, text: &str) -> Markup {
     html! { a href={ (path) "/" (id) } { (text) } }
+}
+
+/// A user's email, or "(deleted user)" once the account is gone (tickets, ledger entries and
+/// invoices outlive it).
+pub fn user_email(reads: &impl storage::Reader, id: uuid::Uuid) -> Result<String, AppError> {
+    Ok(reads
+        .get::<storage::records::UserRecord>(&storage::keys::user(id))?
+        .map_or_else(|| "(deleted user)".to_string(), |u| u.email))
+}
+
+/// A link to a user's form, named by their email.
+pub fn user_link(reads: &impl storage::Reader, id: uuid::Uuid) -> Result<Markup, AppError> {
+    Ok(link("/admin/users", id, &user_email(reads, id)?))
 }
 
 /// A short id for tables (the full one is in the link).

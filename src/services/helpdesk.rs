@@ -34,13 +34,13 @@ pub fn shows(caller_is_staff: bool, e: &TicketEventRecord) -> bool {
     }
 }
 
-/// The filters of the ticket list, parsed.
-struct TicketFilter {
-    stage: Option<TicketStage>,
-    priority: Option<TicketPriority>,
-    channel: Option<TicketChannel>,
-    assignee: Option<Uuid>,
-    sla: Option<SlaStatus>,
+/// The filters of a ticket list, parsed (the API's and the back office's).
+pub struct TicketFilter {
+    pub stage: Option<TicketStage>,
+    pub priority: Option<TicketPriority>,
+    pub channel: Option<TicketChannel>,
+    pub assignee: Option<Uuid>,
+    pub sla: Option<SlaStatus>,
 }
 
 impl TicketFilter {
@@ -63,7 +63,7 @@ impl TicketFilter {
         })
     }
 
-    fn keeps(&self, t: &TicketRecord, now: i64) -> bool {
+    pub fn keeps(&self, t: &TicketRecord, now: i64) -> bool {
         self.stage.is_none_or(|s| s == t.stage)
             && self.priority.is_none_or(|p| p == t.priority)
             && self.channel.is_none_or(|c| c == t.channel)

@@ -619,23 +619,8 @@ async fn a_day_with_a_running_request_is_not_rolled_up_until_it_settles() {
             .status(),
         201
     );
-    let wb: Value = app
-        .post_json("/api/v1/workbenches", Some(&token), &json!({"name": "W"}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let p: Value = app
-        .post_json(
-            "/api/v1/projects",
-            Some(&token),
-            &json!({"name": "P", "workbench_id": wb["id"]}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let body = json!({"project_id": p["id"], "prompt": "A red bicycle", "format": "image_hd", "variations": 1});
+    let project_id = app.project_of(&token).await;
+    let body = json!({"project_id": project_id, "prompt": "A red bicycle", "format": "image_hd", "variations": 1});
     let r = app
         .post_json("/api/v1/generation/create", Some(&token), &body)
         .await;

@@ -166,12 +166,8 @@ async fn kill_9_during_concurrent_deducts_loses_no_acknowledged_write() {
             }));
         }
         // Kill at a moment that varies per cycle, while requests are in flight.
-        tokio::time::sleep(Duration::from_millis(300 + 137 * cycle as u64)).await;
-        server.kill9();
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        for t in tasks {
-            let _ = t.await;
-        }
+        let after = Duration::from_millis(300 + 137 * cycle as u64);
+        kill_while_busy(&mut server, &stop, tasks, after).await;
         assert!(
             !acked.lock().is_empty(),
             "cycle {cycle} acknowledged nothing before the kill"
@@ -345,12 +341,8 @@ async fn kill_9_during_message_posting_loses_no_acknowledged_message() {
                 }
             }));
         }
-        tokio::time::sleep(Duration::from_millis(200 + 150 * cycle as u64)).await;
-        server.kill9();
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        for t in tasks {
-            let _ = t.await;
-        }
+        let after = Duration::from_millis(200 + 150 * cycle as u64);
+        kill_while_busy(&mut server, &stop, tasks, after).await;
     }
     assert!(
         !acked.lock().is_empty(),
@@ -384,4 +376,20 @@ async fn kill_9_during_message_posting_loses_no_acknowledged_message() {
     let live = run(dir.path(), &["verify"]);
     assert!(live.status.success(), "{}", text(&live));
     server.terminate();
+}
+
+/// Kills the server (kill -9) `after` from now while `tasks` send to it, then stops and waits
+/// for them.
+async fn kill_while_busy(
+    server: &mut Server,
+    stop: &std::sync::atomic::AtomicBool,
+    tasks: Vec<actix_web::rt::task::JoinHandle<()>>,
+    after: Duration,
+) {
+    tokio::time::sleep(after).await;
+    server.kill9();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
 }

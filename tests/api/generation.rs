@@ -21,23 +21,8 @@ async fn app_on(bus: &Bus, extra: &str) -> TestApp {
 /// A user with a project; returns (token, user id, project id).
 async fn user_with_project(app: &TestApp) -> (String, String, String) {
     let (token, id) = app.new_user().await;
-    let wb: Value = app
-        .post_json("/api/v1/workbenches", Some(&token), &json!({"name": "W"}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let p: Value = app
-        .post_json(
-            "/api/v1/projects",
-            Some(&token),
-            &json!({"name": "P", "workbench_id": wb["id"]}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    (token, id, p["id"].as_str().unwrap().to_string())
+    let project = app.project_of(&token).await;
+    (token, id, project)
 }
 
 async fn create(app: &TestApp, token: &str, body: &Value) -> reqwest::Response {

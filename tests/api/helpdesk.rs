@@ -78,27 +78,6 @@ async fn user_id_of(app: &TestApp, token: &str) -> String {
     me["id"].as_str().unwrap().to_string()
 }
 
-/// A workbench and project of the user; returns the project id.
-async fn project(app: &TestApp, token: &str) -> String {
-    let wb: Value = app
-        .post_json("/api/v1/workbenches", Some(token), &json!({"name": "W"}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let p: Value = app
-        .post_json(
-            "/api/v1/projects",
-            Some(token),
-            &json!({"name": "P", "workbench_id": wb["id"]}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    p["id"].as_str().unwrap().to_string()
-}
-
 #[actix_web::test]
 async fn a_customer_opens_a_ticket_numbered_with_the_first_response_deadline_of_their_tier() {
     let app = spawn_app().await;
@@ -145,7 +124,7 @@ async fn bad_tickets_are_refused_naming_the_field_and_change_nothing() {
     let app = spawn_app().await;
     let (token, _) = app.new_user().await;
     let (other, _) = app.new_user().await;
-    let others_project = project(&app, &other).await;
+    let others_project = app.project_of(&other).await;
     let cases = [
         (json!({"subject": " ", "description": "d"}), "subject"),
         (json!({"subject": "s", "description": ""}), "description"),
@@ -634,7 +613,7 @@ async fn a_ticket_on_a_generation_shows_its_status_error_and_refund() {
     let app = spawn_app().await;
     let (customer, _) = app.new_user().await;
     let (other, _) = app.new_user().await;
-    let project_id = project(&app, &customer).await;
+    let project_id = app.project_of(&customer).await;
     let r = app
         .post_json(
             "/api/v1/generation/create",

@@ -174,6 +174,27 @@ impl TestApp {
         )
     }
 
+    /// A workbench "W" with a project "P" of the user behind `token`; returns the project id.
+    pub async fn project_of(&self, token: &str) -> String {
+        let wb: Value = self
+            .post_json("/api/v1/workbenches", Some(token), &json!({"name": "W"}))
+            .await
+            .json()
+            .await
+            .expect("workbench");
+        let p: Value = self
+            .post_json(
+                "/api/v1/projects",
+                Some(token),
+                &json!({"name": "P", "workbench_id": wb["id"]}),
+            )
+            .await
+            .json()
+            .await
+            .expect("project");
+        p["id"].as_str().expect("project id").to_string()
+    }
+
     pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
         self.post_json(
             "/api/v1/auth/login",

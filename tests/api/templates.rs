@@ -184,22 +184,7 @@ async fn a_create_with_template_id_takes_what_the_body_leaves_out() {
     enable(&app, true).await;
     let (token, _) = app.new_user().await;
     let (other, _) = app.new_user().await;
-    let wb: Value = app
-        .post_json("/api/v1/workbenches", Some(&token), &json!({"name": "W"}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let p: Value = app
-        .post_json(
-            "/api/v1/projects",
-            Some(&token),
-            &json!({"name": "P", "workbench_id": wb["id"]}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let project_id = app.project_of(&token).await;
     let t: Value = app
         .post_json("/api/v1/templates", Some(&token), &template("T"))
         .await
@@ -210,7 +195,7 @@ async fn a_create_with_template_id_takes_what_the_body_leaves_out() {
         .post_json(
             "/api/v1/generation/create",
             Some(&token),
-            &json!({"project_id": p["id"], "template_id": t["id"], "variations": 1}),
+            &json!({"project_id": project_id, "template_id": t["id"], "variations": 1}),
         )
         .await;
     assert_eq!(r.status(), 202);
@@ -244,7 +229,7 @@ async fn a_create_with_template_id_takes_what_the_body_leaves_out() {
         .post_json(
             "/api/v1/generation/create",
             Some(&token),
-            &json!({"project_id": p["id"], "template_id": theirs["id"]}),
+            &json!({"project_id": project_id, "template_id": theirs["id"]}),
         )
         .await;
     let e = assert_error(r, 422, "validation_failed").await;
@@ -254,7 +239,7 @@ async fn a_create_with_template_id_takes_what_the_body_leaves_out() {
         .post_json(
             "/api/v1/generation/create",
             Some(&token),
-            &json!({"project_id": p["id"], "format": "banner"}),
+            &json!({"project_id": project_id, "format": "banner"}),
         )
         .await;
     let e = assert_error(r, 422, "validation_failed").await;
