@@ -160,6 +160,44 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
         .and_then(|l| l[name.len()..].trim().parse().ok())
 }
 
+/// The cumulative buckets `(le in s, count)` of histogram `name` in a `/metrics` text.
+fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The upper bound (s) of the bucket holding quantile `q` of what histogram `name` observed
+/// between two `/metrics` texts (as Prometheus' `histogram_quantile` over an increase);
+/// `None` when nothing was observed in between.
+pub fn quantile_between(before: &str, after: &str, name: &str, q: f64) -> Option<f64> {
+    let (a, b) = (buckets(before, name), buckets(after, name));
+    let diff: Vec<(f64, f64)> = b
+        .iter()
+        .map(|(le, n)| {
+            let was = a.iter().find(|(l, _)| l == le).map_or(0.0, |(_, n)| *n);
+            (*le, n - was)
+        })
+        .collect();
+    let total = diff.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    diff.iter()
+        .find(|(_, n)| *n >= q * total)
+        .map(|(le, _)| *le)
+}
+
 pub async fn readyz(addr: SocketAddr) -> Res<Value> {
     let (status, v) = HttpConn::open(addr)
         .await?

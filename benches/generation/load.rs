@@ -111,3 +111,64 @@ async fn reopen(addr: SocketAddr, deadline: Instant) -> Res<HttpConn> {
         }
     }
 }
+
+/// Open-loop load: requests are due at a fixed `rate_per_s` whatever the server does, and each
+/// latency counts from when its request was due, not from when a free connection sent it, so a
+/// slow answer that holds the next requests back shows in their latency too (no coordinated
+/// omission). The connections share one schedule; a request due while all of them are busy
+/// waits, and that wait is part of its latency. Tokio's timer adds up to ~1 ms to a send that
+/// had to sleep until it was due.
+pub async fn http_load_paced(
+    addr: SocketAddr,
+    conns: Vec<HttpConn>,
+    spec: &LoadSpec,
+    duration: Duration,
+    rate_per_s: f64,
+    seed: u64,
+) -> Res<(Vec<HttpConn>, Run)> {
+    let start = Instant::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let interval_s = 1.0 / rate_per_s.max(1.0);
+    let (conns, run, _) = spawn_callers(conns, duration, seed, |conn, rng, deadline| {
+        let next = next.clone();
+        let due = move |i: u64| start + Duration::from_secs_f64(i as f64 * interval_s);
+        paced_loop(addr, conn, rng, deadline, spec.clone(), next, due)
+    })
+    .await?;
+    Ok((conns, run))
+}
+
+/// One connection of [`http_load_paced`]: takes the next due slot, waits for it, sends.
+async fn paced_loop(
+    addr: SocketAddr,
+    mut conn: HttpConn,
+    mut rng: Rng,
+    deadline: Instant,
+    spec: LoadSpec,
+    next: Arc<AtomicU64>,
+    due: impl Fn(u64) -> Instant,
+) -> Res<(HttpConn, Tally, ())> {
+    let mut tally = Tally::default();
+    loop {
+        let at = due(next.fetch_add(1, Ordering::Relaxed));
+        if at >= deadline {
+            break;
+        }
+        tokio::time::sleep_until(at.into()).await;
+        let i = rng.below(spec.requests.len());
+        match conn.call(&spec.requests[i]).await {
+            Ok((status, _)) if status == spec.expect => tally.record(at),
+            Ok((status, body)) => tally.refuse(2, || {
+                format!(
+                    "  unexpected status {status}: {}",
+                    String::from_utf8_lossy(conn.body(body))
+                )
+            }),
+            Err(e) => {
+                tally.fail(2, || format!("  request failed: {e}; reconnecting"));
+                conn = reopen(addr, deadline).await?;
+            }
+        }
+    }
+    Ok((conn, tally, ()))
+}
