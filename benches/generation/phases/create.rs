@@ -67,7 +67,6 @@ pub async fn create_phase(
     w.print_cpu();
     let lags = JobLags::of(drain, &w).await;
     lags.print(&w, &drain_time, summary);
-    open_loop(cfg, addr, &spec, w.run.ops_per_s(), summary).await?;
     let job_bytes = drain.first();
     if let Some(j) = &job_bytes {
         println!("  a job message on the queue is {} bytes", j.len());
@@ -82,6 +81,7 @@ pub async fn create_phase(
         &drain_time,
         summary,
     );
+    open_loop(cfg, addr, &spec, w.run.ops_per_s(), summary).await?;
     // One id per user for the status phase: the last one seen.
     ids.sort_by_key(|(i, _)| *i);
     ids.dedup_by_key(|(i, _)| *i);
