@@ -354,6 +354,10 @@ impl From<StorageError> for AppError {
         match e {
             StorageError::Overloaded => AppError::Overloaded,
             StorageError::Closed => AppError::Unavailable("the server is shutting down".into()),
+            StorageError::Unavailable(_) => {
+                tracing::error!(error = %e, "storage unavailable");
+                AppError::Unavailable("the database is unavailable; try again shortly".into())
+            }
             other => AppError::internal(other),
         }
     }

@@ -18,9 +18,26 @@ pub enum StorageError {
     /// A stored value could not be decoded: corruption or a version this build does not know.
     #[error("cannot decode a record in table {table}: {reason}")]
     Decode { table: Table, reason: String },
+    /// The database cannot be reached or refused the connection (PostgreSQL store): writes are
+    /// refused until it is back, then the store recovers by itself.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     /// An engine error (I/O, corruption, commit failure).
     #[error("storage engine error: {0}")]
     Engine(String),
+}
+
+impl StorageError {
+    /// The same failure for each caller of a failed batch: its kind (so an unavailable database
+    /// stays a 503) and its text.
+    pub(crate) fn for_each_caller(&self) -> StorageError {
+        match self {
+            StorageError::Unavailable(m) => StorageError::Unavailable(m.clone()),
+            StorageError::Overloaded => StorageError::Overloaded,
+            StorageError::Closed => StorageError::Closed,
+            other => StorageError::Engine(other.to_string()),
+        }
+    }
 }
 
 impl From<redb::Error> for StorageError {

@@ -9,6 +9,7 @@ pub mod codec;
 mod error;
 pub mod keys;
 pub mod ledger;
+pub mod pg;
 pub mod records;
 pub mod rollup;
 mod store;

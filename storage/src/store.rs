@@ -6,7 +6,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use crate::codec::{decode, encode, Record};
 use crate::keys::prefix_end;
 use crate::records::{MetaRecord, META_KEY, SCHEMA_VERSION};
-use crate::writer::WriterHandle;
+use crate::writer::{RedbBatch, WriterHandle};
 use crate::{now_us, StorageError, Table, WriteOutcome, WriteSet, WriterStats};
 
 /// The file inside the data folder.
@@ -71,7 +71,7 @@ impl Store {
         ensure_tables(&db)?;
         let db = Arc::new(db);
         let writer = WriterHandle::start(
-            db.clone(),
+            RedbBatch::new(db.clone()),
             options.writer_queue_capacity,
             options.writer_batch_size_max,
         )?;
@@ -90,15 +90,12 @@ impl Store {
 
     /// Submits a write set and waits until it is durable (or refused by a condition).
     pub async fn write(&self, set: WriteSet) -> Result<WriteOutcome, StorageError> {
-        debug_assert!(set.op_count() > 0, "an empty write set is a caller bug");
-        let rx = self.inner.writer.submit(set)?;
-        rx.await.map_err(|_| StorageError::Closed)?
+        self.inner.writer.write(set).await
     }
 
     /// The same, for callers outside an async runtime (CLI commands).
     pub fn write_blocking(&self, set: WriteSet) -> Result<WriteOutcome, StorageError> {
-        let rx = self.inner.writer.submit(set)?;
-        rx.blocking_recv().map_err(|_| StorageError::Closed)?
+        self.inner.writer.write_blocking(set)
     }
 
     /// Commits everything queued and stops the writer; later writes answer `Closed`.

@@ -1,6 +1,7 @@
 //! The one storage writer: a plain thread (it blocks on fsync, so it must never run on an actix
-//! arbiter) that takes every write set waiting in its bounded queue, applies them in one redb
-//! write transaction, commits once (durable), and completes them all: group commit.
+//! arbiter) that takes every write set waiting in its bounded queue, applies them in one
+//! durable transaction of its engine (redb here, PostgreSQL in [`crate::pg`]), and completes
+//! them all: group commit.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -17,7 +18,7 @@ use crate::{StorageError, Table};
 /// applied. A failed condition skips this set alone: it is how callers get compare-and-set
 /// without locks (unique emails, single-use tokens, one writer per account).
 #[derive(Debug, Clone)]
-enum Condition {
+pub(crate) enum Condition {
     Absent {
         table: Table,
         key: Vec<u8>,
@@ -34,7 +35,7 @@ enum Condition {
 }
 
 #[derive(Debug, Clone)]
-enum Op {
+pub(crate) enum Op {
     Put {
         table: Table,
         key: Vec<u8>,
@@ -54,8 +55,8 @@ enum Op {
 /// Records to write together: all or nothing, and durable before the caller hears back.
 #[derive(Debug, Clone, Default)]
 pub struct WriteSet {
-    conditions: Vec<Condition>,
-    ops: Vec<Op>,
+    pub(crate) conditions: Vec<Condition>,
+    pub(crate) ops: Vec<Op>,
 }
 
 /// What became of a write set that reached the writer.
@@ -212,9 +213,21 @@ mod parking_lot_free {
     }
 }
 
+/// What the writer thread drives: one engine's way of applying a batch of write sets in one
+/// durable transaction.
+pub(crate) trait BatchEngine: Send + 'static {
+    /// Applies the batch's sets in order in one transaction and commits it durably. A failed
+    /// condition skips its own set; a set the engine itself refuses (a database constraint)
+    /// answers its own error and the others still commit. `Err` means nothing was written.
+    fn apply(&mut self, batch: &[Job]) -> Result<Vec<SetResult>, StorageError>;
+}
+
+/// One set's answer.
+pub(crate) type SetResult = Result<WriteOutcome, StorageError>;
+
 impl WriterHandle {
     pub fn start(
-        db: Arc<Database>,
+        engine: impl BatchEngine,
         queue_capacity: usize,
         batch_size_max: usize,
     ) -> Result<Self, StorageError> {
@@ -224,7 +237,7 @@ impl WriterHandle {
         let thread_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("storage-writer".into())
-            .spawn(move || run(db, rx, batch_size_max, thread_stats))?;
+            .spawn(move || run(engine, rx, batch_size_max, thread_stats))?;
         Ok(WriterHandle {
             tx,
             closed: AtomicBool::new(false),
@@ -257,6 +270,19 @@ impl WriterHandle {
         }
     }
 
+    /// Submits a write set and waits until it is durable (or refused by a condition).
+    pub async fn write(&self, set: WriteSet) -> Result<WriteOutcome, StorageError> {
+        debug_assert!(set.op_count() > 0, "an empty write set is a caller bug");
+        let rx = self.submit(set)?;
+        rx.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// The same, for callers outside an async runtime (CLI commands).
+    pub fn write_blocking(&self, set: WriteSet) -> Result<WriteOutcome, StorageError> {
+        let rx = self.submit(set)?;
+        rx.blocking_recv().map_err(|_| StorageError::Closed)?
+    }
+
     /// Refuses new sets, commits every set already queued, and joins the thread.
     pub fn shutdown(&self) {
         if self.closed.swap(true, Ordering::AcqRel) {
@@ -272,9 +298,13 @@ impl WriterHandle {
     }
 }
 
-fn run(db: Arc<Database>, rx: Receiver<Msg>, batch_size_max: usize, stats: Arc<WriterStats>) {
+fn run(
+    mut engine: impl BatchEngine,
+    rx: Receiver<Msg>,
+    batch_size_max: usize,
+    stats: Arc<WriterStats>,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(batch_size_max);
-    let mut seqs = Sequences::default();
     let mut stopping = false;
     while !stopping {
         match rx.recv() {
@@ -290,11 +320,11 @@ fn run(db: Arc<Database>, rx: Receiver<Msg>, batch_size_max: usize, stats: Arc<W
                 Err(_) => break,
             }
             if batch.len() >= batch_size_max {
-                commit_batch(&db, &mut batch, &mut seqs, &stats);
+                commit_batch(&mut engine, &mut batch, &stats);
             }
         }
         if !batch.is_empty() {
-            commit_batch(&db, &mut batch, &mut seqs, &stats);
+            commit_batch(&mut engine, &mut batch, &stats);
         }
     }
     tracing::info!("storage writer stopped");
@@ -341,13 +371,10 @@ impl Sequences {
     }
 }
 
-fn commit_batch(db: &Database, batch: &mut Vec<Job>, seqs: &mut Sequences, stats: &WriterStats) {
+fn commit_batch(engine: &mut impl BatchEngine, batch: &mut Vec<Job>, stats: &WriterStats) {
     let started = std::time::Instant::now();
     let size = batch.len() as u64;
-    let result = apply_batch(db, batch, seqs);
-    if result.is_err() {
-        seqs.forget();
-    }
+    let result = engine.apply(batch);
     let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     stats.batches.fetch_add(1, Ordering::Relaxed);
     stats
@@ -357,18 +384,44 @@ fn commit_batch(db: &Database, batch: &mut Vec<Job>, seqs: &mut Sequences, stats
     match result {
         Ok(outcomes) => {
             for (job, outcome) in batch.drain(..).zip(outcomes) {
-                let _ = job.reply.send(Ok(outcome));
+                let _ = job.reply.send(outcome);
             }
         }
         Err(e) => {
             stats.failed_batches.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, batch_size = size, "storage batch failed; nothing of it was written");
             for job in batch.drain(..) {
-                let _ = job.reply.send(Err(StorageError::Engine(e.to_string())));
+                let _ = job.reply.send(Err(e.for_each_caller()));
             }
         }
     }
     stats.completed.fetch_add(size, Ordering::Relaxed);
+}
+
+/// The embedded engine: one redb write transaction per batch, committed with redb's default
+/// durability (fsync before `commit` returns).
+pub(crate) struct RedbBatch {
+    pub db: Arc<Database>,
+    seqs: Sequences,
+}
+
+impl RedbBatch {
+    pub fn new(db: Arc<Database>) -> RedbBatch {
+        RedbBatch {
+            db,
+            seqs: Sequences::default(),
+        }
+    }
+}
+
+impl BatchEngine for RedbBatch {
+    fn apply(&mut self, batch: &[Job]) -> Result<Vec<SetResult>, StorageError> {
+        let result = apply_batch(&self.db, batch, &mut self.seqs);
+        if result.is_err() {
+            self.seqs.forget();
+        }
+        Ok(result?.into_iter().map(Ok).collect())
+    }
 }
 
 fn apply_batch(

@@ -1,0 +1,366 @@
+//! The storage interface on PostgreSQL (issue 13, first part): migrations, write-set semantics
+//! and group commit, the database's own guards, plain-SQL reads. Each test gets a fresh
+//! database on the machine's PostgreSQL (`CREATIVEFLOW_TEST_PG`, libpq form; default the local
+//! server as `postgres`), dropped afterwards.
+
+use std::sync::Arc;
+
+use storage::keys;
+use storage::ledger::Posting;
+use storage::pg::{PgSettings, PgStore};
+use storage::records::{AccountRecord, LedgerEntry, LedgerKind};
+use storage::{now_us, Direction, StorageError, StoreOptions, WriteOutcome, WriteSet};
+use uuid::Uuid;
+
+const DEFAULT_ADMIN: &str = "host=127.0.0.1 port=5432 user=postgres dbname=postgres";
+
+fn admin_settings() -> String {
+    std::env::var("CREATIVEFLOW_TEST_PG").unwrap_or_else(|_| DEFAULT_ADMIN.to_string())
+}
+
+/// A database of its own for one test, dropped with it.
+struct TestDb {
+    name: String,
+    settings: PgSettings,
+}
+
+impl TestDb {
+    fn new() -> TestDb {
+        let name = format!("cf_test_{}", Uuid::new_v4().simple());
+        let mut admin = postgres::Client::connect(&admin_settings(), postgres::NoTls).unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        let mut settings = PgSettings::from_url(&admin_settings()).unwrap();
+        settings.dbname = name.clone();
+        settings.tls = storage::pg::TlsMode::Disable;
+        TestDb { name, settings }
+    }
+
+    fn sql(&self) -> postgres::Client {
+        let mut c = self.settings.clone();
+        c.read_connections = 1;
+        postgres::Client::connect(
+            &format!(
+                "host={} port={} user={} dbname={}",
+                c.host, c.port, c.user, self.name
+            ),
+            postgres::NoTls,
+        )
+        .unwrap()
+    }
+
+    fn store(&self) -> PgStore {
+        PgStore::connect(&self.settings, &StoreOptions::default()).unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = postgres::Client::connect(&admin_settings(), postgres::NoTls) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+fn posting(amount: i64) -> Posting {
+    Posting {
+        amount,
+        kind: LedgerKind::AdminAdjustment,
+        description: "test".into(),
+        generation_request_id: None,
+        invoice_id: None,
+    }
+}
+
+/// An account with `balance` credits from one grant, written as the account actor would.
+fn open_account(store: &PgStore, balance: i64) -> (Uuid, AccountRecord) {
+    let user = Uuid::now_v7();
+    let empty = AccountRecord::empty(user, now_us());
+    let (account, entry) = empty.post(posting(balance), now_us()).unwrap();
+    let mut set = WriteSet::new();
+    set.require_absent::<AccountRecord>(keys::account(user))
+        .put(keys::account(user), &account)
+        .put(keys::ledger(entry.id), &entry);
+    assert_eq!(store.write_blocking(set).unwrap(), WriteOutcome::Committed);
+    (user, account)
+}
+
+/// The set a deduct writes: conditioned on the account being the one read.
+fn deduct_set(before: &AccountRecord, amount: i64) -> Option<(WriteSet, AccountRecord)> {
+    let (next, entry) = before.post(posting(-amount), now_us()).ok()?;
+    let mut set = WriteSet::new();
+    set.require_equal(keys::account(before.user_id), before)
+        .put(keys::account(before.user_id), &next)
+        .put(keys::ledger(entry.id), &entry);
+    Some((set, next))
+}
+
+#[test]
+fn a_fresh_database_is_migrated_once_even_when_nodes_start_together() {
+    let db = TestDb::new();
+    let settings = Arc::new(db.settings.clone());
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let s = settings.clone();
+            std::thread::spawn(move || PgStore::connect(&s, &StoreOptions::default()).map(drop))
+        })
+        .collect();
+    for s in starts {
+        s.join().unwrap().unwrap();
+    }
+    let versions: Vec<i32> = db
+        .sql()
+        .query(
+            "SELECT version FROM cf_schema_migrations ORDER BY version",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, vec![1]);
+}
+
+#[test]
+fn an_unreachable_database_is_one_clear_line_without_the_password() {
+    let db = TestDb::new();
+    let mut settings = db.settings.clone().with_password(Some("wrong".into()));
+    settings.port = 1; // nothing listens there: refused at once
+    let Err(e) = PgStore::connect(&settings, &StoreOptions::default()) else {
+        panic!("connected to a closed port");
+    };
+    let line = e.to_string();
+    assert!(matches!(e, StorageError::Unavailable(_)), "{line}");
+    assert!(line.contains("cannot connect to postgresql://"), "{line}");
+    assert!(!line.contains("wrong") && !line.contains('\n'), "{line}");
+}
+
+#[test]
+fn writes_are_read_back_and_scanned_in_key_order() {
+    let db = TestDb::new();
+    let store = db.store();
+    let (user, account) = open_account(&store, 100);
+    assert_eq!(
+        store.get::<AccountRecord>(&keys::account(user)).unwrap(),
+        Some(account)
+    );
+    let parent = Uuid::now_v7();
+    let children: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
+    let mut set = WriteSet::new();
+    for c in &children {
+        set.put(keys::pair(parent, *c), &storage::records::WorkbenchOfUser);
+    }
+    store.write_blocking(set).unwrap();
+    let forward = store
+        .scan::<storage::records::WorkbenchOfUser>(parent.as_bytes(), None, Direction::Forward, 3)
+        .unwrap();
+    let keys_seen: Vec<Vec<u8>> = forward.iter().map(|(k, _)| k.clone()).collect();
+    let want: Vec<Vec<u8>> = children[..3]
+        .iter()
+        .map(|c| keys::pair(parent, *c))
+        .collect();
+    assert_eq!(keys_seen, want);
+    let back = store
+        .scan::<storage::records::WorkbenchOfUser>(
+            parent.as_bytes(),
+            Some(&keys::pair(parent, children[3])),
+            Direction::Backward,
+            10,
+        )
+        .unwrap();
+    assert_eq!(back.len(), 3);
+    assert_eq!(back[0].0, keys::pair(parent, children[2]));
+}
+
+#[test]
+fn a_failed_condition_skips_only_its_own_set_in_a_batch() {
+    let db = TestDb::new();
+    let store = db.store();
+    let (user, account) = open_account(&store, 10);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    // 20 deducts of 1 all conditioned on the same account state: exactly one can apply.
+    let outcomes = runtime.block_on(async {
+        let writes = (0..20).map(|_| {
+            let (set, _) = deduct_set(&account, 1).unwrap();
+            store.write(set)
+        });
+        futures_util::future::join_all(writes).await
+    });
+    let committed = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(WriteOutcome::Committed)))
+        .count();
+    assert_eq!(committed, 1);
+    assert!(outcomes.iter().all(|o| matches!(
+        o,
+        Ok(WriteOutcome::Committed | WriteOutcome::ConditionFailed(0))
+    )));
+    let balance: i64 = db
+        .sql()
+        .query_one("SELECT balance FROM accounts WHERE user_id = $1", &[&user])
+        .unwrap()
+        .get(0);
+    assert_eq!(balance, 9);
+}
+
+#[test]
+fn two_nodes_never_spend_the_same_credits_twice() {
+    let db = TestDb::new();
+    let (a, b) = (db.store(), db.store());
+    let (user, _) = open_account(&a, 600);
+    // Each node deducts 1 in a loop, reading the account and writing conditioned on it, as
+    // two account actors of one user on two nodes would.
+    let spend = |store: PgStore| {
+        std::thread::spawn(move || {
+            let mut applied = 0;
+            for _ in 0..500 {
+                loop {
+                    let current = store
+                        .get::<AccountRecord>(&keys::account(user))
+                        .unwrap()
+                        .unwrap();
+                    let Some((set, _)) = deduct_set(&current, 1) else {
+                        break;
+                    };
+                    if store.write_blocking(set).unwrap() == WriteOutcome::Committed {
+                        applied += 1;
+                        break;
+                    }
+                }
+            }
+            applied
+        })
+    };
+    let (ta, tb) = (spend(a.clone()), spend(b));
+    let applied = ta.join().unwrap() + tb.join().unwrap();
+    assert_eq!(applied, 600);
+    let mut sql = db.sql();
+    let row = sql
+        .query_one(
+            "SELECT a.balance, count(l.*), coalesce(sum(l.amount), 0)::bigint
+             FROM accounts a JOIN ledger_entries l ON l.user_id = a.user_id
+             WHERE a.user_id = $1 GROUP BY a.balance",
+            &[&user],
+        )
+        .unwrap();
+    let (balance, entries, sum): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!((balance, entries, sum), (0, 601, 0));
+}
+
+#[test]
+fn the_database_refuses_a_second_entry_at_one_chain_position() {
+    let db = TestDb::new();
+    let store = db.store();
+    let (user, account) = open_account(&store, 10);
+    let (_, entry) = account.post(posting(-1), now_us()).unwrap();
+    // A buggy node writing an entry at a position already taken, without the account check.
+    let twin = LedgerEntry {
+        id: Uuid::now_v7(),
+        seq: 0,
+        ..entry
+    };
+    let mut set = WriteSet::new();
+    set.put(keys::ledger(twin.id), &twin);
+    assert!(store.write_blocking(set).is_err());
+    let entries: i64 = db
+        .sql()
+        .query_one(
+            "SELECT count(*) FROM ledger_entries WHERE user_id = $1",
+            &[&user],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(entries, 1, "the refused set wrote nothing");
+}
+
+#[test]
+fn a_key_required_absent_is_never_overwritten_by_another_node() {
+    let db = TestDb::new();
+    let (a, b) = (db.store(), db.store());
+    let email_key = b"someone@example.com".to_vec();
+    let claims: Vec<_> = [a, b]
+        .into_iter()
+        .flat_map(|store| std::iter::repeat_n(store, 10))
+        .map(|store| {
+            let key = email_key.clone();
+            std::thread::spawn(move || {
+                let owner = storage::records::EmailIndex {
+                    user_id: Uuid::now_v7(),
+                };
+                let mut set = WriteSet::new();
+                set.require_absent::<storage::records::EmailIndex>(key.clone())
+                    .put(key, &owner);
+                store.write_blocking(set).unwrap()
+            })
+        })
+        .collect();
+    let won = claims
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .filter(|o| *o == WriteOutcome::Committed)
+        .count();
+    assert_eq!(won, 1);
+}
+
+#[test]
+fn appended_keys_follow_commit_order_across_nodes() {
+    let db = TestDb::new();
+    let (a, b) = (db.store(), db.store());
+    let writers: Vec<_> = [a.clone(), b]
+        .into_iter()
+        .map(|store| {
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    let mut set = WriteSet::new();
+                    set.append(&storage::records::OutboxOrder {
+                        generation_id: Uuid::now_v7(),
+                    });
+                    store.write_blocking(set).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let rows = a
+        .scan::<storage::records::OutboxOrder>(&[], None, Direction::Forward, 1000)
+        .unwrap();
+    let seqs: Vec<u64> = rows
+        .iter()
+        .map(|(k, _)| keys::parse_sequence(k).unwrap())
+        .collect();
+    assert_eq!(seqs, (0..100).collect::<Vec<u64>>());
+}
+
+#[test]
+fn a_lost_connection_answers_unavailable_and_the_store_recovers_by_itself() {
+    let db = TestDb::new();
+    let store = db.store();
+    let (user, account) = open_account(&store, 5);
+    // The database drops every connection of this store (a restart or failover would).
+    db.sql()
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap();
+    let (set, next) = deduct_set(&account, 1).unwrap();
+    let first = store.write_blocking(set.clone());
+    let outcome = match first {
+        Err(StorageError::Unavailable(_)) => store.write_blocking(set).unwrap(),
+        other => other.unwrap(),
+    };
+    assert_eq!(outcome, WriteOutcome::Committed);
+    // Reads come back too: the first may meet its dropped connection, the next reconnects.
+    let read = || store.get::<AccountRecord>(&keys::account(user));
+    let stored = read().or_else(|_| read()).unwrap();
+    assert_eq!(stored, Some(next));
+}
