@@ -550,6 +550,9 @@ pub struct Config {
     pub paypal_ca_file: Option<PathBuf>,
     pub features: Features,
     pub file: FileConfig,
+    /// The PostgreSQL store (`ODOO_DB_*` or `CREATIVEFLOW_DATABASE_URL`); `None`: the embedded
+    /// store in `data_dir`.
+    pub database: Option<storage::pg::PgSettings>,
 }
 
 pub const DEFAULT_PAYPAL_CERT_PREFIXES: [&str; 4] = [
@@ -667,7 +670,9 @@ impl Config {
                 file
             }
         };
+        let database = database(&var)?;
         Ok(Config {
+            database,
             listen,
             data_dir,
             amqp_url: Secret(amqp_url),
@@ -678,6 +683,14 @@ impl Config {
             features,
             file,
         })
+    }
+
+    /// Opens the configured store: PostgreSQL when a database is set, else the embedded one.
+    pub fn open_store(&self) -> Result<storage::Store, storage::StorageError> {
+        match &self.database {
+            Some(pg) => storage::Store::connect_postgres(pg, &self.store_options()),
+            None => storage::Store::open(&self.data_dir, &self.store_options()),
+        }
     }
 
     pub fn store_options(&self) -> storage::StoreOptions {
@@ -711,6 +724,62 @@ impl Config {
             ..actors::RegistryOptions::default()
         }
     }
+}
+
+/// The PostgreSQL store's settings: `CREATIVEFLOW_DATABASE_URL`, or `ODOO_DB_HOST` with
+/// `ODOO_DB_PORT` (5432), `ODOO_DB_USER` (postgres), `ODOO_DB_PASSWORD`, `ODOO_DB_NAME`
+/// (creativeflow), as the original system named them; TLS from
+/// `CREATIVEFLOW_DATABASE_SSLMODE` (disable, prefer, require; default prefer) and
+/// `CREATIVEFLOW_DATABASE_CA_FILE`. Neither set: `None`, the embedded store.
+fn database(
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<storage::pg::PgSettings>, ConfigError> {
+    use storage::pg::{PgSettings, TlsMode};
+    let mut settings = match (var("CREATIVEFLOW_DATABASE_URL"), var("ODOO_DB_HOST")) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(bad(
+                "CREATIVEFLOW_DATABASE_URL",
+                "set either it or ODOO_DB_HOST, not both",
+            ))
+        }
+        (Some(url), None) => PgSettings::from_url(url.trim())
+            .map_err(|e| bad("CREATIVEFLOW_DATABASE_URL", e.to_string()))?,
+        (None, Some(host)) => {
+            let port = match var("ODOO_DB_PORT") {
+                None => 5432,
+                Some(p) => p
+                    .trim()
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| bad("ODOO_DB_PORT", format!("'{p}' is not a port number")))?,
+            };
+            let user = var("ODOO_DB_USER").unwrap_or_else(|| "postgres".into());
+            let name = var("ODOO_DB_NAME").unwrap_or_else(|| "creativeflow".into());
+            PgSettings::new(host.trim(), port, user.trim(), name.trim())
+                .with_password(var("ODOO_DB_PASSWORD"))
+        }
+    };
+    if let Some(mode) = var("CREATIVEFLOW_DATABASE_SSLMODE") {
+        settings.tls = TlsMode::parse(mode.trim()).ok_or_else(|| {
+            bad(
+                "CREATIVEFLOW_DATABASE_SSLMODE",
+                format!("'{mode}' is not disable, prefer or require"),
+            )
+        })?;
+    }
+    if let Some(ca) = var("CREATIVEFLOW_DATABASE_CA_FILE") {
+        let ca = PathBuf::from(ca);
+        if !ca.is_file() {
+            return Err(bad(
+                "CREATIVEFLOW_DATABASE_CA_FILE",
+                format!("'{}' is not a readable file", ca.display()),
+            ));
+        }
+        settings.ca_file = Some(ca);
+    }
+    Ok(Some(settings))
 }
 
 fn valid_cert_prefix(p: &str) -> bool {

@@ -177,7 +177,7 @@ fn offline_or_server(
             )
         }
     }
-    match Store::open(&config.data_dir, &config.store_options()) {
+    match config.open_store() {
         Ok(store) => {
             let answer = offline(&store, &mut progress);
             store.shutdown();

@@ -42,7 +42,7 @@ impl Application {
     /// Must run inside an actix System (the account actors live on its arbiters).
     pub async fn build(config: Config, mailer: Arc<dyn Mailer>) -> Result<Application, StartError> {
         let started = Instant::now();
-        let store = Store::open(&config.data_dir, &config.store_options())?;
+        let store = config.open_store()?;
         let accounts = AccountRegistry::start(store.clone(), config.registry_options());
         let workspaces = WorkspaceRegistry::start_with(
             store.clone(),

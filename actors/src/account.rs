@@ -150,6 +150,7 @@ async fn apply(
     msg: Apply,
 ) -> (Option<AccountRecord>, Result<Outcome, AccountError>) {
     for _ in 0..=STALE_RETRIES_MAX {
+        let fresh = state.is_none();
         let current = match state {
             Some(s) => s,
             None => match load(store, user_id) {
@@ -158,6 +159,10 @@ async fn apply(
             },
         };
         match attempt(store, &current, &msg).await {
+            // A refusal writes nothing, so no condition tells us the balance we hold is stale:
+            // another node (PostgreSQL store) may have added credits. Refuse only on a balance
+            // read from the store.
+            Ok(Attempt::Done(_, Outcome::InsufficientCredits { .. })) if !fresh => state = None,
             Ok(Attempt::Done(next, outcome)) => return (Some(next), Ok(outcome)),
             Ok(Attempt::Stale) => state = None,
             Err(e) => return (None, Err(e)),

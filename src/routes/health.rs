@@ -20,7 +20,7 @@ pub async fn healthz() -> HttpResponse {
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200), (status = 503, description = "the store does not answer; `Retry-After`")))]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let store_ok = state.store.snapshot().is_ok();
+    let store_ok = state.store.ping().is_ok();
     let broker = &state.publisher.status;
     let body = json!({
         "status": if store_ok { "ready" } else { "not_ready" },

@@ -7,6 +7,7 @@
 pub mod backup;
 pub mod codec;
 mod error;
+mod interface;
 pub mod keys;
 pub mod ledger;
 pub mod pg;
@@ -19,7 +20,8 @@ mod writer;
 
 pub use codec::Record;
 pub use error::StorageError;
-pub use store::{private_dir, private_file, Direction, Reader, Snapshot, Store, StoreOptions};
+pub use interface::{Direction, Reader, StoreOptions};
+pub use store::{private_dir, private_file, Snapshot, Store, WholeSnapshot};
 pub use tables::Table;
 pub use writer::{WriteOutcome, WriteSet, WriterStats};
 

@@ -4,7 +4,9 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::codec::{decode, encode, Record};
+use crate::interface::{Direction, Reader, StoreOptions};
 use crate::keys::prefix_end;
+use crate::pg::{PgSettings, PgStore};
 use crate::records::{MetaRecord, META_KEY, SCHEMA_VERSION};
 use crate::writer::{RedbBatch, WriterHandle};
 use crate::{now_us, StorageError, Table, WriteOutcome, WriteSet, WriterStats};
@@ -12,46 +14,27 @@ use crate::{now_us, StorageError, Table, WriteOutcome, WriteSet, WriterStats};
 /// The file inside the data folder.
 pub const DB_FILE: &str = "creativeflow.redb";
 
-/// Bounds of the store. Every queue has one.
-#[derive(Debug, Clone)]
-pub struct StoreOptions {
-    /// redb's page cache; idle users cost nothing beyond it.
-    pub cache_size_bytes: usize,
-    pub writer_queue_capacity: usize,
-    pub writer_batch_size_max: usize,
-}
-
-impl Default for StoreOptions {
-    fn default() -> Self {
-        StoreOptions {
-            cache_size_bytes: 256 * 1024 * 1024,
-            writer_queue_capacity: 8192,
-            writer_batch_size_max: 512,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Forward,
-    Backward,
-}
-
-/// The store: reads go straight to redb snapshots, writes go through the one writer thread.
+/// The store: the embedded engine (redb: reads straight from its snapshots, writes through the
+/// one writer thread) or, for several nodes, PostgreSQL ([`crate::pg`]) behind the same calls.
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<Inner>,
+    inner: Arc<Engine>,
 }
 
-struct Inner {
-    db: Arc<Database>,
-    writer: WriterHandle,
-    path: PathBuf,
+enum Engine {
+    Redb {
+        db: Arc<Database>,
+        writer: WriterHandle,
+        path: PathBuf,
+    },
+    Pg(PgStore),
 }
 
-impl Drop for Inner {
+impl Drop for Engine {
     fn drop(&mut self) {
-        self.writer.shutdown();
+        if let Engine::Redb { writer, .. } = self {
+            writer.shutdown();
+        }
     }
 }
 
@@ -76,35 +59,72 @@ impl Store {
             options.writer_batch_size_max,
         )?;
         Ok(Store {
-            inner: Arc::new(Inner { db, writer, path }),
+            inner: Arc::new(Engine::Redb { db, writer, path }),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.inner.path
+    /// The store on PostgreSQL: connects, migrates, starts this node's writer.
+    pub fn connect_postgres(
+        settings: &PgSettings,
+        options: &StoreOptions,
+    ) -> Result<Store, StorageError> {
+        Ok(Store {
+            inner: Arc::new(Engine::Pg(PgStore::connect(settings, options)?)),
+        })
+    }
+
+    /// The PostgreSQL store behind this one, if it is one.
+    pub fn postgres(&self) -> Option<&PgStore> {
+        match &*self.inner {
+            Engine::Pg(pg) => Some(pg),
+            Engine::Redb { .. } => None,
+        }
+    }
+
+    /// Where the store is: its file, or the database (no password).
+    pub fn describe(&self) -> String {
+        match &*self.inner {
+            Engine::Redb { path, .. } => path.display().to_string(),
+            Engine::Pg(pg) => pg.describe(),
+        }
     }
 
     pub fn stats(&self) -> &WriterStats {
-        &self.inner.writer.stats
+        match &*self.inner {
+            Engine::Redb { writer, .. } => &writer.stats,
+            Engine::Pg(pg) => pg.stats(),
+        }
     }
 
     /// Submits a write set and waits until it is durable (or refused by a condition).
     pub async fn write(&self, set: WriteSet) -> Result<WriteOutcome, StorageError> {
-        self.inner.writer.write(set).await
+        match &*self.inner {
+            Engine::Redb { writer, .. } => writer.write(set).await,
+            Engine::Pg(pg) => pg.write(set).await,
+        }
     }
 
     /// The same, for callers outside an async runtime (CLI commands).
     pub fn write_blocking(&self, set: WriteSet) -> Result<WriteOutcome, StorageError> {
-        self.inner.writer.write_blocking(set)
+        match &*self.inner {
+            Engine::Redb { writer, .. } => writer.write_blocking(set),
+            Engine::Pg(pg) => pg.write_blocking(set),
+        }
     }
 
     /// Commits everything queued and stops the writer; later writes answer `Closed`.
     pub fn shutdown(&self) {
-        self.inner.writer.shutdown();
+        match &*self.inner {
+            Engine::Redb { writer, .. } => writer.shutdown(),
+            Engine::Pg(pg) => pg.shutdown(),
+        }
     }
 
     pub fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StorageError> {
-        get_in(&self.inner.db.begin_read()?, key)
+        match &*self.inner {
+            Engine::Redb { db, .. } => get_in(&db.begin_read()?, key),
+            Engine::Pg(pg) => pg.get(key),
+        }
     }
 
     /// Records whose key starts with `prefix`, strictly after `after` in `direction`, at most
@@ -116,9 +136,14 @@ impl Store {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, R)>, StorageError> {
-        let txn = self.inner.db.begin_read()?;
-        let table = txn.open_table(R::TABLE.def())?;
-        scan_table(&table, prefix, after, direction, limit)
+        match &*self.inner {
+            Engine::Redb { db, .. } => {
+                let txn = db.begin_read()?;
+                let table = txn.open_table(R::TABLE.def())?;
+                scan_table(&table, prefix, after, direction, limit)
+            }
+            Engine::Pg(pg) => pg.scan(prefix, after, direction, limit),
+        }
     }
 
     /// Visits the records under `prefix` in key order (read in bounded steps, each step its own
@@ -148,39 +173,83 @@ impl Store {
     /// Number of records in a table (for metrics and benchmarks).
     pub fn count(&self, table: Table) -> Result<u64, StorageError> {
         use redb::ReadableTableMetadata;
-        let txn = self.inner.db.begin_read()?;
-        let t = txn.open_table(table.def())?;
-        Ok(t.len()?)
+        match &*self.inner {
+            Engine::Redb { db, .. } => {
+                let txn = db.begin_read()?;
+                let t = txn.open_table(table.def())?;
+                Ok(t.len()?)
+            }
+            Engine::Pg(pg) => pg.count(table),
+        }
     }
 
-    /// A consistent read snapshot, for `verify` and `backup` while writes go on.
-    pub fn snapshot(&self) -> Result<redb::ReadTransaction, StorageError> {
-        Ok(self.inner.db.begin_read()?)
+    /// Whether the store answers reads now (for `/readyz`).
+    pub fn ping(&self) -> Result<(), StorageError> {
+        match &*self.inner {
+            Engine::Redb { db, .. } => db.begin_read().map(drop).map_err(Into::into),
+            Engine::Pg(pg) => pg.ping(),
+        }
+    }
+
+    /// A consistent read snapshot, for `verify` and `backup` while writes go on. A PostgreSQL
+    /// store is first exported, as of one moment, into a temporary store file
+    /// ([`crate::pg::export`]) that is gone once the snapshot is dropped.
+    pub fn snapshot(&self) -> Result<WholeSnapshot, StorageError> {
+        match &*self.inner {
+            Engine::Redb { db, .. } => Ok(WholeSnapshot {
+                txn: db.begin_read()?,
+                _export: None,
+            }),
+            Engine::Pg(pg) => pg_snapshot(pg),
+        }
     }
 
     /// One consistent view for several reads: what a request reads (its caller, then the
-    /// records it shows) comes from one point in time, and opens one read transaction.
+    /// records it shows) comes from one point in time, and opens one read transaction. On
+    /// PostgreSQL each read sees the latest commit (see [`crate::pg`]).
     pub fn read(&self) -> Result<Snapshot, StorageError> {
         Ok(Snapshot {
-            txn: self.inner.db.begin_read()?,
+            view: match &*self.inner {
+                Engine::Redb { db, .. } => View::Redb(db.begin_read()?),
+                Engine::Pg(pg) => View::Pg(pg.clone()),
+            },
         })
     }
 }
 
-/// Reads of records: from the latest commit at each call ([`Store`]) or from one fixed point
-/// in time ([`Snapshot`]). Read-only code takes `&impl Reader` so callers choose.
-pub trait Reader {
-    fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StorageError>;
+/// The whole PostgreSQL store as one redb snapshot: exported into a temporary file, opened,
+/// and unlinked at once (the open file lives as long as the read transaction).
+fn pg_snapshot(pg: &PgStore) -> Result<WholeSnapshot, StorageError> {
+    let path = std::env::temp_dir().join(format!(
+        "creativeflow-export-{}.redb",
+        uuid::Uuid::new_v4().simple()
+    ));
+    crate::pg::export::export(pg.settings(), &path, &mut |_, _| {})?;
+    let opened = open_database(&path, 64 * 1024 * 1024).and_then(|db| {
+        Ok(WholeSnapshot {
+            txn: db.begin_read()?,
+            _export: Some(db),
+        })
+    });
+    let _ = std::fs::remove_file(&path);
+    opened
+}
 
-    /// Records whose key starts with `prefix`, strictly after `after` in `direction`, at most
-    /// `limit` of them, from one consistent view.
-    fn scan<R: Record>(
-        &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, R)>, StorageError>;
+/// One consistent view of the whole store (a redb read transaction), for `verify` and
+/// `backup`. Reads through `Deref`.
+pub struct WholeSnapshot {
+    // Declared first, so dropped before the exported database it reads.
+    txn: redb::ReadTransaction,
+    /// The temporary store a PostgreSQL store was exported into.
+    _export: Option<Database>,
+}
+
+impl std::ops::Deref for WholeSnapshot {
+    type Target = redb::ReadTransaction;
+
+    fn deref(&self) -> &redb::ReadTransaction {
+        &self.txn
+    }
 }
 
 impl Reader for Store {
@@ -201,20 +270,33 @@ impl Reader for Store {
 
 /// A read transaction held for a short while (one request).
 pub struct Snapshot {
-    txn: redb::ReadTransaction,
+    view: View,
+}
+
+enum View {
+    Redb(redb::ReadTransaction),
+    Pg(PgStore),
 }
 
 impl Snapshot {
     /// The stored bytes (version byte and all) at `key` of `table`, undecoded.
     pub fn get_raw(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        let t = self.txn.open_table(table.def())?;
-        Ok(t.get(key)?.map(|v| v.value().to_vec()))
+        match &self.view {
+            View::Redb(txn) => {
+                let t = txn.open_table(table.def())?;
+                Ok(t.get(key)?.map(|v| v.value().to_vec()))
+            }
+            View::Pg(pg) => pg.get_raw(table, key),
+        }
     }
 }
 
 impl Reader for Snapshot {
     fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StorageError> {
-        get_in(&self.txn, key)
+        match &self.view {
+            View::Redb(txn) => get_in(txn, key),
+            View::Pg(pg) => pg.get(key),
+        }
     }
 
     fn scan<R: Record>(
@@ -224,8 +306,13 @@ impl Reader for Snapshot {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, R)>, StorageError> {
-        let table = self.txn.open_table(R::TABLE.def())?;
-        scan_table(&table, prefix, after, direction, limit)
+        match &self.view {
+            View::Redb(txn) => {
+                let table = txn.open_table(R::TABLE.def())?;
+                scan_table(&table, prefix, after, direction, limit)
+            }
+            View::Pg(pg) => pg.scan(prefix, after, direction, limit),
+        }
     }
 }
 

@@ -30,6 +30,63 @@ pub struct TestApp {
     pub mailer: Arc<CapturingMailer>,
     pub state: actix_web::web::Data<AppState>,
     pub _dir: tempfile::TempDir,
+    pub _database: Option<PgDatabase>,
+}
+
+/// Whether this run of the suite is against the PostgreSQL store: the `api_postgres` test
+/// target is this same suite, built a second time.
+pub fn on_postgres() -> bool {
+    env!("CARGO_CRATE_NAME") == "api_postgres"
+        || std::env::var("CREATIVEFLOW_TEST_STORE").as_deref() == Ok("postgres")
+}
+
+/// The machine's PostgreSQL, as an administrator (libpq form; `CREATIVEFLOW_TEST_PG`).
+pub fn pg_admin() -> String {
+    std::env::var("CREATIVEFLOW_TEST_PG")
+        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=postgres".into())
+}
+
+/// A fresh database for one app, dropped with it. The sync client runs on a thread of its
+/// own (it drives its own runtime, which must not start inside the test's).
+pub struct PgDatabase {
+    pub name: String,
+}
+
+impl PgDatabase {
+    pub fn create() -> PgDatabase {
+        let name = format!("cf_api_{}", uuid::Uuid::new_v4().simple());
+        let sql = format!("CREATE DATABASE {name}");
+        std::thread::spawn(move || {
+            let mut admin = postgres::Client::connect(&pg_admin(), postgres::NoTls)
+                .expect("the test PostgreSQL answers");
+            admin.batch_execute(&sql).expect("database created");
+        })
+        .join()
+        .expect("create thread");
+        PgDatabase { name }
+    }
+
+    /// The variables that point an app at this database, as an operator would set them.
+    pub fn vars(&self) -> Vec<(String, String)> {
+        vec![
+            ("ODOO_DB_HOST".into(), "127.0.0.1".into()),
+            ("ODOO_DB_USER".into(), "postgres".into()),
+            ("ODOO_DB_NAME".into(), self.name.clone()),
+            ("CREATIVEFLOW_DATABASE_SSLMODE".into(), "disable".into()),
+        ]
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let _ = std::thread::spawn(move || {
+            if let Ok(mut admin) = postgres::Client::connect(&pg_admin(), postgres::NoTls) {
+                let _ = admin.batch_execute(&sql);
+            }
+        })
+        .join();
+    }
 }
 
 pub const PASSWORD: &str = "correct horse battery";
@@ -49,6 +106,10 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
         // Tests that do not exercise the job bus keep off the shared broker.
         ("CREATIVEFLOW_AMQP_URL".into(), NO_BROKER.into()),
     ];
+    let database = on_postgres().then(PgDatabase::create);
+    if let Some(db) = &database {
+        all.extend(db.vars());
+    }
     for (k, v) in vars {
         all.retain(|(n, _)| n != k);
         all.push((k.to_string(), v.to_string()));
@@ -77,6 +138,7 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
         mailer,
         state,
         _dir: dir,
+        _database: database,
     }
 }
 

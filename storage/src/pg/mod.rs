@@ -11,6 +11,7 @@
 //! depends on what was read says so with a condition, which the transaction checks.
 
 mod batch;
+pub mod export;
 pub mod projection;
 mod reads;
 pub mod schema;
@@ -18,15 +19,47 @@ mod settings;
 
 use std::sync::Arc;
 
-use crate::codec::{decode, Record};
+use crate::codec::{decode, encode, Record};
+use crate::interface::{Direction, Reader, StoreOptions};
 use crate::records::{MetaRecord, META_KEY, SCHEMA_VERSION};
-use crate::store::{Direction, Reader, StoreOptions};
 use crate::writer::WriterHandle;
 use crate::{now_us, StorageError, Table, WriteOutcome, WriteSet, WriterStats};
 
 use batch::PgBatch;
 use reads::{Answer, Query, ReadPool, Row};
 pub use settings::{PgSettings, TlsMode, READ_CONNECTIONS_DEFAULT};
+
+/// Records the record schema this build writes, or checks the one already recorded (the
+/// first node to start records it; later ones check it).
+fn ensure_meta(client: &mut postgres::Client, place: &str) -> Result<(), StorageError> {
+    let pg = |e: postgres::Error| StorageError::Engine(batch::describe(&e));
+    let meta = MetaRecord {
+        schema_version: SCHEMA_VERSION,
+        created_at_us: now_us(),
+    };
+    let table = schema::table_name(Table::Meta);
+    client
+        .execute(
+            &format!("INSERT INTO {table} (k, v) VALUES ($1, $2) ON CONFLICT (k) DO NOTHING"),
+            &[&META_KEY, &encode(&meta)],
+        )
+        .map_err(pg)?;
+    let stored: Vec<u8> = client
+        .query_one(&format!("SELECT v FROM {table} WHERE k = $1"), &[&META_KEY])
+        .map_err(pg)?
+        .get(0);
+    let m: MetaRecord = decode(&stored)?;
+    if m.schema_version != SCHEMA_VERSION {
+        return Err(StorageError::Open {
+            path: place.to_string(),
+            reason: format!(
+                "record schema version {} is not {SCHEMA_VERSION}",
+                m.schema_version
+            ),
+        });
+    }
+    Ok(())
+}
 
 /// The PostgreSQL store of one node.
 #[derive(Clone)]
@@ -49,49 +82,37 @@ impl Drop for Inner {
 impl PgStore {
     /// Connects (a wrong password or an unreachable database is one clear error), applies the
     /// migrations this database lacks under an advisory lock, and starts the writer and the
-    /// read connections.
+    /// read connections. Callable from async code: the blocking client runs on a thread of
+    /// its own (it drives its own runtime, which must not start inside another).
     pub fn connect(settings: &PgSettings, options: &StoreOptions) -> Result<PgStore, StorageError> {
-        let mut client = settings.connect()?;
-        schema::migrate(&mut client)?;
+        let prepare = settings.clone();
+        let client = std::thread::Builder::new()
+            .name("pg-connect".into())
+            .spawn(move || -> Result<postgres::Client, StorageError> {
+                let mut client = prepare.connect()?;
+                schema::migrate(&mut client)?;
+                ensure_meta(&mut client, &prepare.describe())?;
+                Ok(client)
+            })?
+            .join()
+            .map_err(|_| StorageError::Engine("the connecting thread panicked".into()))??;
         let writer = WriterHandle::start(
             PgBatch::new(settings.clone(), client),
             options.writer_queue_capacity,
             options.writer_batch_size_max,
         )?;
-        let store = PgStore {
+        Ok(PgStore {
             inner: Arc::new(Inner {
                 reads: ReadPool::start(settings)?,
                 writer,
                 settings: settings.clone(),
             }),
-        };
-        store.ensure_meta()?;
-        Ok(store)
+        })
     }
 
-    /// Records the record schema this build writes, or checks the one already recorded.
-    fn ensure_meta(&self) -> Result<(), StorageError> {
-        let meta = MetaRecord {
-            schema_version: SCHEMA_VERSION,
-            created_at_us: now_us(),
-        };
-        let mut set = WriteSet::new();
-        set.require_absent::<MetaRecord>(META_KEY.to_vec())
-            .put(META_KEY.to_vec(), &meta);
-        if self.write_blocking(set)? == WriteOutcome::Committed {
-            return Ok(());
-        }
-        match self.get::<MetaRecord>(META_KEY)? {
-            Some(m) if m.schema_version == SCHEMA_VERSION => Ok(()),
-            Some(m) => Err(StorageError::Open {
-                path: self.describe(),
-                reason: format!(
-                    "record schema version {} is not {SCHEMA_VERSION}",
-                    m.schema_version
-                ),
-            }),
-            None => Err(StorageError::Engine("the meta record vanished".into())),
-        }
+    /// The settings this store connects with.
+    pub fn settings(&self) -> &PgSettings {
+        &self.inner.settings
     }
 
     /// Where the database is (no password), for logs and `/readyz`.

@@ -12,8 +12,8 @@ use postgres::{Client, Statement};
 use super::batch::pg_error;
 use super::schema::table_name;
 use super::settings::PgSettings;
+use crate::interface::Direction;
 use crate::keys::prefix_end;
-use crate::store::Direction;
 use crate::{StorageError, Table};
 
 /// Queries waiting for a read connection beyond this make the caller wait: backpressure.
