@@ -20,9 +20,9 @@ impl Registry<CreditAccount> {
     }
 }
 
-/// How many times a write is retried after finding the stored account moved under it (only
-/// possible in the instant an evicted actor and its successor overlap).
-const STALE_RETRIES_MAX: usize = 3;
+/// Writes retried on a fresh read of the account after another writer changed it first. One node
+/// rarely needs one; several nodes on one database (no sticky routing) contend for hot accounts.
+const STALE_RETRIES_MAX: usize = 8;
 
 /// A remembered idempotency key: the hash of (scope, key) and the hash of what was asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

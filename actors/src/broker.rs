@@ -16,7 +16,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use parking_lot::Mutex;
 use serde::Deserialize;
 use storage::records::{OutboxOrder, OutboxRecord};
-use storage::{keys, now_us, Direction, Store, WriteSet};
+use storage::{keys, now_us, Direction, RelayLease, Store, WriteSet};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -138,6 +138,14 @@ impl Actor for Publisher {
         );
         ctx.spawn(
             async move {
+                let lease = match store.relay_lease() {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot take part in relaying the outbox");
+                        status.error(e.to_string());
+                        return;
+                    }
+                };
                 let mut attempt = 0u32;
                 loop {
                     match connect(&config, "publisher").await {
@@ -145,7 +153,7 @@ impl Actor for Publisher {
                             attempt = 0;
                             status.publisher_connected.store(true, Ordering::Relaxed);
                             tracing::info!("publisher connected to the broker");
-                            let err = relay(&store, &config, &status, &wake, &conn).await;
+                            let err = relay(&store, &config, &status, &wake, &lease, &conn).await;
                             status.publisher_connected.store(false, Ordering::Relaxed);
                             status.reconnects_total.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(error = %err, "publisher lost the broker; unconfirmed jobs will be republished");
@@ -230,12 +238,18 @@ struct Relay<'a> {
     cursor: Option<Vec<u8>>,
 }
 
-/// Publishes until the connection fails; returns the failure.
+/// How often a publisher sharing the outbox with other nodes looks for their entries (their
+/// commits do not wake it) and for a change of the cluster lease.
+const SHARED_POLL_MS: u64 = 100;
+
+/// Publishes until the connection fails; returns the failure. Only while this node holds the
+/// relay lease (always, on the embedded store).
 async fn relay(
     store: &Store,
     config: &BrokerConfig,
     status: &BrokerStatus,
     wake: &Notify,
+    lease: &RelayLease,
     conn: &Connection,
 ) -> String {
     let channel = match open_channel(conn, config).await {
@@ -253,12 +267,20 @@ async fn relay(
         // Everything still in the outbox was not confirmed: start from the first entry.
         cursor: None,
     };
+    let poll = Duration::from_millis(SHARED_POLL_MS);
     loop {
         if !conn.status().connected() {
             return "the connection closed".into();
         }
-        if let Err(e) = relay.fill_window().await {
-            return e;
+        if lease.is_held() {
+            if let Err(e) = relay.fill_window().await {
+                return e;
+            }
+        } else {
+            // Another node relays. Should this one take over, it starts from the first entry:
+            // what the other node published but did not record is published again.
+            relay.cursor = None;
+            relay.retry.clear();
         }
         tokio::select! {
             Some(first) = relay.inflight.next(), if !relay.inflight.is_empty() => {
@@ -267,6 +289,7 @@ async fn relay(
                 }
             }
             _ = wake.notified() => {}
+            _ = tokio::time::sleep(poll), if lease.shared() => {}
         }
     }
 }

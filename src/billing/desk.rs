@@ -12,8 +12,12 @@ use uuid::Uuid;
 use crate::error::AppError;
 use crate::state::AppState;
 
-/// Attempts of one event before answering 503 (each failure means a record moved meanwhile).
-const ATTEMPTS_MAX: usize = 5;
+/// Attempts of one event before answering 503 (each failure means a record moved meanwhile,
+/// e.g. the invoice counter, which several nodes on one database all advance).
+const ATTEMPTS_MAX: usize = 16;
+/// After a failed attempt, wait up to this long (a random share of it) before deciding again,
+/// so two nodes that keep meeting on one record stop meeting in step.
+const RETRY_JITTER_US_MAX: u64 = 4_000;
 
 /// What an event comes to, decided from the event and the stored state.
 pub enum Decision {
@@ -125,10 +129,18 @@ where
                 Answer::Applied(note)
             });
         }
+        tokio::time::sleep(jitter()).await;
     }
     Err(AppError::Unavailable(
         "the records changed while applying the event; retry".into(),
     ))
+}
+
+fn jitter() -> std::time::Duration {
+    let mut b = [0u8; 8];
+    // No entropy (never seen) only means no spread: the attempts are still bounded.
+    let _ = getrandom::fill(&mut b);
+    std::time::Duration::from_micros(u64::from_le_bytes(b) % RETRY_JITTER_US_MAX)
 }
 
 /// What a payment bills: who, through which provider and reference, how much.

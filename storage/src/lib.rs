@@ -21,7 +21,7 @@ mod writer;
 pub use codec::Record;
 pub use error::StorageError;
 pub use interface::{Direction, Reader, StoreOptions};
-pub use store::{private_dir, private_file, Snapshot, Store, WholeSnapshot};
+pub use store::{private_dir, private_file, RelayLease, Snapshot, Store, WholeSnapshot};
 pub use tables::Table;
 pub use writer::{WriteOutcome, WriteSet, WriterStats};
 

@@ -217,6 +217,47 @@ impl Store {
     }
 }
 
+/// Who relays the outbox to the broker. On the embedded store this node is the only one; on
+/// PostgreSQL it is the node holding the cluster lease, and every other node waits, ready to
+/// take over when that node's session ends.
+#[derive(Debug)]
+pub enum RelayLease {
+    Alone,
+    Cluster(crate::pg::lease::PgLease),
+}
+
+/// The advisory lock key of the outbox relay ("cf-relay" in ASCII).
+const RELAY_LEASE_KEY: i64 = 0x0063_662d_7265_6c61;
+
+impl RelayLease {
+    /// Whether this node relays now.
+    pub fn is_held(&self) -> bool {
+        match self {
+            RelayLease::Alone => true,
+            RelayLease::Cluster(lease) => lease.is_held(),
+        }
+    }
+
+    /// Whether other nodes write to the outbox too: their entries do not wake this node's
+    /// publisher, so it also looks on a timer.
+    pub fn shared(&self) -> bool {
+        matches!(self, RelayLease::Cluster(_))
+    }
+}
+
+impl Store {
+    /// This node's place in relaying the outbox.
+    pub fn relay_lease(&self) -> Result<RelayLease, StorageError> {
+        match &*self.inner {
+            Engine::Redb { .. } => Ok(RelayLease::Alone),
+            Engine::Pg(pg) => Ok(RelayLease::Cluster(crate::pg::lease::PgLease::start(
+                pg.settings(),
+                RELAY_LEASE_KEY,
+            )?)),
+        }
+    }
+}
+
 /// The whole PostgreSQL store as one redb snapshot: exported into a temporary file, opened,
 /// and unlinked at once (the open file lives as long as the read transaction).
 fn pg_snapshot(pg: &PgStore) -> Result<WholeSnapshot, StorageError> {

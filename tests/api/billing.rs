@@ -6,7 +6,7 @@ use storage::Table;
 
 use crate::helpers::{assert_error, spawn_app_with, TestApp};
 
-const SECRET: &str = "whsec_integration_test_secret";
+pub const SECRET: &str = "whsec_integration_test_secret";
 
 async fn app() -> TestApp {
     spawn_app_with(&[("CREATIVEFLOW_STRIPE_WEBHOOK_SECRET", SECRET)]).await
@@ -31,7 +31,7 @@ async fn stripe_raw(app: &TestApp, body: &[u8], signature: Option<String>) -> re
     r.send().await.unwrap()
 }
 
-async fn stripe(app: &TestApp, event: &Value) -> reqwest::Response {
+pub async fn stripe(app: &TestApp, event: &Value) -> reqwest::Response {
     let body = serde_json::to_vec(event).unwrap();
     let sig = creativeflow::billing::stripe::signature_header(SECRET, now(), &body);
     stripe_raw(app, &body, Some(sig)).await
@@ -41,7 +41,7 @@ fn event(id: &str, kind: &str, created: i64, object: Value) -> Value {
     json!({"id": id, "object": "event", "type": kind, "created": created, "data": {"object": object}})
 }
 
-fn pack_checkout(event_id: &str, user: &str, pack: &str, amount: u64, pi: &str) -> Value {
+pub fn pack_checkout(event_id: &str, user: &str, pack: &str, amount: u64, pi: &str) -> Value {
     event(
         event_id,
         "checkout.session.completed",

@@ -19,13 +19,13 @@ async fn app_on(bus: &Bus, extra: &str) -> TestApp {
 }
 
 /// A user with a project; returns (token, user id, project id).
-async fn user_with_project(app: &TestApp) -> (String, String, String) {
+pub async fn user_with_project(app: &TestApp) -> (String, String, String) {
     let (token, id) = app.new_user().await;
     let project = app.project_of(&token).await;
     (token, id, project)
 }
 
-async fn create(app: &TestApp, token: &str, body: &Value) -> reqwest::Response {
+pub async fn create(app: &TestApp, token: &str, body: &Value) -> reqwest::Response {
     app.post_json("/api/v1/generation/create", Some(token), body)
         .await
 }

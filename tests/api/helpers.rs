@@ -106,7 +106,9 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
         // Tests that do not exercise the job bus keep off the shared broker.
         ("CREATIVEFLOW_AMQP_URL".into(), NO_BROKER.into()),
     ];
-    let database = on_postgres().then(PgDatabase::create);
+    // A caller that names the database (several nodes on one) brings its own.
+    let named = vars.iter().any(|(k, _)| *k == "ODOO_DB_NAME");
+    let database = (on_postgres() && !named).then(PgDatabase::create);
     if let Some(db) = &database {
         all.extend(db.vars());
     }

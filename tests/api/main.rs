@@ -18,6 +18,7 @@ mod health;
 mod helpdesk;
 mod helpers;
 mod hostile;
+mod multinode;
 mod paypal;
 mod profile;
 mod sessions;

@@ -12,6 +12,7 @@
 
 mod batch;
 pub mod export;
+pub mod lease;
 pub mod projection;
 mod reads;
 pub mod schema;

@@ -1,0 +1,143 @@
+//! Several nodes on one PostgreSQL database (issue 13): no sticky routing, the database
+//! decides. Credits are never spent twice, creates are accepted once and each published,
+//! invoice numbers stay gapless, and the outbox is relayed by whichever node holds the lease.
+//! These run in the `api_postgres` target only: the embedded store is one node by design.
+
+use std::time::Duration;
+
+use serde_json::json;
+use storage::records::Role;
+
+use crate::bus::Bus;
+use crate::helpers::{on_postgres, spawn_app_with, PgDatabase, TestApp, FLOOD_CONFIG};
+
+/// Two nodes on `db`, each with `env` besides the database's variables.
+async fn two_nodes(db: &PgDatabase, env: &[(String, String)]) -> (TestApp, TestApp) {
+    let mut all = db.vars();
+    all.extend(env.iter().cloned());
+    let vars: Vec<(&str, &str)> = all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    (spawn_app_with(&vars).await, spawn_app_with(&vars).await)
+}
+
+/// A configuration file with `toml`, kept as long as the returned folder.
+fn config_file(toml: &str) -> (tempfile::TempDir, (String, String)) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("cf.toml");
+    std::fs::write(&file, toml).expect("config written");
+    let var = (
+        "CREATIVEFLOW_CONFIG".to_string(),
+        file.display().to_string(),
+    );
+    (dir, var)
+}
+
+#[actix_web::test]
+async fn a_thousand_deducts_split_across_two_nodes_grant_exactly_600() {
+    if !on_postgres() {
+        return;
+    }
+    let db = PgDatabase::create();
+    let (_dir, config) = config_file(FLOOD_CONFIG);
+    let (a, b) = two_nodes(&db, &[config]).await;
+    let admin = a.staff(Role::Admin).await;
+    let (token, id) = a.new_user().await;
+    assert_eq!(
+        a.admin_adjust(&admin, &id, 590, "to 600").await.status(),
+        201
+    );
+    let results = futures_util::future::join_all((0..1000).map(|i| {
+        let node = if i % 2 == 0 { &a } else { &b };
+        node.admin_adjust(&admin, &id, -1, "deduct")
+    }))
+    .await;
+    let statuses: Vec<u16> = results.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 600);
+    assert!(
+        statuses.iter().all(|s| matches!(s, 201 | 402 | 409)),
+        "only applied, refused or contended: {statuses:?}"
+    );
+    assert_eq!(a.balance(&token).await, 0);
+    assert_eq!(b.balance(&token).await, 0);
+    a.assert_verified();
+}
+
+#[actix_web::test]
+async fn five_hundred_creates_across_two_nodes_with_credits_for_300_accept_300_and_publish_each() {
+    if !on_postgres() {
+        return;
+    }
+    let db = PgDatabase::create();
+    let bus = Bus::new().await;
+    let (a, b) = two_nodes(&db, &bus.env(FLOOD_CONFIG)).await;
+    let admin = a.staff(Role::Admin).await;
+    let (token, id, project_id) = crate::generation::user_with_project(&a).await;
+    a.admin_adjust(&admin, &id, 290, "to 300").await;
+    let body = json!({"project_id": project_id, "prompt": "two nodes", "format": "banner"});
+    let results = futures_util::future::join_all((0..500).map(|i| {
+        let node = if i % 2 == 0 { &a } else { &b };
+        crate::generation::create(node, &token, &body)
+    }))
+    .await;
+    let accepted = results.iter().filter(|r| r.status() == 202).count();
+    assert_eq!(accepted, 300);
+    assert!(results
+        .iter()
+        .all(|r| matches!(r.status().as_u16(), 202 | 402 | 409)));
+    assert_eq!(a.balance(&token).await, 0);
+    let mut ids = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while ids.len() < 300 && tokio::time::Instant::now() < deadline {
+        for (job, _) in bus.drain_jobs(Duration::from_millis(500)).await {
+            ids.insert(job["generation_id"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(ids.len(), 300, "every accepted job was published");
+    a.assert_verified();
+    a.shutdown().await;
+    b.shutdown().await;
+    bus.cleanup().await;
+}
+
+#[actix_web::test]
+async fn a_hundred_payments_across_two_nodes_take_invoice_numbers_1_to_100() {
+    if !on_postgres() {
+        return;
+    }
+    let db = PgDatabase::create();
+    let secret = (
+        "CREATIVEFLOW_STRIPE_WEBHOOK_SECRET".to_string(),
+        crate::billing::SECRET.to_string(),
+    );
+    let (a, b) = two_nodes(&db, &[secret]).await;
+    let mut users = Vec::new();
+    for _ in 0..10 {
+        users.push(a.new_user().await.1);
+    }
+    let events: Vec<serde_json::Value> = (0..100)
+        .map(|i| {
+            crate::billing::pack_checkout(
+                &format!("evt_n{i}"),
+                &users[i % 10],
+                "credits_100",
+                999,
+                &format!("pi_n{i}"),
+            )
+        })
+        .collect();
+    let answers = futures_util::future::join_all(events.iter().enumerate().map(|(i, e)| {
+        let node = if i % 2 == 0 { &a } else { &b };
+        crate::billing::stripe(node, e)
+    }))
+    .await;
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let invoices = a
+        .state
+        .store
+        .scan::<storage::records::InvoiceRecord>(&[], None, storage::Direction::Forward, 1000)
+        .unwrap();
+    let mut seqs: Vec<u64> = invoices.iter().map(|(_, i)| i.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+    a.assert_verified();
+}
