@@ -46,6 +46,22 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Move a store between the embedded engine and PostgreSQL, verified (server stopped).
+    Copy {
+        #[command(subcommand)]
+        direction: CopyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CopyCommand {
+    /// The embedded store in CREATIVEFLOW_DATA_DIR into the configured, empty database.
+    ToPostgres,
+    /// The configured database into a new embedded store in --out.
+    FromPostgres {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -93,6 +109,15 @@ fn main() -> ExitCode {
             finish(offline_or_server(&config, request, |store, p| {
                 commands::backup(store, &out, p)
             }))
+        }
+        Command::Copy { direction } => {
+            let mut progress = |line: &str| eprintln!("{line}");
+            finish(match direction {
+                CopyCommand::ToPostgres => commands::copy_to_postgres(&config, &mut progress),
+                CopyCommand::FromPostgres { out } => {
+                    commands::copy_from_postgres(&config, &out, &mut progress)
+                }
+            })
         }
         Command::User {
             command:

@@ -141,3 +141,98 @@ async fn a_hundred_payments_across_two_nodes_take_invoice_numbers_1_to_100() {
     assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
     a.assert_verified();
 }
+
+/// The binary with `vars` besides the data folder (the CLI's own runs).
+fn run_with(data_dir: &std::path::Path, vars: &[(String, String)], args: &[&str]) -> String {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_creativeflow"));
+    cmd.args(args)
+        .env("CREATIVEFLOW_DATA_DIR", data_dir)
+        .env("CREATIVEFLOW_AMQP_URL", crate::helpers::NO_BROKER)
+        .env("RUST_LOG", "warn");
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("binary runs");
+    let text = crate::cli::text(&out);
+    assert!(out.status.success(), "{args:?}: {text}");
+    text
+}
+
+/// Every account's balance, by user.
+fn balances(store: &storage::Store) -> Vec<(uuid::Uuid, u64)> {
+    let mut all = store
+        .scan::<storage::records::AccountRecord>(&[], None, storage::Direction::Forward, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|(_, a)| (a.user_id, a.balance))
+        .collect::<Vec<_>>();
+    all.sort();
+    all
+}
+
+#[test]
+fn a_store_copied_into_postgresql_and_back_verifies_with_the_same_balances() {
+    if !on_postgres() {
+        return;
+    }
+    let db = PgDatabase::create();
+    let (embedded, back) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for (i, role) in ["admin", "agent", "user"].iter().enumerate() {
+        let email = format!("mover{i}@example.com");
+        run_with(
+            embedded.path(),
+            &[],
+            &[
+                "user",
+                "create",
+                "--email",
+                &email,
+                "--password",
+                "correct horse battery",
+                "--role",
+                role,
+            ],
+        );
+    }
+    let to = run_with(embedded.path(), &db.vars(), &["copy", "to-postgres"]);
+    assert!(
+        to.contains("both sides verify with the same record counts"),
+        "{to}"
+    );
+    // A second copy into the same database is refused: it would merge two stores.
+    let mut again = std::process::Command::new(env!("CARGO_BIN_EXE_creativeflow"));
+    again
+        .args(["copy", "to-postgres"])
+        .env("CREATIVEFLOW_DATA_DIR", embedded.path())
+        .env("CREATIVEFLOW_AMQP_URL", crate::helpers::NO_BROKER)
+        .envs(db.vars());
+    let refused = again.output().unwrap();
+    assert!(!refused.status.success());
+    assert!(crate::cli::text(&refused).contains("copy into an empty database"));
+    let verified = run_with(embedded.path(), &db.vars(), &["verify"]);
+    assert!(verified.contains("verify: ok"), "{verified}");
+    let out = back.path().join("store");
+    let from = run_with(
+        embedded.path(),
+        &db.vars(),
+        &["copy", "from-postgres", "--out", out.to_str().unwrap()],
+    );
+    assert!(
+        from.contains("both sides verify with the same record counts"),
+        "{from}"
+    );
+    let options = storage::StoreOptions::default();
+    let original = storage::Store::open(embedded.path(), &options).unwrap();
+    let returned = storage::Store::open(&out, &options).unwrap();
+    let mut pg_settings = storage::pg::PgSettings::new("127.0.0.1", 5432, "postgres", &db.name);
+    pg_settings.tls = storage::pg::TlsMode::Disable;
+    let on_pg = std::thread::spawn(move || {
+        let store = storage::Store::connect_postgres(&pg_settings, &options).unwrap();
+        balances(&store)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(balances(&original).len(), 3);
+    assert_eq!(balances(&original), on_pg);
+    assert_eq!(balances(&original), balances(&returned));
+}

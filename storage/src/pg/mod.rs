@@ -12,6 +12,7 @@
 
 mod batch;
 pub mod export;
+pub mod import;
 pub mod lease;
 pub mod projection;
 mod reads;
