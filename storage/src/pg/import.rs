@@ -68,7 +68,7 @@ fn copy_in(
             params.extend(typed.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)));
             txn.execute(&statement, &params).map_err(pg)?;
             copied += 1;
-            if copied % PROGRESS_EVERY_ROWS == 0 {
+            if copied.is_multiple_of(PROGRESS_EVERY_ROWS) {
                 let _ = tx.send((table, copied));
             }
         }
