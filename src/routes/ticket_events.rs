@@ -25,6 +25,9 @@ use crate::views::rfc3339;
 
 /// A comment line at least this often, so proxies and clients see the stream alive.
 const HEARTBEAT_S: u64 = 15;
+/// On a store shared by several nodes another node's change does not wake this one's streams:
+/// they also re-read the ticket this often.
+const SHARED_STORE_POLL_MS: u64 = 1_000;
 /// Frames a stream holds for a slow client before its reader waits.
 const FRAMES_BUFFERED_MAX: usize = 16;
 /// How long one frame may wait for a client that stopped reading before the stream ends (its
@@ -113,6 +116,8 @@ impl Relay {
         if !self.send(Bytes::from_static(b": connected\n\n")).await {
             return;
         }
+        let shared = self.state.store.postgres().is_some();
+        let poll = Duration::from_millis(SHARED_STORE_POLL_MS);
         loop {
             if !self.still_allowed() {
                 return;
@@ -134,6 +139,7 @@ impl Relay {
                 }
                 _ = stopping.wait_for(|s| *s) => return,
                 _ = tokio::time::sleep_until(ends) => return,
+                _ = tokio::time::sleep(poll), if shared => {}
             }
         }
     }

@@ -236,3 +236,86 @@ fn a_store_copied_into_postgresql_and_back_verifies_with_the_same_balances() {
     assert_eq!(balances(&original), on_pg);
     assert_eq!(balances(&original), balances(&returned));
 }
+
+/// POSTs `body` to a node process; the answer's status and JSON (None when the node is gone).
+async fn post(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    token: &str,
+    body: &serde_json::Value,
+) -> Option<(u16, serde_json::Value)> {
+    let r = client
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.json().await.unwrap_or_default()))
+}
+
+#[actix_web::test]
+async fn a_node_killed_under_load_loses_nothing_and_the_other_publishes_its_jobs() {
+    use crate::cli::Server;
+    if !on_postgres() {
+        return;
+    }
+    let db = PgDatabase::create();
+    let bus = Bus::new().await;
+    let mut env = db.vars();
+    env.extend(bus.env(FLOOD_CONFIG));
+    // Set up the customer through an in-process node, then let it go.
+    let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let setup = spawn_app_with(&vars).await;
+    let admin = setup.staff(Role::Admin).await;
+    let (token, id, project_id) = crate::generation::user_with_project(&setup).await;
+    setup.admin_adjust(&admin, &id, 10_000, "float").await;
+    setup.shutdown().await;
+
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = Server::start_with(dir_a.path(), &vars).await;
+    let b = Server::start_with(dir_b.path(), &vars).await;
+    let client = reqwest::Client::new();
+    let body = json!({"project_id": project_id, "prompt": "kill -9", "format": "banner"});
+    let mut acknowledged = std::collections::HashSet::new();
+    for round in 0..20 {
+        let burst = futures_util::future::join_all((0..20).map(|i| {
+            let base = if i % 2 == 0 { &a.base } else { &b.base };
+            post(&client, base, "/api/v1/generation/create", &token, &body)
+        }))
+        .await;
+        for (status, answer) in burst.into_iter().flatten() {
+            if status == 202 {
+                acknowledged.insert(answer["id"].as_str().unwrap().to_string());
+            }
+        }
+        if round == 8 {
+            a.kill9(); // in the middle of the load: its answers in flight are lost, not its writes
+        }
+    }
+    assert!(acknowledged.len() >= 200, "{} accepted", acknowledged.len());
+    let mut published = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !acknowledged.is_subset(&published) && tokio::time::Instant::now() < deadline {
+        for (job, _) in bus.drain_jobs(Duration::from_millis(500)).await {
+            published.insert(job["generation_id"].as_str().unwrap().to_string());
+        }
+    }
+    let missing = acknowledged.difference(&published).count();
+    assert_eq!(missing, 0, "every acknowledged create was published");
+    for id in acknowledged.iter().take(50) {
+        let r = client
+            .get(format!("{}/api/v1/generation/{id}/status", b.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "the surviving node serves {id}");
+    }
+    drop(b);
+    let report = run_with(tempfile::tempdir().unwrap().path(), &db.vars(), &["verify"]);
+    assert!(report.contains("verify: ok"), "{report}");
+    bus.cleanup().await;
+}
