@@ -769,6 +769,29 @@ fn database(
             )
         })?;
     }
+    let connections = |name: &str, max: usize| -> Result<Option<usize>, ConfigError> {
+        var(name)
+            .map(|v| {
+                v.trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| bad(name, format!("'{v}' is not a number from 1 to {max}")))
+            })
+            .transpose()
+    };
+    if let Some(n) = connections(
+        "CREATIVEFLOW_DATABASE_WRITER_CONNECTIONS",
+        storage::pg::WRITER_CONNECTIONS_MAX,
+    )? {
+        settings.writer_connections = n;
+    }
+    if let Some(n) = connections(
+        "CREATIVEFLOW_DATABASE_READ_CONNECTIONS",
+        storage::pg::READ_CONNECTIONS_MAX,
+    )? {
+        settings.read_connections = n;
+    }
     if let Some(ca) = var("CREATIVEFLOW_DATABASE_CA_FILE") {
         let ca = PathBuf::from(ca);
         if !ca.is_file() {

@@ -68,6 +68,9 @@ pub struct CreditAccount {
     store: Store,
     /// The durable state as last written or read; `None` means "read it from the store first".
     state: Option<AccountRecord>,
+    /// Another writer (another node on a shared database) changed this account under us at
+    /// least once: from then on read it afresh before each change instead of holding it.
+    shared: bool,
 }
 
 impl CreditAccount {
@@ -76,6 +79,7 @@ impl CreditAccount {
             user_id,
             store,
             state: None,
+            shared: false,
         }
     }
 }
@@ -126,12 +130,13 @@ impl Handler<Apply> for CreditAccount {
     fn handle(&mut self, msg: Apply, _ctx: &mut Self::Context) -> Self::Result {
         let store = self.store.clone();
         let user_id = self.user_id;
-        let state = self.state;
+        let state = if self.shared { None } else { self.state };
         AtomicResponse::new(Box::pin(
             async move { apply(&store, user_id, state, msg).await }
                 .into_actor(self)
-                .map(|(state, result), act, ctx| {
+                .map(|(state, result, saw_stale), act, ctx| {
                     act.state = state;
+                    act.shared |= saw_stale;
                     if let Err(AccountError::Storage(_) | AccountError::Corrupt(..)) = &result {
                         // Restart from the store (Supervisor keeps the mailbox).
                         ctx.stop();
@@ -142,20 +147,22 @@ impl Handler<Apply> for CreditAccount {
     }
 }
 
-/// Returns the state to keep (None: unknown, reload) and the answer.
+/// Returns the state to keep (None: unknown, reload), the answer, and whether the stored
+/// account had moved under the state we held.
 async fn apply(
     store: &Store,
     user_id: Uuid,
     mut state: Option<AccountRecord>,
     msg: Apply,
-) -> (Option<AccountRecord>, Result<Outcome, AccountError>) {
+) -> (Option<AccountRecord>, Result<Outcome, AccountError>, bool) {
+    let mut saw_stale = false;
     for _ in 0..=STALE_RETRIES_MAX {
         let fresh = state.is_none();
         let current = match state {
             Some(s) => s,
-            None => match load(store, user_id) {
+            None => match load_off_thread(store, user_id).await {
                 Ok(s) => s,
-                Err(e) => return (None, Err(e)),
+                Err(e) => return (None, Err(e), saw_stale),
             },
         };
         match attempt(store, &current, &msg).await {
@@ -163,12 +170,15 @@ async fn apply(
             // another node (PostgreSQL store) may have added credits. Refuse only on a balance
             // read from the store.
             Ok(Attempt::Done(_, Outcome::InsufficientCredits { .. })) if !fresh => state = None,
-            Ok(Attempt::Done(next, outcome)) => return (Some(next), Ok(outcome)),
-            Ok(Attempt::Stale) => state = None,
-            Err(e) => return (None, Err(e)),
+            Ok(Attempt::Done(next, outcome)) => return (Some(next), Ok(outcome), saw_stale),
+            Ok(Attempt::Stale) => {
+                saw_stale = true;
+                state = None;
+            }
+            Err(e) => return (None, Err(e), saw_stale),
         }
     }
-    (None, Err(AccountError::Contended))
+    (None, Err(AccountError::Contended), saw_stale)
 }
 
 #[allow(clippy::large_enum_variant)] // short-lived, never stored
@@ -252,6 +262,27 @@ async fn attempt(
             },
         )),
     }
+}
+
+/// [`load`], on a thread of its own when the store is PostgreSQL: its reads wait for the
+/// database, and this actor's thread serves other accounts (and HTTP requests) meanwhile. The
+/// embedded store answers from memory-mapped pages, faster than a thread hop.
+async fn load_off_thread(store: &Store, user_id: Uuid) -> Result<AccountRecord, AccountError> {
+    if store.postgres().is_none() {
+        return load(store, user_id);
+    }
+    // A thread of its own rather than tokio's blocking pool: the pool keeps idle threads for
+    // 10 s, and an actix System waits for them when it stops.
+    let store = store.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("account-load".into())
+        .spawn(move || {
+            let _ = tx.send(load(&store, user_id));
+        })
+        .map_err(|e| AccountError::Storage(StorageError::Engine(format!("load thread: {e}"))))?;
+    rx.await
+        .map_err(|_| AccountError::Storage(StorageError::Engine("load thread ended".into())))?
 }
 
 /// Reads the account back from disk and checks it against the head of its ledger.

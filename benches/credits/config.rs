@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use crate::common::*;
 
 /// The parts `BENCH_SKIP` may name, in the order they run.
-const PARTS: &[&str] = &["deduct", "postgres", "memory", "startup"];
+const PARTS: &[&str] = &["deduct", "postgres", "memory", "startup", "pgstore"];
 
 pub struct Config {
     pub seconds: u64,

@@ -13,6 +13,10 @@
 //!    entries, closed; then a fresh process times `Store::open` + `AccountRegistry::start` + the
 //!    first `apply`.
 //!
+//! 5. `pgstore` (run right after 2): the deducts of step 1 through the
+//!    account actors on the PostgreSQL store, one node and two nodes on one database, and their
+//!    ratios to step 2.
+//!
 //! Steps 3 and 4 run their measurement in a child process (this same binary, re-executed) so
 //! that the bulk load's freed memory and open handles cannot flatter or disturb the figures.
 //!
@@ -20,7 +24,7 @@
 //! `BENCH_PG_CLIENTS` (16), `BENCH_ACCOUNTS` (10000), `BENCH_PG`
 //! (`host=127.0.0.1 user=postgres dbname=test`), `BENCH_USERS`, `BENCH_LEDGER_ENTRIES`,
 //! `BENCH_TOUCH` (10000), `BENCH_STARTUP_RUNS` (3), `BENCH_DATA_DIR` (where temporary stores go,
-//! default the system temp dir), `BENCH_SKIP` (comma list of deduct,postgres,memory,startup).
+//! default the system temp dir), `BENCH_SKIP` (comma list of deduct,postgres,memory,startup,pgstore).
 //!
 //! [`AccountRegistry`]: actors::AccountRegistry
 #![forbid(unsafe_code)]
@@ -75,8 +79,13 @@ fn parent_main() -> Res<()> {
     } else {
         None
     };
-    if cfg.runs("postgres") {
-        phases::postgres::postgres_part(&cfg, deduct.as_ref(), &mut summary);
+    let baseline = if cfg.runs("postgres") {
+        phases::postgres::postgres_part(&cfg, deduct.as_ref(), &mut summary)
+    } else {
+        None
+    };
+    if cfg.runs("pgstore") {
+        phases::pgstore::pgstore_part(&cfg, baseline.as_ref(), &mut summary);
     }
     if cfg.runs("memory") || cfg.runs("startup") {
         phases::big_store::big_store_parts(&cfg, &mut summary)?;

@@ -231,9 +231,23 @@ impl WriterHandle {
         queue_capacity: usize,
         batch_size_max: usize,
     ) -> Result<Self, StorageError> {
+        Self::start_counted(
+            engine,
+            queue_capacity,
+            batch_size_max,
+            Arc::new(WriterStats::default()),
+        )
+    }
+
+    /// The same, counting into `stats` (shared by the writers of one store).
+    pub fn start_counted(
+        engine: impl BatchEngine,
+        queue_capacity: usize,
+        batch_size_max: usize,
+        stats: Arc<WriterStats>,
+    ) -> Result<Self, StorageError> {
         assert!(queue_capacity > 0 && batch_size_max > 0);
         let (tx, rx) = mpsc::sync_channel(queue_capacity);
-        let stats = Arc::new(WriterStats::default());
         let thread_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("storage-writer".into())

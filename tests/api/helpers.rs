@@ -73,6 +73,12 @@ impl PgDatabase {
             ("ODOO_DB_USER".into(), "postgres".into()),
             ("ODOO_DB_NAME".into(), self.name.clone()),
             ("CREATIVEFLOW_DATABASE_SSLMODE".into(), "disable".into()),
+            // The suite runs many apps at once against PostgreSQL's 100 connections.
+            (
+                "CREATIVEFLOW_DATABASE_WRITER_CONNECTIONS".into(),
+                "2".into(),
+            ),
+            ("CREATIVEFLOW_DATABASE_READ_CONNECTIONS".into(), "2".into()),
         ]
     }
 }

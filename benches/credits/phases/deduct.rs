@@ -68,7 +68,7 @@ pub fn deduct_bench(cfg: &Config, summary: &mut Summary) -> Res<Run> {
 }
 
 /// `n` accounts holding [`DEDUCT_BALANCE`], written a set at a time.
-fn create_accounts(store: &Store, n: usize) -> Res<Vec<Uuid>> {
+pub fn create_accounts(store: &Store, n: usize) -> Res<Vec<Uuid>> {
     let t = Instant::now();
     let ids = new_ids(n);
     for chunk in ids.chunks(DEDUCT_ACCOUNTS_PER_SET) {
@@ -89,10 +89,25 @@ fn create_accounts(store: &Store, n: usize) -> Res<Vec<Uuid>> {
 /// The warm-up and the measured window on one registry: the run, what the writer did during
 /// it, and how many actors were live at the end.
 async fn measure(cfg: &Config, store: &Store, ids: &[Uuid]) -> (Run, WriterSnap, u64) {
-    let registry = long_lived_registry(store.clone());
+    let (run, writers, live) = measure_nodes(cfg, std::slice::from_ref(store), ids).await;
+    (run, writers[0], live)
+}
+
+/// The same over several nodes (one store and one registry each, as separate processes on one
+/// database would have): callers take turns between the nodes. The writers' figures are per
+/// node.
+pub async fn measure_nodes(
+    cfg: &Config,
+    stores: &[Store],
+    ids: &[Uuid],
+) -> (Run, Vec<WriterSnap>, u64) {
+    let registries: Vec<Arc<AccountRegistry>> = stores
+        .iter()
+        .map(|s| long_lived_registry(s.clone()))
+        .collect();
     let window = |seconds: u64, seed: u64| {
         deduct_load(
-            &registry,
+            &registries,
             ids,
             cfg.callers,
             Duration::from_secs(seconds),
@@ -103,17 +118,24 @@ async fn measure(cfg: &Config, store: &Store, ids: &[Uuid]) -> (Run, WriterSnap,
         let w = window(cfg.warmup_seconds, 1).await;
         w.print("warm-up (not counted)", &RUN_STYLE);
     }
-    let before = WriterSnap::of(store);
+    let before: Vec<WriterSnap> = stores.iter().map(WriterSnap::of).collect();
     let run = window(cfg.seconds, 2).await;
-    let writer = WriterSnap::of(store).since(before);
-    let live = registry.live();
-    registry.stop();
-    (run, writer, live)
+    let writers = stores
+        .iter()
+        .zip(before)
+        .map(|(s, b)| WriterSnap::of(s).since(b))
+        .collect();
+    let live = registries.iter().map(|r| r.live()).sum();
+    for r in &registries {
+        r.stop();
+    }
+    (run, writers, live)
 }
 
-/// `callers` concurrent loops, each deducting 1 from a random account until `duration` is up.
+/// `callers` concurrent loops, each deducting 1 from a random account until `duration` is up,
+/// caller `c` through node `c % nodes`.
 async fn deduct_load(
-    registry: &Arc<AccountRegistry>,
+    registries: &[Arc<AccountRegistry>],
     ids: &[Uuid],
     callers: usize,
     duration: Duration,
@@ -122,6 +144,7 @@ async fn deduct_load(
     let started = Instant::now();
     let deadline = started + duration;
     let loops = (0..callers).map(|c| async move {
+        let registry = &registries[c % registries.len()];
         let mut rng = Rng::for_caller(seed, c);
         let mut tally = Tally::default();
         while Instant::now() < deadline {

@@ -3,5 +3,6 @@
 pub mod big_store;
 pub mod deduct;
 pub mod memory;
+pub mod pgstore;
 pub mod postgres;
 pub mod startup;

@@ -8,7 +8,7 @@ use crate::data::DEDUCT_BALANCE;
 use crate::report::RUN_STYLE;
 
 /// Runs the baseline and adds its rows; an unreachable server is a note, not a failure.
-pub fn postgres_part(cfg: &Config, deduct: Option<&Run>, summary: &mut Summary) {
+pub fn postgres_part(cfg: &Config, deduct: Option<&Run>, summary: &mut Summary) -> Option<Run> {
     match postgres_bench(cfg) {
         Ok((pg, settings)) => {
             summary.row(
@@ -30,12 +30,14 @@ pub fn postgres_part(cfg: &Config, deduct: Option<&Run>, summary: &mut Summary) 
                     format!("**{ratio:.2}x**"),
                 );
             }
+            Some(pg)
         }
         Err(e) => {
             println!("PostgreSQL unavailable: {e}");
             summary.notes.push(format!(
                 "PostgreSQL baseline skipped (unavailable: {e}); no ratio."
             ));
+            None
         }
     }
 }

@@ -128,7 +128,40 @@ impl Conn {
         }
     }
 
+    /// Applies the batch. First without savepoints (a set's conditions are all checked before
+    /// any of its writes, so a failed condition has written nothing, and one savepoint costs
+    /// two round trips); should the database refuse a statement, the transaction is gone, and
+    /// the batch runs again with each set in a savepoint so that only the refused set fails.
     fn apply(&mut self, batch: &[Job]) -> Result<Vec<SetResult>, postgres::Error> {
+        match self.apply_fast(batch)? {
+            Some(results) => Ok(results),
+            None => self.apply_isolated(batch),
+        }
+    }
+
+    /// `None` when a set met an error of its own (the transaction is rolled back).
+    fn apply_fast(&mut self, batch: &[Job]) -> Result<Option<Vec<SetResult>>, postgres::Error> {
+        let mut floors = self.floors_known.clone();
+        let mut txn = self.client.transaction()?;
+        let mut results = Vec::with_capacity(batch.len());
+        for job in batch {
+            let mut w = SetWriter {
+                txn: &mut txn,
+                statements: &mut self.statements,
+                floors: &mut floors,
+            };
+            match w.apply(&job.set) {
+                Ok(outcome) => results.push(Ok(outcome)),
+                Err(SetError::Pg(e)) if e.is_closed() || retryable(&e) => return Err(e),
+                Err(_) => return Ok(None),
+            }
+        }
+        txn.commit()?;
+        self.floors_known = floors;
+        Ok(Some(results))
+    }
+
+    fn apply_isolated(&mut self, batch: &[Job]) -> Result<Vec<SetResult>, postgres::Error> {
         let mut floors = self.floors_known.clone();
         let mut txn = self.client.transaction()?;
         let mut results = Vec::with_capacity(batch.len());

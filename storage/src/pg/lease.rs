@@ -45,10 +45,14 @@ impl Drop for PgLease {
     }
 }
 
-fn hold(settings: &PgSettings, key: i64, held: &AtomicBool, stop: &AtomicBool) {
-    let every = Duration::from_millis(LEASE_RETRY_MS);
+/// After a failed connect, wait this long times 2^failures, at most [`LEASE_BACKOFF_MS_MAX`].
+const LEASE_BACKOFF_MS_MAX: u64 = 10_000;
+
+fn hold(settings: &PgSettings, key: i64, held: &Arc<AtomicBool>, stop: &AtomicBool) {
     let mut client: Option<postgres::Client> = None;
-    while !stop.load(Ordering::Acquire) {
+    let mut failures = 0u32;
+    // The owner holds the other reference to `held`: alone, the lease is not wanted any more.
+    while !stop.load(Ordering::Acquire) && Arc::strong_count(held) > 1 {
         let was = held.load(Ordering::Acquire);
         let holding = match client.as_mut() {
             Some(c) if was => c.simple_query("SELECT 1").is_ok(),
@@ -58,6 +62,11 @@ fn hold(settings: &PgSettings, key: i64, held: &AtomicBool, stop: &AtomicBool) {
                 .unwrap_or(false),
             None => {
                 client = settings.connect().ok();
+                failures = if client.is_some() {
+                    0
+                } else {
+                    failures.saturating_add(1)
+                };
                 false
             }
         };
@@ -69,7 +78,10 @@ fn hold(settings: &PgSettings, key: i64, held: &AtomicBool, stop: &AtomicBool) {
             held.store(holding, Ordering::Release);
             tracing::info!(key, holding, "cluster lease changed hands");
         }
-        std::thread::sleep(every);
+        let wait_ms = LEASE_RETRY_MS
+            .saturating_mul(1u64 << failures.min(8))
+            .min(LEASE_BACKOFF_MS_MAX);
+        std::thread::sleep(Duration::from_millis(wait_ms));
     }
     held.store(false, Ordering::Release);
 }

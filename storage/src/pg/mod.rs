@@ -19,6 +19,7 @@ mod reads;
 pub mod schema;
 mod settings;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::codec::{decode, encode, Record};
@@ -29,7 +30,20 @@ use crate::{now_us, StorageError, Table, WriteOutcome, WriteSet, WriterStats};
 
 use batch::PgBatch;
 use reads::{Answer, Query, ReadPool, Row};
-pub use settings::{PgSettings, TlsMode, READ_CONNECTIONS_DEFAULT};
+pub use settings::{
+    PgSettings, TlsMode, READ_CONNECTIONS_DEFAULT, READ_CONNECTIONS_MAX,
+    WRITER_CONNECTIONS_DEFAULT, WRITER_CONNECTIONS_MAX,
+};
+
+/// One more connection, opened on a thread of its own (see [`PgStore::connect`]).
+fn connect_on_own_thread(settings: &PgSettings) -> Result<postgres::Client, StorageError> {
+    let settings = settings.clone();
+    std::thread::Builder::new()
+        .name("pg-connect".into())
+        .spawn(move || settings.connect())?
+        .join()
+        .map_err(|_| StorageError::Engine("the connecting thread panicked".into()))?
+}
 
 /// Records the record schema this build writes, or checks the one already recorded (the
 /// first node to start records it; later ones check it).
@@ -71,13 +85,21 @@ pub struct PgStore {
 
 struct Inner {
     reads: ReadPool,
-    writer: WriterHandle,
+    /// Writer threads, each with its connection and its own group commit. Sets go to them in
+    /// turn: a set waits for one round trip per statement, so one connection would leave the
+    /// database idle between them. Several writers are as safe as several nodes: every
+    /// condition is checked under row locks in the database.
+    writers: Vec<WriterHandle>,
+    next_writer: AtomicUsize,
+    stats: Arc<WriterStats>,
     settings: PgSettings,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.writer.shutdown();
+        for w in &self.writers {
+            w.shutdown();
+        }
     }
 }
 
@@ -98,15 +120,28 @@ impl PgStore {
             })?
             .join()
             .map_err(|_| StorageError::Engine("the connecting thread panicked".into()))??;
-        let writer = WriterHandle::start(
-            PgBatch::new(settings.clone(), client),
-            options.writer_queue_capacity,
-            options.writer_batch_size_max,
-        )?;
+        let stats = Arc::new(WriterStats::default());
+        let writer_count = settings.writer_connections.clamp(1, WRITER_CONNECTIONS_MAX);
+        let mut writers = Vec::with_capacity(writer_count);
+        let mut first = Some(client);
+        for _ in 0..writer_count {
+            let client = match first.take() {
+                Some(c) => c,
+                None => connect_on_own_thread(settings)?,
+            };
+            writers.push(WriterHandle::start_counted(
+                PgBatch::new(settings.clone(), client),
+                options.writer_queue_capacity.div_ceil(writer_count),
+                options.writer_batch_size_max,
+                stats.clone(),
+            )?);
+        }
         Ok(PgStore {
             inner: Arc::new(Inner {
                 reads: ReadPool::start(settings)?,
-                writer,
+                writers,
+                next_writer: AtomicUsize::new(0),
+                stats,
                 settings: settings.clone(),
             }),
         })
@@ -123,22 +158,29 @@ impl PgStore {
     }
 
     pub fn stats(&self) -> &WriterStats {
-        &self.inner.writer.stats
+        &self.inner.stats
+    }
+
+    fn writer(&self) -> &WriterHandle {
+        let i = self.inner.next_writer.fetch_add(1, Ordering::Relaxed);
+        &self.inner.writers[i % self.inner.writers.len()]
     }
 
     /// Submits a write set and waits until it is durable (or refused by a condition).
     pub async fn write(&self, set: WriteSet) -> Result<WriteOutcome, StorageError> {
-        self.inner.writer.write(set).await
+        self.writer().write(set).await
     }
 
     /// The same, for callers outside an async runtime.
     pub fn write_blocking(&self, set: WriteSet) -> Result<WriteOutcome, StorageError> {
-        self.inner.writer.write_blocking(set)
+        self.writer().write_blocking(set)
     }
 
-    /// Commits everything queued and stops the writer; later writes answer `Closed`.
+    /// Commits everything queued and stops the writers; later writes answer `Closed`.
     pub fn shutdown(&self) {
-        self.inner.writer.shutdown();
+        for w in &self.inner.writers {
+            w.shutdown();
+        }
     }
 
     pub fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StorageError> {

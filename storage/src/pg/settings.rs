@@ -46,6 +46,8 @@ pub struct PgSettings {
     pub connect_timeout_ms: u64,
     /// Connections the reads are spread over (each on a thread of its own).
     pub read_connections: usize,
+    /// Writer threads of this node, each with a connection and its own group commit.
+    pub writer_connections: usize,
 }
 
 impl fmt::Debug for PgSettings {
@@ -65,6 +67,8 @@ impl fmt::Debug for PgSettings {
 pub const CONNECT_TIMEOUT_MS_DEFAULT: u64 = 5_000;
 pub const READ_CONNECTIONS_DEFAULT: usize = 4;
 pub const READ_CONNECTIONS_MAX: usize = 64;
+pub const WRITER_CONNECTIONS_DEFAULT: usize = 4;
+pub const WRITER_CONNECTIONS_MAX: usize = 32;
 
 impl PgSettings {
     pub fn new(host: &str, port: u16, user: &str, dbname: &str) -> PgSettings {
@@ -78,6 +82,7 @@ impl PgSettings {
             ca_file: None,
             connect_timeout_ms: CONNECT_TIMEOUT_MS_DEFAULT,
             read_connections: READ_CONNECTIONS_DEFAULT,
+            writer_connections: WRITER_CONNECTIONS_DEFAULT,
         }
     }
 
