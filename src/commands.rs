@@ -145,6 +145,14 @@ pub fn copy_to_postgres(config: &crate::config::Config, progress: &mut dyn FnMut
     let Some(pg) = &config.database else {
         return no_database();
     };
+    let file = config.data_dir.join(storage::backup::store_file_name());
+    if !file.is_file() {
+        // Opening would create an empty store, and copying it would move nothing.
+        return (
+            false,
+            vec![format!("copy: there is no store at {}", file.display())],
+        );
+    }
     let source = match Store::open(&config.data_dir, &config.store_options()) {
         Ok(s) => s,
         Err(e) => {
