@@ -84,12 +84,7 @@ async fn conn_loop(
                     }
                 }
             }
-            Ok((status, body)) => tally.refuse(2, || {
-                format!(
-                    "  unexpected status {status}: {}",
-                    String::from_utf8_lossy(conn.body(body))
-                )
-            }),
+            Ok((status, body)) => refused(&mut tally, &conn, status, body),
             Err(e) => {
                 tally.fail(2, || format!("  request failed: {e}; reconnecting"));
                 conn = reopen(addr, deadline).await?;
@@ -97,6 +92,16 @@ async fn conn_loop(
         }
     }
     Ok((conn, tally, ids))
+}
+
+/// Counts an answer other than the expected one, telling the first two.
+fn refused(tally: &mut Tally, conn: &HttpConn, status: u16, body: std::ops::Range<usize>) {
+    tally.refuse(2, || {
+        format!(
+            "  unexpected status {status}: {}",
+            String::from_utf8_lossy(conn.body(body))
+        )
+    })
 }
 
 /// Opens a connection again, retrying until `deadline`.
@@ -158,12 +163,7 @@ async fn paced_loop(
         let i = rng.below(spec.requests.len());
         match conn.call(&spec.requests[i]).await {
             Ok((status, _)) if status == spec.expect => tally.record(at),
-            Ok((status, body)) => tally.refuse(2, || {
-                format!(
-                    "  unexpected status {status}: {}",
-                    String::from_utf8_lossy(conn.body(body))
-                )
-            }),
+            Ok((status, body)) => refused(&mut tally, &conn, status, body),
             Err(e) => {
                 tally.fail(2, || format!("  request failed: {e}; reconnecting"));
                 conn = reopen(addr, deadline).await?;
