@@ -21,7 +21,10 @@ mod writer;
 pub use codec::Record;
 pub use error::StorageError;
 pub use interface::{Direction, Reader, StoreOptions};
-pub use store::{private_dir, private_file, RelayLease, Snapshot, Store, WholeSnapshot};
+pub use store::{
+    private_dir, private_file, ClusterGuard, ClusterMutex, RelayLease, Snapshot, Store,
+    WholeSnapshot,
+};
 pub use tables::Table;
 pub use writer::{WriteOutcome, WriteSet, WriterStats};
 

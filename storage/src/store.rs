@@ -258,6 +258,55 @@ impl Store {
     }
 }
 
+/// A mutex over every node on one store: on the embedded store this node's own; on
+/// PostgreSQL also a session advisory lock (see [`crate::pg::mutex`]). For writes that every
+/// node decides from one record, so they take turns instead of meeting on it.
+#[derive(Debug)]
+pub struct ClusterMutex {
+    local: tokio::sync::Mutex<()>,
+    cluster: Option<crate::pg::mutex::PgMutex>,
+}
+
+/// A held [`ClusterMutex`]. The cluster lock is released before the local one, so the next
+/// caller on this node queues its request after the release.
+pub struct ClusterGuard<'a> {
+    _cluster: Option<crate::pg::mutex::PgMutexGuard<'a>>,
+    _local: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl ClusterMutex {
+    /// Waits for this node's turn, then the cluster's. Unavailable when the database is.
+    pub async fn lock(&self) -> Result<ClusterGuard<'_>, StorageError> {
+        let local = self.local.lock().await;
+        let cluster = match &self.cluster {
+            Some(m) => Some(m.lock().await?),
+            None => None,
+        };
+        Ok(ClusterGuard {
+            _cluster: cluster,
+            _local: local,
+        })
+    }
+}
+
+impl Store {
+    /// The cluster mutex named `name` (eight ASCII bytes, the advisory lock key on
+    /// PostgreSQL). Each call starts a new one: hold it for the node's life.
+    pub fn cluster_mutex(&self, name: &[u8; 8]) -> Result<ClusterMutex, StorageError> {
+        let cluster = match &*self.inner {
+            Engine::Redb { .. } => None,
+            Engine::Pg(pg) => Some(crate::pg::mutex::PgMutex::start(
+                pg.settings(),
+                i64::from_be_bytes(*name),
+            )?),
+        };
+        Ok(ClusterMutex {
+            local: tokio::sync::Mutex::new(()),
+            cluster,
+        })
+    }
+}
+
 /// The whole PostgreSQL store as one redb snapshot: exported into a temporary file, opened,
 /// and unlinked at once (the open file lives as long as the read transaction).
 fn pg_snapshot(pg: &PgStore) -> Result<WholeSnapshot, StorageError> {

@@ -53,6 +53,13 @@ impl TestDb {
     fn store(&self) -> PgStore {
         PgStore::connect(&self.settings, &StoreOptions::default()).unwrap()
     }
+
+    /// A store with one writer connection: sets submitted together share its batches.
+    fn store_one_writer(&self) -> PgStore {
+        let mut settings = self.settings.clone();
+        settings.writer_connections = 1;
+        PgStore::connect(&settings, &StoreOptions::default()).unwrap()
+    }
 }
 
 impl Drop for TestDb {
@@ -370,4 +377,165 @@ fn a_lost_connection_answers_unavailable_and_the_store_recovers_by_itself() {
     let read = || store.get::<AccountRecord>(&keys::account(user));
     let stored = read().or_else(|_| read()).unwrap();
     assert_eq!(stored, Some(next));
+}
+
+#[test]
+fn two_nodes_holding_one_cluster_mutex_take_turns_and_a_caller_that_gives_up_releases_it() {
+    let db = TestDb::new();
+    let options = StoreOptions::default();
+    let nodes = [
+        storage::Store::connect_postgres(&db.settings, &options).unwrap(),
+        storage::Store::connect_postgres(&db.settings, &options).unwrap(),
+    ];
+    let mutexes: Vec<_> = nodes
+        .iter()
+        .map(|n| Arc::new(n.cluster_mutex(b"cf-test1").unwrap()))
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        // A caller on node 0 gives up while node 1 holds the lock: its queued request must not
+        // leave node 0's session holding the lock for ever after.
+        let held = mutexes[1].lock().await.unwrap();
+        let waiting =
+            tokio::time::timeout(std::time::Duration::from_millis(200), mutexes[0].lock()).await;
+        assert!(waiting.is_err(), "node 0 took a lock node 1 holds");
+        drop(held);
+        // Both nodes then count to 200 together, each step read-then-write under the lock.
+        let inside = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for i in 0..4 {
+            let (m, inside, count) = (mutexes[i % 2].clone(), inside.clone(), count.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..50 {
+                    let _turn = m.lock().await.unwrap();
+                    use std::sync::atomic::Ordering::SeqCst;
+                    assert_eq!(inside.fetch_add(1, SeqCst), 0, "two holders at once");
+                    let seen = count.load(SeqCst);
+                    tokio::task::yield_now().await;
+                    count.store(seen + 1, SeqCst);
+                    inside.fetch_sub(1, SeqCst);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 200);
+    });
+}
+
+/// Submits `sets` together (so they share batches) and waits for every outcome.
+fn write_together(store: &PgStore, sets: Vec<WriteSet>) -> Vec<Result<WriteOutcome, StorageError>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(futures_util::future::join_all(
+        sets.into_iter().map(|s| store.write(s)),
+    ))
+}
+
+#[test]
+fn sets_in_one_batch_see_the_writes_of_the_sets_before_them() {
+    let db = TestDb::new();
+    let store = db.store_one_writer();
+    let (user, mut account) = open_account(&store, 10);
+    // Ten deducts, each conditioned on the account the one before it leaves.
+    let mut sets = Vec::new();
+    for _ in 0..10 {
+        let (set, next) = deduct_set(&account, 1).unwrap();
+        sets.push(set);
+        account = next;
+    }
+    let outcomes = write_together(&store, sets);
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Ok(WriteOutcome::Committed))),
+        "{outcomes:?}"
+    );
+    let row = db
+        .sql()
+        .query_one(
+            "SELECT a.balance, count(l.*) FROM accounts a JOIN ledger_entries l USING (user_id)
+             WHERE a.user_id = $1 GROUP BY a.balance",
+            &[&user],
+        )
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (0, 11));
+}
+
+#[test]
+fn a_set_the_database_refuses_fails_alone_and_the_rest_of_its_batch_commits() {
+    let db = TestDb::new();
+    let store = db.store_one_writer();
+    let (user, account) = open_account(&store, 10);
+    let others: Vec<(Uuid, AccountRecord)> = (0..5).map(|_| open_account(&store, 3)).collect();
+    let (_, entry) = account.post(posting(-1), now_us()).unwrap();
+    let twin = LedgerEntry {
+        id: Uuid::now_v7(),
+        seq: 0,
+        ..entry
+    };
+    let mut refused = WriteSet::new();
+    refused.put(keys::ledger(twin.id), &twin);
+    let mut sets: Vec<WriteSet> = others
+        .iter()
+        .map(|(_, a)| deduct_set(a, 1).unwrap().0)
+        .collect();
+    sets.insert(2, refused);
+    let outcomes = write_together(&store, sets);
+    assert!(outcomes[2].is_err(), "{outcomes:?}");
+    for (i, o) in outcomes.iter().enumerate().filter(|(i, _)| *i != 2) {
+        assert!(matches!(o, Ok(WriteOutcome::Committed)), "set {i}: {o:?}");
+    }
+    let mut sql = db.sql();
+    let entries: i64 = sql
+        .query_one(
+            "SELECT count(*) FROM ledger_entries WHERE user_id = $1",
+            &[&user],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(entries, 1, "the refused set wrote nothing");
+    for (other, _) in &others {
+        let balance: i64 = sql
+            .query_one("SELECT balance FROM accounts WHERE user_id = $1", &[other])
+            .unwrap()
+            .get(0);
+        assert_eq!(balance, 2);
+    }
+}
+
+#[test]
+fn a_batch_appends_in_set_order_after_what_is_stored() {
+    let db = TestDb::new();
+    let store = db.store_one_writer();
+    let appended = |n: u8| {
+        let mut set = WriteSet::new();
+        set.append(&storage::records::FeatureChange {
+            name: format!("e{n}"),
+            old: false,
+            new: true,
+            changed_by: Uuid::nil(),
+            changed_at_us: 0,
+        });
+        set
+    };
+    let first = write_together(&store, (0..3).map(appended).collect());
+    let second = write_together(&store, (3..8).map(appended).collect());
+    assert!(first
+        .iter()
+        .chain(&second)
+        .all(|o| matches!(o, Ok(WriteOutcome::Committed))));
+    let rows = store
+        .scan::<storage::records::FeatureChange>(&[], None, Direction::Forward, 100)
+        .unwrap();
+    let order: Vec<String> = rows.iter().map(|(_, e)| e.name.clone()).collect();
+    let expected: Vec<String> = (0..8).map(|n| format!("e{n}")).collect();
+    assert_eq!(order, expected);
 }

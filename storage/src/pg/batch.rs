@@ -1,7 +1,8 @@
-//! Group commit on PostgreSQL: the writer thread applies every waiting write set in one
-//! transaction, each set inside a savepoint, so a failed condition (or a row the database's
-//! constraints refuse) undoes that set alone; one `COMMIT` (synchronous commit: the WAL is
-//! flushed) answers them all.
+//! Group commit on PostgreSQL: a writer thread applies every waiting write set in one
+//! transaction, and one `COMMIT` (synchronous commit: the WAL is flushed) answers them all. A
+//! failed condition skips its own set alone. The batch is first written in a handful of
+//! statements ([`super::bulk`]); when the database refuses one, it runs again set by set, each
+//! inside a savepoint, so a row the constraints refuse undoes that set alone.
 
 use std::collections::HashMap;
 
@@ -9,6 +10,7 @@ use postgres::error::SqlState;
 use postgres::types::ToSql;
 use postgres::{Client, Statement, Transaction};
 
+use super::bulk::{self, Bulk};
 use super::projection;
 use super::schema::table_name;
 use super::settings::PgSettings;
@@ -29,8 +31,6 @@ enum Kind {
     /// fail this set rather than be overwritten.
     Insert,
     Delete,
-    /// The last key of a table with appended keys.
-    LastKey,
 }
 
 /// One connection and its prepared statements.
@@ -39,6 +39,8 @@ struct Conn {
     statements: HashMap<(Table, Kind), Statement>,
     /// Tables whose append sequence was already lifted past the table's last key.
     floors_known: Vec<bool>,
+    /// The multi-row statements of the fast path.
+    bulk: bulk::Statements,
 }
 
 pub(crate) struct PgBatch {
@@ -80,7 +82,7 @@ impl BatchEngine for PgBatch {
                     attempt += 1;
                 }
                 Err(e) => {
-                    let closed = conn.client.is_closed();
+                    let closed = conn.client.is_closed() || session_lost(&e);
                     if closed {
                         self.conn = None;
                     }
@@ -91,7 +93,7 @@ impl BatchEngine for PgBatch {
     }
 }
 
-fn retryable(e: &postgres::Error) -> bool {
+pub(crate) fn retryable(e: &postgres::Error) -> bool {
     matches!(
         e.code(),
         Some(&SqlState::T_R_DEADLOCK_DETECTED) | Some(&SqlState::T_R_SERIALIZATION_FAILURE)
@@ -101,11 +103,24 @@ fn retryable(e: &postgres::Error) -> bool {
 /// A lost connection is `Unavailable` (503, and the writer reconnects); anything else is an
 /// engine error.
 pub(crate) fn pg_error(e: postgres::Error, closed: bool) -> StorageError {
-    if closed || e.is_closed() {
+    if closed || session_lost(&e) {
         StorageError::Unavailable(describe(&e))
     } else {
         StorageError::Engine(describe(&e))
     }
+}
+
+/// Whether `e` ended the session: the connection closed, or the server said it is ending it
+/// (a FATAL error such as 57P01, sent by a restart, a failover or `pg_terminate_backend`,
+/// arrives before the socket closes) or that the connection failed (class 08).
+pub(crate) fn session_lost(e: &postgres::Error) -> bool {
+    e.is_closed()
+        || e.as_db_error().is_some_and(|db| {
+            let code = db.code().code();
+            matches!(db.severity(), "FATAL" | "PANIC")
+                || code.starts_with("08")
+                || code.starts_with("57P")
+        })
 }
 
 /// The error with what the server said (`postgres::Error`'s own text is only "db error").
@@ -125,40 +140,33 @@ impl Conn {
             client,
             statements: HashMap::new(),
             floors_known: vec![false; Table::ALL.len()],
+            bulk: bulk::Statements::default(),
         }
     }
 
-    /// Applies the batch. First without savepoints (a set's conditions are all checked before
-    /// any of its writes, so a failed condition has written nothing, and one savepoint costs
-    /// two round trips); should the database refuse a statement, the transaction is gone, and
-    /// the batch runs again with each set in a savepoint so that only the refused set fails.
+    /// Applies the batch: first in a handful of statements ([`bulk`]); should that meet
+    /// anything unusual (a statement the database refuses, another node's insert of a key a
+    /// set required absent), again set by set, each in a savepoint, so that only the refused
+    /// set fails and each is answered exactly.
     fn apply(&mut self, batch: &[Job]) -> Result<Vec<SetResult>, postgres::Error> {
-        match self.apply_fast(batch)? {
+        match self.apply_bulk(batch)? {
             Some(results) => Ok(results),
             None => self.apply_isolated(batch),
         }
     }
 
-    /// `None` when a set met an error of its own (the transaction is rolled back).
-    fn apply_fast(&mut self, batch: &[Job]) -> Result<Option<Vec<SetResult>>, postgres::Error> {
+    /// `None` when the batch must go set by set (the transaction is rolled back).
+    fn apply_bulk(&mut self, batch: &[Job]) -> Result<Option<Vec<SetResult>>, postgres::Error> {
         let mut floors = self.floors_known.clone();
         let mut txn = self.client.transaction()?;
-        let mut results = Vec::with_capacity(batch.len());
-        for job in batch {
-            let mut w = SetWriter {
-                txn: &mut txn,
-                statements: &mut self.statements,
-                floors: &mut floors,
-            };
-            match w.apply(&job.set) {
-                Ok(outcome) => results.push(Ok(outcome)),
-                Err(SetError::Pg(e)) if e.is_closed() || retryable(&e) => return Err(e),
-                Err(_) => return Ok(None),
+        match bulk::apply(&mut txn, &mut self.bulk, &mut floors, batch)? {
+            Bulk::Done(results) => {
+                txn.commit()?;
+                self.floors_known = floors;
+                Ok(Some(results))
             }
+            Bulk::SetBySet => Ok(None),
         }
-        txn.commit()?;
-        self.floors_known = floors;
-        Ok(Some(results))
     }
 
     fn apply_isolated(&mut self, batch: &[Job]) -> Result<Vec<SetResult>, postgres::Error> {
@@ -181,7 +189,7 @@ impl Conn {
                     sp.rollback()?;
                     results.push(Ok(failed));
                 }
-                Err(SetError::Pg(e)) if e.is_closed() || retryable(&e) => return Err(e),
+                Err(SetError::Pg(e)) if session_lost(&e) || retryable(&e) => return Err(e),
                 Err(SetError::Pg(e)) => {
                     sp.rollback()?;
                     results.push(refused(&job.set, e));
@@ -235,7 +243,7 @@ impl From<postgres::Error> for SetError {
 struct SetWriter<'a, 't> {
     txn: &'a mut Transaction<'t>,
     statements: &'a mut HashMap<(Table, Kind), Statement>,
-    floors: &'a mut Vec<bool>,
+    floors: &'a mut [bool],
 }
 
 impl SetWriter<'_, '_> {
@@ -296,29 +304,9 @@ impl SetWriter<'_, '_> {
         Ok(())
     }
 
-    /// The next key of `table`'s append sequence. The sequence row stays locked until commit,
-    /// so another node appending to the same table waits: appended keys grow in commit order
-    /// across nodes too, which is what readers that follow them (the publisher) rely on.
+    /// The next key of `table`'s append sequence (see [`bulk::reserve_sequence`]).
     fn next_sequence(&mut self, table: Table) -> Result<u64, postgres::Error> {
-        let floor: i64 = if self.floors[table.index()] {
-            0
-        } else {
-            let s = self.statement(table, Kind::LastKey)?;
-            let last: Option<Vec<u8>> = self.txn.query_opt(&s, &[])?.map(|r| r.get(0));
-            self.floors[table.index()] = true;
-            last.and_then(|k| keys::parse_sequence(&k)).map_or(0, |n| {
-                i64::try_from(n.saturating_add(1)).unwrap_or(i64::MAX)
-            })
-        };
-        let row = self.txn.query_one(
-            "INSERT INTO cf_append_sequences (table_name, next) VALUES ($1, $2::bigint + 1)
-             ON CONFLICT (table_name)
-             DO UPDATE SET next = GREATEST(cf_append_sequences.next, $2::bigint) + 1
-             RETURNING next - 1",
-            &[&table.name(), &floor],
-        )?;
-        let next: i64 = row.get(0);
-        Ok(u64::try_from(next).unwrap_or(0))
+        bulk::reserve_sequence(self.txn, self.floors, table, 1)
     }
 
     fn statement(&mut self, table: Table, kind: Kind) -> Result<Statement, postgres::Error> {
@@ -331,7 +319,6 @@ impl SetWriter<'_, '_> {
             Kind::Upsert => projection::upsert_sql(table, &name),
             Kind::Insert => insert_sql(table, &name),
             Kind::Delete => format!("DELETE FROM {name} WHERE k = $1"),
-            Kind::LastKey => format!("SELECT k FROM {name} ORDER BY k DESC LIMIT 1"),
         };
         let s = self.txn.prepare(&sql)?;
         self.statements.insert((table, kind), s.clone());

@@ -11,9 +11,11 @@
 //! depends on what was read says so with a condition, which the transaction checks.
 
 mod batch;
+mod bulk;
 pub mod export;
 pub mod import;
 pub mod lease;
+pub mod mutex;
 pub mod projection;
 mod reads;
 pub mod schema;

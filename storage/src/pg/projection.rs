@@ -113,21 +113,48 @@ pub fn values(table: Table, value: &[u8]) -> Result<Vec<Param>, StorageError> {
     })
 }
 
+/// What a multi-row insert does with a key already stored.
+#[derive(Clone, Copy)]
+pub enum Conflict {
+    /// Replace the stored row (an upsert).
+    Update,
+    /// Keep the stored row and skip this one (the statement's row count tells).
+    Nothing,
+}
+
 /// The upsert of one row of `table`: key, value and its typed columns.
 pub fn upsert_sql(table: Table, table_name: &str) -> String {
+    rows_sql(table, table_name, 1, Conflict::Update)
+}
+
+/// An insert of `rows` rows of `table` (key, value and its typed columns each), parameters
+/// numbered row after row.
+pub fn rows_sql(table: Table, table_name: &str, rows: usize, conflict: Conflict) -> String {
     let cols = columns(table);
     let mut names = vec!["k", "v"];
     names.extend_from_slice(cols);
-    let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
-    let updates: Vec<String> = names[1..]
-        .iter()
-        .map(|c| format!("{c} = EXCLUDED.{c}"))
+    let width = names.len();
+    let tuples: Vec<String> = (0..rows.max(1))
+        .map(|r| {
+            let placeholders: Vec<String> =
+                (1..=width).map(|i| format!("${}", r * width + i)).collect();
+            format!("({})", placeholders.join(", "))
+        })
         .collect();
+    let on_conflict = match conflict {
+        Conflict::Update => {
+            let updates: Vec<String> = names[1..]
+                .iter()
+                .map(|c| format!("{c} = EXCLUDED.{c}"))
+                .collect();
+            format!("DO UPDATE SET {}", updates.join(", "))
+        }
+        Conflict::Nothing => "DO NOTHING".to_string(),
+    };
     format!(
-        "INSERT INTO {table_name} ({}) VALUES ({}) ON CONFLICT (k) DO UPDATE SET {}",
+        "INSERT INTO {table_name} ({}) VALUES {} ON CONFLICT (k) {on_conflict}",
         names.join(", "),
-        placeholders.join(", "),
-        updates.join(", ")
+        tuples.join(", ")
     )
 }
 
@@ -152,6 +179,14 @@ mod tests {
         assert_eq!(
             upsert_sql(Table::Users, "cf_users"),
             "INSERT INTO cf_users (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v"
+        );
+    }
+
+    #[test]
+    fn a_multi_row_insert_numbers_parameters_row_after_row() {
+        assert_eq!(
+            rows_sql(Table::Users, "cf_users", 2, Conflict::Nothing),
+            "INSERT INTO cf_users (k, v) VALUES ($1, $2), ($3, $4) ON CONFLICT (k) DO NOTHING"
         );
     }
 

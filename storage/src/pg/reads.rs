@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use postgres::{Client, Statement};
 
-use super::batch::pg_error;
+use super::batch::{pg_error, session_lost};
 use super::schema::table_name;
 use super::settings::PgSettings;
 use crate::interface::Direction;
@@ -18,6 +18,9 @@ use crate::{StorageError, Table};
 
 /// Queries waiting for a read connection beyond this make the caller wait: backpressure.
 const READ_QUEUE_CAPACITY: usize = 1024;
+
+/// Runs of one read when its connection is lost under it (the second is on a new connection).
+const READ_ATTEMPTS_MAX: u32 = 2;
 
 /// One key/value pair as stored.
 pub(crate) type Row = (Vec<u8>, Vec<u8>);
@@ -116,21 +119,36 @@ fn serve(settings: &PgSettings, rx: &Mutex<Receiver<Work>>) {
     }
 }
 
+/// Runs `query`, on a fresh connection when the last one was lost. A read is safe to repeat,
+/// so one lost while running is run once more on a new connection before answering.
 fn answer(
     settings: &PgSettings,
     client: &mut Option<ReadConn>,
     query: &Query,
 ) -> Result<Answer, StorageError> {
-    if client.as_ref().is_none_or(|c| c.client.is_closed()) {
-        *client = Some(ReadConn {
-            client: settings.connect()?,
-            statements: HashMap::new(),
-        });
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        if client.as_ref().is_none_or(|c| c.client.is_closed()) {
+            *client = Some(ReadConn {
+                client: settings.connect()?,
+                statements: HashMap::new(),
+            });
+        }
+        let Some(c) = client.as_mut() else {
+            return Err(StorageError::Unavailable("no database connection".into()));
+        };
+        match run_query(c, query) {
+            Ok(a) => return Ok(a),
+            Err(e) if session_lost(&e) => {
+                *client = None;
+                if attempt >= READ_ATTEMPTS_MAX {
+                    return Err(pg_error(e, true));
+                }
+            }
+            Err(e) => return Err(pg_error(e, false)),
+        }
     }
-    let Some(c) = client.as_mut() else {
-        return Err(StorageError::Unavailable("no database connection".into()));
-    };
-    run_query(c, query).map_err(|e| pg_error(e, c.client.is_closed()))
 }
 
 fn run_query(c: &mut ReadConn, query: &Query) -> Result<Answer, postgres::Error> {
