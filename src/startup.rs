@@ -63,7 +63,7 @@ impl Application {
             publisher,
             Arc::new(config),
             mailer,
-        ));
+        )?);
         let listener = TcpListener::bind(listen).map_err(|source| StartError::Listen {
             addr: listen.to_string(),
             source,
@@ -150,15 +150,42 @@ impl Application {
     /// Serves until SIGTERM/SIGINT (or a stop through the handle): stops accepting, lets
     /// in-flight requests finish (their writes included), then commits what the writer holds.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
+        let Application {
+            server,
+            bus,
+            state,
+            control,
+            ..
+        } = self;
+        let _parts = Parts {
+            bus,
+            state,
+            control,
+        };
+        let result = server.await;
         tracing::info!("HTTP stopped; flushing the store");
+        result
+    }
+}
+
+/// What outlives the HTTP server until stopped: stopped when [`Application::run_until_stopped`]
+/// ends, and also when its future is dropped unfinished (its runtime ended first, as at the
+/// end of a test): the bus and account arbiters and the store's threads would otherwise run on,
+/// still talking to the broker and the database.
+struct Parts {
+    bus: actix::Arbiter,
+    state: web::Data<AppState>,
+    control: crate::control::ControlServer,
+}
+
+impl Drop for Parts {
+    fn drop(&mut self) {
         self.control.stop();
         self.bus.stop();
         self.state.accounts.stop();
         self.state.workspaces.stop();
         self.state.store.shutdown();
         tracing::info!("shutdown complete");
-        result
     }
 }
 

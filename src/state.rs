@@ -12,6 +12,11 @@ use crate::metrics::Metrics;
 use crate::passwords::HashPool;
 use crate::ratelimit::{InFlightPerIp, LoginLimiter, WindowLimiter};
 
+/// The cluster mutex of payment events (an advisory lock key on PostgreSQL).
+const BILLING_MUTEX: &[u8; 8] = b"cf-billi";
+/// The cluster mutex of numbered records (tickets).
+const NUMBERING_MUTEX: &[u8; 8] = b"cf-numbr";
+
 /// What every handler can reach. Cheap to clone (all shared).
 pub struct AppState {
     pub store: Store,
@@ -32,8 +37,9 @@ pub struct AppState {
     pub hashes: HashPool,
     /// PayPal transmission verifier; `None` while `CREATIVEFLOW_PAYPAL_WEBHOOK_ID` is unset.
     pub paypal: Option<crate::paypal_verify::PaypalVerifier>,
-    /// Payment events are applied one at a time (see `billing`).
-    pub billing_lock: tokio::sync::Mutex<()>,
+    /// Payment events are applied one at a time, across all nodes on one database (each
+    /// takes the next invoice number; see `billing`).
+    pub billing_lock: storage::ClusterMutex,
     /// Writes tickets with their gapless numbers, one at a time.
     pub numbering: actix::Addr<actors::helpdesk::Numbering>,
     /// Wakes ticket event streams; bounds how many are open.
@@ -51,7 +57,7 @@ impl AppState {
         publisher: PublisherHandle,
         config: Arc<Config>,
         mailer: Arc<dyn Mailer>,
-    ) -> Self {
+    ) -> Result<Self, storage::StorageError> {
         let paypal = config.paypal_webhook_id.as_ref().and_then(|id| {
             let ca = config.paypal_ca_file.as_ref().and_then(|f| std::fs::read(f).ok());
             match crate::paypal_verify::PaypalVerifier::new(id.clone(), config.paypal_cert_url_prefixes.clone(), ca, 64, 300) {
@@ -75,9 +81,13 @@ impl AppState {
             a.password_hashes_running_max,
             a.password_hashes_admitted_max,
         );
-        let numbering = actors::helpdesk::Numbering::start(store.clone());
+        let numbering = actors::helpdesk::Numbering::start(
+            store.clone(),
+            store.cluster_mutex(NUMBERING_MUTEX)?,
+        );
         let tickets = crate::ticket_hub::TicketHub::new(&config.file.helpdesk);
-        AppState {
+        let billing_lock = store.cluster_mutex(BILLING_MUTEX)?;
+        Ok(AppState {
             store,
             accounts,
             workspaces,
@@ -91,11 +101,11 @@ impl AppState {
             in_flight,
             hashes,
             paypal,
-            billing_lock: tokio::sync::Mutex::new(()),
+            billing_lock,
             numbering,
             tickets,
             started: Instant::now(),
             started_unix_s: storage::now_us() as f64 / 1e6,
-        }
+        })
     }
 }

@@ -2,12 +2,14 @@
 //! of it (a message, a stage, an assignment, the SLA mark) goes through that customer's
 //! [`Workspace`] actor: one change of a ticket at a time, each a read-check-write with nothing
 //! interleaved. Ticket numbers are gapless across all customers: the [`Numbering`] actor writes
-//! one numbered ticket at a time.
+//! one numbered ticket at a time, and on a shared database one node at a time.
+
+use std::sync::Arc;
 
 use actix::prelude::*;
 use storage::keys;
 use storage::records::*;
-use storage::{now_us, Store, WriteOutcome, WriteSet};
+use storage::{now_us, ClusterMutex, Store, WriteOutcome, WriteSet};
 use uuid::Uuid;
 
 use crate::registry::MAILBOX_CAPACITY;
@@ -28,11 +30,18 @@ pub const OPEN_TICKETS_PER_USER_MAX: usize = 20;
 /// is skipped (a set that fails takes its number with it, since the counter moves only with it).
 pub struct Numbering {
     store: Store,
+    /// Turns across nodes on one database: the actor orders this node's writes, the mutex
+    /// orders the nodes, so none reads a counter another is about to move.
+    turns: Arc<ClusterMutex>,
 }
 
 impl Numbering {
-    pub fn start(store: Store) -> Addr<Numbering> {
-        Numbering { store }.start()
+    pub fn start(store: Store, turns: ClusterMutex) -> Addr<Numbering> {
+        Numbering {
+            store,
+            turns: Arc::new(turns),
+        }
+        .start()
     }
 }
 
@@ -59,9 +68,10 @@ impl<T: Send + 'static> Handler<Numbered<T>> for Numbering {
     type Result = AtomicResponse<Self, Result<T, WorkspaceError>>;
 
     fn handle(&mut self, msg: Numbered<T>, _ctx: &mut Self::Context) -> Self::Result {
-        let store = self.store.clone();
+        let (store, turns) = (self.store.clone(), self.turns.clone());
         AtomicResponse::new(Box::pin(
             async move {
+                let _turn = turns.lock().await?;
                 let key = msg.sequence.to_vec();
                 let current = store.get::<SequenceRecord>(&key)?;
                 let number = current.map_or(1, |c| c.next);

@@ -12,8 +12,9 @@ use uuid::Uuid;
 use crate::error::AppError;
 use crate::state::AppState;
 
-/// Attempts of one event before answering 503 (each failure means a record moved meanwhile,
-/// e.g. the invoice counter, which several nodes on one database all advance).
+/// Attempts of one event before answering 503. Events take turns across nodes (the billing
+/// lock), so a failure means a record moved under a lock lost with its connection, or a
+/// change from outside billing (a deduct on the same balance, a profile edit).
 const ATTEMPTS_MAX: usize = 16;
 /// After a failed attempt, wait up to this long (a random share of it) before deciding again,
 /// so two nodes that keep meeting on one record stop meeting in step.
@@ -63,7 +64,7 @@ pub async fn apply_event<F>(
 where
     F: FnMut(&AppState) -> Result<Decision, AppError>,
 {
-    let _one_at_a_time = state.billing_lock.lock().await;
+    let _one_at_a_time = state.billing_lock.lock().await?;
     let key = event_key(provider, event_id);
     for _ in 0..ATTEMPTS_MAX {
         if state.store.get::<ProcessedEvent>(&key)?.is_some() {

@@ -142,6 +142,36 @@ async fn a_hundred_payments_across_two_nodes_take_invoice_numbers_1_to_100() {
     a.assert_verified();
 }
 
+#[actix_web::test]
+async fn sixty_tickets_opened_across_two_nodes_take_numbers_1_to_60() {
+    if !on_postgres() {
+        return;
+    }
+    let db = PgDatabase::create();
+    let (a, b) = two_nodes(&db, &[]).await;
+    let mut tokens = Vec::new();
+    for _ in 0..10 {
+        tokens.push(a.new_user().await.0);
+    }
+    let answers = futures_util::future::join_all((0..60).map(|i| {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let body = json!({"subject": format!("Ticket {i}"), "description": "Across nodes"});
+        let token = tokens[i % 10].clone();
+        async move { node.post_json("/api/v1/tickets", Some(&token), &body).await }
+    }))
+    .await;
+    let mut numbers = Vec::new();
+    for r in answers {
+        assert_eq!(r.status(), 201, "every ticket opens, none contended");
+        let t: serde_json::Value = r.json().await.expect("ticket json");
+        numbers.push(t["number"].as_str().expect("number").to_string());
+    }
+    numbers.sort_unstable();
+    let expected: Vec<String> = (1..=60).map(|n| format!("HD-{n:06}")).collect();
+    assert_eq!(numbers, expected);
+    b.assert_verified();
+}
+
 /// The binary with `vars` besides the data folder (the CLI's own runs).
 fn run_with(data_dir: &std::path::Path, vars: &[(String, String)], args: &[&str]) -> String {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_creativeflow"));
