@@ -83,6 +83,32 @@ impl PgDatabase {
     }
 }
 
+impl PgDatabase {
+    /// Takes the database away from its apps (refuses new connections and ends the open ones,
+    /// as a failover would) or gives it back.
+    pub fn set_reachable(&self, reachable: bool) {
+        let mut sql = format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS {reachable}",
+            self.name
+        );
+        if !reachable {
+            sql.push_str(&format!(
+                "; SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+                self.name
+            ));
+        }
+        std::thread::spawn(move || {
+            let mut admin = postgres::Client::connect(&pg_admin(), postgres::NoTls)
+                .expect("the test PostgreSQL answers");
+            admin
+                .batch_execute(&sql)
+                .expect("database reachability changed");
+        })
+        .join()
+        .expect("admin thread");
+    }
+}
+
 impl Drop for PgDatabase {
     fn drop(&mut self) {
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);

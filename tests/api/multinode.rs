@@ -172,6 +172,56 @@ async fn sixty_tickets_opened_across_two_nodes_take_numbers_1_to_60() {
     b.assert_verified();
 }
 
+#[actix_web::test]
+async fn a_node_that_loses_its_database_answers_503_and_not_ready_then_recovers_by_itself() {
+    if !on_postgres() {
+        return;
+    }
+    let db = PgDatabase::create();
+    let vars = db.vars();
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let app = spawn_app_with(&vars).await;
+    let admin = app.staff(Role::Admin).await;
+    let (token, id) = app.new_user().await;
+    db.set_reachable(false);
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.expect("json");
+    assert_eq!(body["status"], "not_ready");
+    let lost = app
+        .admin_adjust(&admin, &id, 5, "while the database is gone")
+        .await;
+    assert_eq!(lost.status(), 503);
+    let body: serde_json::Value = lost.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    db.set_reachable(true);
+    // The node finds its way back by itself: no restart.
+    let mut waited_ms = 0;
+    while app.get("/readyz", None).await.status() != 200 {
+        assert!(
+            waited_ms < 20_000,
+            "still not ready 20 s after the database returned"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        waited_ms += 200;
+    }
+    let mut applied = app.admin_adjust(&admin, &id, 7, "after it returned").await;
+    for _ in 0..5 {
+        // The first write on each writer connection may still meet its ended session.
+        if applied.status() != 503 {
+            break;
+        }
+        applied = app.admin_adjust(&admin, &id, 7, "after it returned").await;
+    }
+    assert_eq!(applied.status(), 201);
+    assert_eq!(
+        app.balance(&token).await,
+        17,
+        "10 to start, the lost write not applied"
+    );
+    app.assert_verified();
+}
+
 /// The binary with `vars` besides the data folder (the CLI's own runs).
 fn run_with(data_dir: &std::path::Path, vars: &[(String, String)], args: &[&str]) -> String {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_creativeflow"));
