@@ -16,6 +16,7 @@ pub const ROUTING_KEY: &str = "generation.create";
 
 /// The queues and exchange of one server, named after a tag of the run's own so that runs
 /// (and other users of the broker) never share them.
+#[derive(Clone)]
 pub struct QueueNames {
     pub tag: String,
     pub exchange: String,

@@ -3,7 +3,14 @@
 use crate::common::*;
 
 /// The parts `BENCH_SKIP` may name (the create phase always runs: the others need its figures).
-const PARTS: &[&str] = &["conventional", "status", "lapin", "postgres", "backlog"];
+const PARTS: &[&str] = &[
+    "conventional",
+    "pgstore",
+    "status",
+    "lapin",
+    "postgres",
+    "backlog",
+];
 
 pub struct Cfg {
     pub seconds: u64,

@@ -9,6 +9,10 @@
 //!    accepted creates/s, latency p50/p99, jobs confirmed by the broker during the window (from
 //!    `/metrics`), publish lag p99 (`/metrics` and `/readyz`), time for the outbox to drain after.
 //!    A lapin consumer with auto-ack drains the jobs queue meanwhile, as workers would.
+//!
+//! Then `pgstore`: the same creates on the PostgreSQL store (a database of the run's own on
+//! `BENCH_PG`'s server), one node and then two nodes on it, against the conventional baseline.
+//!
 //! 2. `status`: `GET /api/v1/generation/{id}/status` at the same concurrency, beside a bare
 //!    actix-web JSON route served by a second `HttpServer` in this process, measured the same way.
 //! 3. `lapin`: raw lapin publishes with publisher confirms (window 1000), persistent, of a job
@@ -29,7 +33,7 @@
 //! Environment: `BENCH_SECONDS`, `BENCH_WARMUP_SECONDS`, `BENCH_CONNECTIONS`, `BENCH_USERS`,
 //! `BENCH_PG_CLIENTS`, `BENCH_PG` (`host=127.0.0.1 user=postgres dbname=test`), `BENCH_AMQP`
 //! (`amqp://guest:guest@127.0.0.1:5672/%2f`), `BENCH_BACKLOG`, `BENCH_CLIENT_THREADS`,
-//! `BENCH_PROMPT_CHARS` (120), `BENCH_SKIP` (comma list of status,lapin,postgres,backlog).
+//! `BENCH_PROMPT_CHARS` (120), `BENCH_SKIP` (comma list of conventional,pgstore,status,lapin,postgres,backlog).
 #![forbid(unsafe_code)]
 
 #[path = "../common/mod.rs"]
@@ -96,6 +100,8 @@ pub struct Scratch {
     pub backlog: AppScratch,
     pub raw_queue: String,
     pub raw_exchange: String,
+    /// The database of the PostgreSQL store part (dropped once the servers are stopped).
+    pub pg_database: String,
 }
 
 impl Scratch {
@@ -104,11 +110,13 @@ impl Scratch {
         let backlog = AppScratch::new("backlog")?;
         let raw_queue = format!("{}.raw", main.names.tag);
         let raw_exchange = format!("{}.raw_exchange", main.names.tag);
+        let pg_database = crate::phases::pgstore::database_name(&main.names.tag);
         Ok(Scratch {
             main,
             backlog,
             raw_queue,
             raw_exchange,
+            pg_database,
         })
     }
 
@@ -163,6 +171,9 @@ async fn orchestrate(
     // Cleanup whatever happened: stop the servers (their bus first), then delete our queues.
     servers.stop().await;
     scratch.clean_broker(amqp, &cfg.amqp).await;
+    if cfg.runs("pgstore") {
+        crate::phases::pgstore::drop_database(&cfg.pg, &scratch.pg_database);
+    }
     outcome?;
     report::foreign_cpu_note(&mut summary);
     summary.row(

@@ -24,30 +24,37 @@ const DRAIN_WAIT_MAX: Duration = Duration::from_secs(60);
 
 /// Which server a window loads.
 #[derive(Clone, Copy)]
-enum Target<'a> {
-    Service(SocketAddr),
+pub enum Target<'a> {
+    /// The service: one node, or several on one database (connections split between them;
+    /// the first node's `/readyz` counts the shared outbox).
+    Service(&'a [SocketAddr]),
     Conventional(&'a Conventional),
 }
 
 impl Target<'_> {
-    fn addr(&self) -> SocketAddr {
+    fn addrs(&self) -> Vec<SocketAddr> {
         match self {
-            Target::Service(a) => *a,
-            Target::Conventional(c) => c.addr,
+            Target::Service(a) => a.to_vec(),
+            Target::Conventional(c) => vec![c.addr],
         }
     }
 
     async fn backlog(&self) -> Res<i64> {
         match self {
-            Target::Service(a) => Ok(readyz(*a).await?["outbox_backlog"].as_i64().unwrap_or(-1)),
+            Target::Service(a) => {
+                let first = a.first().ok_or("no service node")?;
+                Ok(readyz(*first).await?["outbox_backlog"]
+                    .as_i64()
+                    .unwrap_or(-1))
+            }
             Target::Conventional(c) => c.outbox_backlog().await,
         }
     }
 }
 
 /// One measured window.
-struct Fig {
-    run: Run,
+pub struct Fig {
+    pub run: Run,
     /// From the window's start until its outbox was empty.
     cpu: CpuReport,
     drain: Option<Duration>,
@@ -57,27 +64,35 @@ impl Fig {
     fn us_per_create(&self, pct: f64) -> f64 {
         pct / 100.0 * self.cpu.wall().as_secs_f64() * 1e6 / self.run.ops.max(1) as f64
     }
-    fn server_us(&self) -> f64 {
+    pub fn server_us(&self) -> f64 {
         self.us_per_create(self.cpu.server_all())
     }
-    fn of_us(&self, who: Who) -> f64 {
+    pub fn of_us(&self, who: Who) -> f64 {
         self.us_per_create(self.cpu.of(who))
     }
 }
 
-async fn measure(
+/// A warm-up second, then a window of `seconds` from a drained outbox until it is drained again.
+pub async fn measure(
     cfg: &Cfg,
     target: Target<'_>,
     users: &[BenchUser],
     seconds: u64,
     seed: u64,
 ) -> Res<Fig> {
-    let addr = target.addr();
+    let addrs = target.addrs();
+    let addr = *addrs.first().ok_or("no address to load")?;
     let spec = LoadSpec::new(
         create_requests(&addr.to_string(), users, &prompt(cfg.prompt_chars)),
         202,
     );
-    let conns = open_conns(addr, cfg.connections).await?;
+    let mut conns = Vec::with_capacity(cfg.connections);
+    for (i, a) in addrs.iter().enumerate() {
+        // The remainder goes to the first node; a connection that breaks reopens on it.
+        let share =
+            cfg.connections / addrs.len() + usize::from(i == 0) * (cfg.connections % addrs.len());
+        conns.extend(open_conns(*a, share).await?);
+    }
     let (conns, _, _) = http_load(addr, conns, &spec, Duration::from_secs(1), seed).await?;
     wait_drained(target, Instant::now()).await?;
     let a = CpuSnap::take();
@@ -100,13 +115,14 @@ async fn wait_drained(target: Target<'_>, from: Instant) -> Res<Option<Duration>
     }
 }
 
+/// Returns the baseline's mean accepted creates/s (for the PostgreSQL store's ratios).
 pub async fn conventional_phase(
     cfg: &Cfg,
     service: SocketAddr,
     exchange: &str,
     users: &[BenchUser],
     summary: &mut Summary,
-) -> Res<()> {
+) -> Res<f64> {
     heading("1b. The conventional design: actix-web + PostgreSQL pool (tokio-postgres) + lapin outbox relay");
     let conv = Conventional::start(&cfg.pg, &cfg.amqp, exchange, users).await?;
     let result = alternate(cfg, service, &conv, users, summary).await;
@@ -120,7 +136,7 @@ async fn alternate(
     conv: &Conventional,
     users: &[BenchUser],
     summary: &mut Summary,
-) -> Res<()> {
+) -> Res<f64> {
     let mut best = (POOL_SIZES[0], 0.0);
     for (i, n) in POOL_SIZES.into_iter().enumerate() {
         conv.set_pool_size(n);
@@ -152,7 +168,14 @@ async fn alternate(
         let b = measure(cfg, Target::Conventional(conv), users, cfg.seconds, seed).await?;
         print_fig("baseline", &b);
         base.push(b);
-        let s = measure(cfg, Target::Service(service), users, cfg.seconds, seed + 5).await?;
+        let s = measure(
+            cfg,
+            Target::Service(std::slice::from_ref(&service)),
+            users,
+            cfg.seconds,
+            seed + 5,
+        )
+        .await?;
         print_fig("service ", &s);
         svc.push(s);
     }
@@ -163,7 +186,7 @@ async fn alternate(
         thousands(accepted)
     );
     rows(best.0, &base, &svc, summary);
-    Ok(())
+    Ok(mean(&base, |f| f.run.ops_per_s()))
 }
 
 fn print_fig(label: &str, f: &Fig) {

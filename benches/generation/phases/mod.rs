@@ -4,6 +4,7 @@ pub mod backlog;
 pub mod conventional;
 pub mod create;
 pub mod lapin;
+pub mod pgstore;
 pub mod postgres;
 pub mod setup;
 pub mod status;
@@ -48,15 +49,30 @@ pub async fn run_phases(rig: &Rig<'_>, scratch: &Scratch, summary: &mut Summary)
 
     let created = create_phase(cfg, main.addr, &main.users, &main.drain, summary).await?;
 
+    let mut baseline = None;
     if cfg.runs("conventional") {
-        self::conventional::conventional_phase(
-            cfg,
-            main.addr,
-            &scratch.main.names.exchange,
-            &main.users,
-            summary,
-        )
-        .await?;
+        baseline = Some(
+            self::conventional::conventional_phase(
+                cfg,
+                main.addr,
+                &scratch.main.names.exchange,
+                &main.users,
+                summary,
+            )
+            .await?,
+        );
+    }
+
+    if cfg.runs("pgstore") {
+        let database = &scratch.pg_database;
+        if let Err(e) =
+            self::pgstore::pgstore_phase(rig, &scratch.main, database, baseline, summary).await
+        {
+            println!("  PostgreSQL store part skipped: {e}");
+            summary
+                .notes
+                .push(format!("PostgreSQL store part skipped: {e}"));
+        }
     }
 
     if cfg.runs("status") {
