@@ -27,6 +27,19 @@ pub async fn pg_connect(conn: &str) -> Res<Client> {
     Ok(client)
 }
 
+/// Runs `sql` on `admin` (libpq form) with the blocking client, on a thread of its own so it
+/// may be called from inside a runtime too: creating and dropping a part's database.
+pub fn pg_admin_sql(admin: &str, sql: String) -> Res<()> {
+    let admin = admin.to_string();
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&admin, postgres::NoTls)
+            .map_err(|e| format!("cannot reach PostgreSQL ({admin}): {e}"))?;
+        c.batch_execute(&sql).map_err(|e| e.to_string())
+    })
+    .join()
+    .map_err(|_| "the admin thread panicked".to_string())?
+}
+
 /// `SHOW {name}`, or what went wrong in its place.
 pub async fn pg_show(admin: &Client, name: &str) -> String {
     admin

@@ -50,6 +50,25 @@ impl TestDb {
         .unwrap()
     }
 
+    /// The balance column of `user`'s account, read with plain SQL.
+    fn balance(&self, user: &Uuid) -> i64 {
+        self.sql()
+            .query_one("SELECT balance FROM accounts WHERE user_id = $1", &[user])
+            .unwrap()
+            .get(0)
+    }
+
+    /// How many ledger entries `user` has, read with plain SQL.
+    fn entries(&self, user: &Uuid) -> i64 {
+        self.sql()
+            .query_one(
+                "SELECT count(*) FROM ledger_entries WHERE user_id = $1",
+                &[user],
+            )
+            .unwrap()
+            .get(0)
+    }
+
     fn store(&self) -> PgStore {
         PgStore::connect(&self.settings, &StoreOptions::default()).unwrap()
     }
@@ -208,12 +227,7 @@ fn a_failed_condition_skips_only_its_own_set_in_a_batch() {
         o,
         Ok(WriteOutcome::Committed | WriteOutcome::ConditionFailed(0))
     )));
-    let balance: i64 = db
-        .sql()
-        .query_one("SELECT balance FROM accounts WHERE user_id = $1", &[&user])
-        .unwrap()
-        .get(0);
-    assert_eq!(balance, 9);
+    assert_eq!(db.balance(&user), 9);
 }
 
 #[test]
@@ -275,15 +289,7 @@ fn the_database_refuses_a_second_entry_at_one_chain_position() {
     let mut set = WriteSet::new();
     set.put(keys::ledger(twin.id), &twin);
     assert!(store.write_blocking(set).is_err());
-    let entries: i64 = db
-        .sql()
-        .query_one(
-            "SELECT count(*) FROM ledger_entries WHERE user_id = $1",
-            &[&user],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(entries, 1, "the refused set wrote nothing");
+    assert_eq!(db.entries(&user), 1, "the refused set wrote nothing");
 }
 
 #[test]
@@ -493,21 +499,9 @@ fn a_set_the_database_refuses_fails_alone_and_the_rest_of_its_batch_commits() {
     for (i, o) in outcomes.iter().enumerate().filter(|(i, _)| *i != 2) {
         assert!(matches!(o, Ok(WriteOutcome::Committed)), "set {i}: {o:?}");
     }
-    let mut sql = db.sql();
-    let entries: i64 = sql
-        .query_one(
-            "SELECT count(*) FROM ledger_entries WHERE user_id = $1",
-            &[&user],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(entries, 1, "the refused set wrote nothing");
+    assert_eq!(db.entries(&user), 1, "the refused set wrote nothing");
     for (other, _) in &others {
-        let balance: i64 = sql
-            .query_one("SELECT balance FROM accounts WHERE user_id = $1", &[other])
-            .unwrap()
-            .get(0);
-        assert_eq!(balance, 2);
+        assert_eq!(db.balance(other), 2);
     }
 }
 

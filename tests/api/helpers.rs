@@ -55,14 +55,7 @@ pub struct PgDatabase {
 impl PgDatabase {
     pub fn create() -> PgDatabase {
         let name = format!("cf_api_{}", uuid::Uuid::new_v4().simple());
-        let sql = format!("CREATE DATABASE {name}");
-        std::thread::spawn(move || {
-            let mut admin = postgres::Client::connect(&pg_admin(), postgres::NoTls)
-                .expect("the test PostgreSQL answers");
-            admin.batch_execute(&sql).expect("database created");
-        })
-        .join()
-        .expect("create thread");
+        admin_sql(format!("CREATE DATABASE {name}")).expect("database created");
         PgDatabase { name }
     }
 
@@ -81,9 +74,7 @@ impl PgDatabase {
             ("CREATIVEFLOW_DATABASE_READ_CONNECTIONS".into(), "2".into()),
         ]
     }
-}
 
-impl PgDatabase {
     /// Takes the database away from its apps (refuses new connections and ends the open ones,
     /// as a failover would) or gives it back.
     pub fn set_reachable(&self, reachable: bool) {
@@ -97,27 +88,27 @@ impl PgDatabase {
                 self.name
             ));
         }
-        std::thread::spawn(move || {
-            let mut admin = postgres::Client::connect(&pg_admin(), postgres::NoTls)
-                .expect("the test PostgreSQL answers");
-            admin
-                .batch_execute(&sql)
-                .expect("database reachability changed");
-        })
-        .join()
-        .expect("admin thread");
+        admin_sql(sql).expect("database reachability changed");
     }
+}
+
+/// Runs `sql` as the administrator, on a thread of its own (see [`PgDatabase`]).
+fn admin_sql(sql: String) -> Result<(), String> {
+    std::thread::spawn(move || {
+        let mut admin = postgres::Client::connect(&pg_admin(), postgres::NoTls)
+            .map_err(|e| format!("the test PostgreSQL does not answer: {e}"))?;
+        admin.batch_execute(&sql).map_err(|e| e.to_string())
+    })
+    .join()
+    .map_err(|_| "the admin thread panicked".to_string())?
 }
 
 impl Drop for PgDatabase {
     fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let _ = std::thread::spawn(move || {
-            if let Ok(mut admin) = postgres::Client::connect(&pg_admin(), postgres::NoTls) {
-                let _ = admin.batch_execute(&sql);
-            }
-        })
-        .join();
+        let _ = admin_sql(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
     }
 }
 

@@ -11,12 +11,17 @@ use storage::records::Role;
 use crate::bus::Bus;
 use crate::helpers::{on_postgres, spawn_app_with, PgDatabase, TestApp, FLOOD_CONFIG};
 
-/// Two nodes on `db`, each with `env` besides the database's variables.
-async fn two_nodes(db: &PgDatabase, env: &[(String, String)]) -> (TestApp, TestApp) {
+/// A node on `db` with `env` besides the database's variables.
+async fn node(db: &PgDatabase, env: &[(String, String)]) -> TestApp {
     let mut all = db.vars();
     all.extend(env.iter().cloned());
     let vars: Vec<(&str, &str)> = all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    (spawn_app_with(&vars).await, spawn_app_with(&vars).await)
+    spawn_app_with(&vars).await
+}
+
+/// Two nodes on `db`, each with `env` besides the database's variables.
+async fn two_nodes(db: &PgDatabase, env: &[(String, String)]) -> (TestApp, TestApp) {
+    (node(db, env).await, node(db, env).await)
 }
 
 /// A configuration file with `toml`, kept as long as the returned folder.
@@ -178,9 +183,7 @@ async fn a_node_that_loses_its_database_answers_503_and_not_ready_then_recovers_
         return;
     }
     let db = PgDatabase::create();
-    let vars = db.vars();
-    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let app = spawn_app_with(&vars).await;
+    let app = node(&db, &[]).await;
     let admin = app.staff(Role::Admin).await;
     let (token, id) = app.new_user().await;
     db.set_reachable(false);

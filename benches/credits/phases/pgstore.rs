@@ -34,16 +34,16 @@ pub fn pgstore_part(cfg: &Config, baseline: Option<&Run>, summary: &mut Summary)
 
 /// A fresh database for the part, dropped after it whatever happened.
 fn with_database<T>(cfg: &Config, name: &str, work: impl FnOnce(&PgSettings) -> Res<T>) -> Res<T> {
-    let mut admin = postgres::Client::connect(&cfg.pg, postgres::NoTls)
-        .map_err(|e| format!("cannot reach PostgreSQL ({}): {e}", cfg.pg))?;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
+    pg_admin_sql(&cfg.pg, format!("CREATE DATABASE {name}"))
         .map_err(|e| format!("cannot create {name}: {e}"))?;
     let mut settings = PgSettings::from_url(&cfg.pg).map_err(|e| e.to_string())?;
     settings.dbname = name.to_string();
     settings.tls = TlsMode::Disable;
     let out = work(&settings);
-    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    let _ = pg_admin_sql(
+        &cfg.pg,
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    );
     out
 }
 

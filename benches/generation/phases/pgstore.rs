@@ -62,31 +62,18 @@ pub async fn pgstore_phase(
 }
 
 fn create_database(admin: &str, name: &str) -> Res<()> {
-    let sql = format!("CREATE DATABASE {name}");
-    admin_sql(admin, sql).map_err(|e| format!("cannot create {name}: {e}"))
+    pg_admin_sql(admin, format!("CREATE DATABASE {name}"))
+        .map_err(|e| format!("cannot create {name}: {e}"))
 }
 
 /// Drops the part's database (the run's cleanup; nothing when it was never created).
 pub fn drop_database(admin: &str, name: &str) {
-    if let Err(e) = admin_sql(
+    if let Err(e) = pg_admin_sql(
         admin,
         format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
     ) {
         eprintln!("cannot drop {name}: {e}");
     }
-}
-
-/// Runs `sql` on the admin connection, on a thread of its own: the blocking client must not
-/// run on the bench's async runtime.
-fn admin_sql(admin: &str, sql: String) -> Res<()> {
-    let admin = admin.to_string();
-    std::thread::spawn(move || {
-        let mut c = postgres::Client::connect(&admin, postgres::NoTls)
-            .map_err(|e| format!("cannot reach PostgreSQL ({admin}): {e}"))?;
-        c.batch_execute(&sql).map_err(|e| e.to_string())
-    })
-    .join()
-    .map_err(|_| "the admin thread panicked".to_string())?
 }
 
 /// The variables of a node on `database` (the machine's server, as `BENCH_PG` names it).

@@ -93,7 +93,13 @@ impl BatchEngine for PgBatch {
     }
 }
 
-pub(crate) fn retryable(e: &postgres::Error) -> bool {
+/// Whether `e` ends the whole batch rather than one set: the session is gone, or the
+/// transaction met another node's (deadlock, serialization) and the batch runs again.
+pub(crate) fn ends_batch(e: &postgres::Error) -> bool {
+    session_lost(e) || retryable(e)
+}
+
+fn retryable(e: &postgres::Error) -> bool {
     matches!(
         e.code(),
         Some(&SqlState::T_R_DEADLOCK_DETECTED) | Some(&SqlState::T_R_SERIALIZATION_FAILURE)
@@ -189,7 +195,7 @@ impl Conn {
                     sp.rollback()?;
                     results.push(Ok(failed));
                 }
-                Err(SetError::Pg(e)) if session_lost(&e) || retryable(&e) => return Err(e),
+                Err(SetError::Pg(e)) if ends_batch(&e) => return Err(e),
                 Err(SetError::Pg(e)) => {
                     sp.rollback()?;
                     results.push(refused(&job.set, e));
@@ -317,7 +323,7 @@ impl SetWriter<'_, '_> {
         let sql = match kind {
             Kind::Lock => format!("SELECT v FROM {name} WHERE k = $1 FOR UPDATE"),
             Kind::Upsert => projection::upsert_sql(table, &name),
-            Kind::Insert => insert_sql(table, &name),
+            Kind::Insert => projection::rows_sql(table, &name, 1, projection::Conflict::Refuse),
             Kind::Delete => format!("DELETE FROM {name} WHERE k = $1"),
         };
         let s = self.txn.prepare(&sql)?;
@@ -330,12 +336,4 @@ fn required_absent(set: &WriteSet, table: Table, key: &[u8]) -> bool {
     set.conditions.iter().any(|c| {
         matches!(c, Condition::Absent { table: t, key: k } if *t == table && k.as_slice() == key)
     })
-}
-
-fn insert_sql(table: Table, name: &str) -> String {
-    let upsert = projection::upsert_sql(table, name);
-    match upsert.find(" ON CONFLICT") {
-        Some(at) => upsert[..at].to_string(),
-        None => upsert,
-    }
 }

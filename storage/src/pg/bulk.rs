@@ -300,7 +300,7 @@ fn put_rows(
 fn refused(r: Result<u64, postgres::Error>) -> Result<Option<u64>, postgres::Error> {
     match r {
         Ok(n) => Ok(Some(n)),
-        Err(e) if super::batch::session_lost(&e) || super::batch::retryable(&e) => Err(e),
+        Err(e) if super::batch::ends_batch(&e) => Err(e),
         Err(_) => Ok(None),
     }
 }

@@ -8,7 +8,6 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -127,21 +126,19 @@ fn take(
     key: i64,
     client: &mut Option<postgres::Client>,
 ) -> Result<(), StorageError> {
-    if client.is_none() {
-        let mut c = settings.connect()?;
-        // lock_timeout bounds advisory lock waits too: a node that never lets go (stuck, not
-        // dead) costs the others a 503 after this long, not a hang.
-        c.batch_execute(&format!(
-            "SET lock_timeout = {}",
-            Duration::from_millis(MUTEX_WAIT_MS_MAX).as_millis()
-        ))
-        .map_err(|e| StorageError::Unavailable(super::batch::describe(&e)))?;
-        *client = Some(c);
-    }
-    let Some(c) = client.as_mut() else {
-        return Err(StorageError::Closed);
+    let unavailable = |e: postgres::Error| StorageError::Unavailable(super::batch::describe(&e));
+    let c = match client {
+        Some(c) => c,
+        None => {
+            let mut c = settings.connect()?;
+            // lock_timeout bounds advisory lock waits too: a node that never lets go (stuck,
+            // not dead) costs the others a 503 after this long, not a hang.
+            c.batch_execute(&format!("SET lock_timeout = {MUTEX_WAIT_MS_MAX}"))
+                .map_err(unavailable)?;
+            client.insert(c)
+        }
     };
     c.execute("SELECT pg_advisory_lock($1)", &[&key])
         .map(|_| ())
-        .map_err(|e| StorageError::Unavailable(super::batch::describe(&e)))
+        .map_err(unavailable)
 }

@@ -120,6 +120,8 @@ pub enum Conflict {
     Update,
     /// Keep the stored row and skip this one (the statement's row count tells).
     Nothing,
+    /// Fail the statement (a unique violation).
+    Refuse,
 }
 
 /// The upsert of one row of `table`: key, value and its typed columns.
@@ -147,12 +149,13 @@ pub fn rows_sql(table: Table, table_name: &str, rows: usize, conflict: Conflict)
                 .iter()
                 .map(|c| format!("{c} = EXCLUDED.{c}"))
                 .collect();
-            format!("DO UPDATE SET {}", updates.join(", "))
+            format!(" ON CONFLICT (k) DO UPDATE SET {}", updates.join(", "))
         }
-        Conflict::Nothing => "DO NOTHING".to_string(),
+        Conflict::Nothing => " ON CONFLICT (k) DO NOTHING".to_string(),
+        Conflict::Refuse => String::new(),
     };
     format!(
-        "INSERT INTO {table_name} ({}) VALUES {} ON CONFLICT (k) {on_conflict}",
+        "INSERT INTO {table_name} ({}) VALUES {}{on_conflict}",
         names.join(", "),
         tuples.join(", ")
     )

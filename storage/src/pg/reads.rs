@@ -126,29 +126,27 @@ fn answer(
     client: &mut Option<ReadConn>,
     query: &Query,
 ) -> Result<Answer, StorageError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        if client.as_ref().is_none_or(|c| c.client.is_closed()) {
-            *client = Some(ReadConn {
+    for attempt in 1..=READ_ATTEMPTS_MAX {
+        let c = match client {
+            Some(c) if !c.client.is_closed() => c,
+            _ => client.insert(ReadConn {
                 client: settings.connect()?,
                 statements: HashMap::new(),
-            });
-        }
-        let Some(c) = client.as_mut() else {
-            return Err(StorageError::Unavailable("no database connection".into()));
+            }),
         };
         match run_query(c, query) {
             Ok(a) => return Ok(a),
-            Err(e) if session_lost(&e) => {
-                *client = None;
-                if attempt >= READ_ATTEMPTS_MAX {
-                    return Err(pg_error(e, true));
+            Err(e) if session_lost(&e) && attempt < READ_ATTEMPTS_MAX => *client = None,
+            Err(e) => {
+                let lost = session_lost(&e);
+                if lost {
+                    *client = None;
                 }
+                return Err(pg_error(e, lost));
             }
-            Err(e) => return Err(pg_error(e, false)),
         }
     }
+    Err(StorageError::Unavailable("no database connection".into()))
 }
 
 fn run_query(c: &mut ReadConn, query: &Query) -> Result<Answer, postgres::Error> {
