@@ -1,27 +1,57 @@
 //! Attempt limiting in fixed windows (failed logins per account and per client IP, signups per
-//! IP, reset requests per email and per IP). In memory and per node: it slows guessing and
-//! farming; it is not a ledger.
+//! IP, reset requests per email and per IP). It slows guessing and farming; it is not a ledger.
+//!
+//! Where the counts live follows the store: one node on the embedded store counts in its
+//! memory; nodes on one PostgreSQL database count in the database (`cf_attempt_windows`), so
+//! spreading attempts over N nodes does not give N times the limit.
 //!
 //! An attempt is *reserved before* the expensive work it guards (a password hash), so parallel
 //! attempts cannot all pass the check and count afterwards: exactly `max` get through a window.
-//! Bounded: keys longer than [`KEY_LEN_MAX`] share one key, and past [`KEYS_MAX`] keys expired
-//! windows go first, then the oldest.
+//! Bounded: keys longer than [`KEY_LEN_MAX`] share one key; in memory, past [`KEYS_MAX`] keys
+//! expired windows go first, then the oldest; in the database, ended windows are purged a
+//! bounded slice at a time.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use storage::pg::{PgStore, Taken};
 
-/// Keys kept at most (each ~100 bytes).
+use crate::error::AppError;
+
+/// Keys kept at most in memory (each ~100 bytes).
 const KEYS_MAX: usize = 100_000;
 /// A key (an email is at most 254 bytes, plus a prefix) longer than this is not kept as itself.
 pub const KEY_LEN_MAX: usize = 300;
 const OVERLONG_KEY: &str = "~overlong";
 
-#[derive(Debug)]
 pub struct WindowLimiter {
+    /// Names this limiter's keys in the shared table (limiters share it).
+    name: &'static str,
     window: Duration,
-    counts: Mutex<HashMap<String, (Instant, u32)>>,
+    counts: Counts,
+}
+
+/// Where a limiter's counts live.
+enum Counts {
+    /// This node's memory: one node is the whole deploy.
+    Node(Mutex<HashMap<String, (Instant, u32)>>),
+    /// The database every node shares.
+    Shared(PgStore),
+}
+
+impl std::fmt::Debug for WindowLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let place = match self.counts {
+            Counts::Node(_) => "node",
+            Counts::Shared(_) => "database",
+        };
+        f.debug_struct("WindowLimiter")
+            .field("name", &self.name)
+            .field("window", &self.window)
+            .field("counts", &place)
+            .finish()
+    }
 }
 
 fn bounded(key: &str) -> &str {
@@ -33,70 +63,143 @@ fn bounded(key: &str) -> &str {
 }
 
 impl WindowLimiter {
-    pub fn new(window: Duration) -> Self {
+    /// Counts in this node's memory.
+    pub fn new(name: &'static str, window: Duration) -> Self {
         WindowLimiter {
+            name,
             window,
-            counts: Mutex::new(HashMap::new()),
+            counts: Counts::Node(Mutex::new(HashMap::new())),
         }
     }
 
-    /// Takes one attempt from every `(key, max)` at once, or none: `Err(retry_after_s)` when
-    /// any key has used its `max` in the current window.
-    pub fn try_take(&self, keys: &[(&str, u32)]) -> Result<(), u64> {
-        let mut map = self.counts.lock();
-        let now = Instant::now();
-        for (key, max) in keys {
-            if let Some((start, n)) = map.get(bounded(key)) {
-                let age = now.duration_since(*start);
-                if age < self.window && *n >= *max {
-                    return Err((self.window - age).as_secs().max(1));
+    /// Counts in the database of `store` when it is shared by nodes (PostgreSQL), else in
+    /// memory.
+    pub fn for_store(name: &'static str, window: Duration, store: &storage::Store) -> Self {
+        match store.postgres() {
+            Some(pg) => WindowLimiter {
+                name,
+                window,
+                counts: Counts::Shared(pg.clone()),
+            },
+            None => WindowLimiter::new(name, window),
+        }
+    }
+
+    /// Takes one attempt from every `(key, max)` at once, or none: `RateLimited` when any key
+    /// has used its `max` in the current window.
+    pub fn try_take(&self, keys: &[(&str, u32)]) -> Result<(), AppError> {
+        match &self.counts {
+            Counts::Node(map) => take_in_memory(map, self.window, keys)
+                .map_err(|retry_after_s| AppError::RateLimited { retry_after_s }),
+            Counts::Shared(pg) => {
+                let named: Vec<String> = keys.iter().map(|(k, _)| self.shared_key(k)).collect();
+                let keys: Vec<(&str, u32)> = named
+                    .iter()
+                    .zip(keys)
+                    .map(|(k, (_, max))| (k.as_str(), *max))
+                    .collect();
+                let window_s = u32::try_from(self.window.as_secs().max(1)).unwrap_or(u32::MAX);
+                match pg.take_attempts(window_s, &keys)? {
+                    Taken::Taken => Ok(()),
+                    Taken::Refused { retry_after_s } => {
+                        Err(AppError::RateLimited { retry_after_s })
+                    }
                 }
             }
         }
-        self.make_room(&mut map, now, keys.len());
-        for (key, _) in keys {
-            let slot = map.entry(bounded(key).to_string()).or_insert((now, 0));
-            if now.duration_since(slot.0) >= self.window {
-                *slot = (now, 0);
-            }
-            slot.1 += 1;
-        }
-        Ok(())
     }
 
     /// Returns an attempt taken by [`Self::try_take`] (it turned out not to count, e.g. a
     /// successful login for the client's IP).
     pub fn give_back(&self, key: &str) {
-        if let Some(slot) = self.counts.lock().get_mut(bounded(key)) {
-            slot.1 = slot.1.saturating_sub(1);
+        match &self.counts {
+            Counts::Node(map) => {
+                if let Some(slot) = map.lock().get_mut(bounded(key)) {
+                    slot.1 = slot.1.saturating_sub(1);
+                }
+            }
+            Counts::Shared(pg) => {
+                if let Err(e) = pg.give_back_attempt(&self.shared_key(key)) {
+                    // Kept counted: the limit errs on the strict side.
+                    tracing::warn!(error = %e, limiter = self.name, "attempt not given back");
+                }
+            }
         }
     }
 
     /// Forgets a key (a successful login clears its account's failures).
     pub fn clear(&self, key: &str) {
-        self.counts.lock().remove(bounded(key));
-    }
-
-    fn make_room(&self, map: &mut HashMap<String, (Instant, u32)>, now: Instant, wanted: usize) {
-        if map.len() + wanted <= KEYS_MAX {
-            return;
-        }
-        let window = self.window;
-        map.retain(|_, (start, _)| now.duration_since(*start) < window);
-        while map.len() + wanted > KEYS_MAX {
-            let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, (s, _))| *s)
-                .map(|(k, _)| k.clone())
-            else {
-                return;
-            };
-            map.remove(&oldest);
+        match &self.counts {
+            Counts::Node(map) => {
+                map.lock().remove(bounded(key));
+            }
+            Counts::Shared(pg) => {
+                if let Err(e) = pg.clear_attempts(&self.shared_key(key)) {
+                    tracing::warn!(error = %e, limiter = self.name, "attempts not cleared");
+                }
+            }
         }
     }
 
+    fn shared_key(&self, key: &str) -> String {
+        format!("{}/{}", self.name, bounded(key))
+    }
+
+    /// Keys counted in memory (0 when the counts live in the database).
     pub fn keys(&self) -> usize {
-        self.counts.lock().len()
+        match &self.counts {
+            Counts::Node(map) => map.lock().len(),
+            Counts::Shared(_) => 0,
+        }
+    }
+}
+
+/// [`WindowLimiter::try_take`] in memory: `Err(retry_after_s)` when refused.
+fn take_in_memory(
+    map: &Mutex<HashMap<String, (Instant, u32)>>,
+    window: Duration,
+    keys: &[(&str, u32)],
+) -> Result<(), u64> {
+    let mut map = map.lock();
+    let now = Instant::now();
+    for (key, max) in keys {
+        if let Some((start, n)) = map.get(bounded(key)) {
+            let age = now.duration_since(*start);
+            if age < window && *n >= *max {
+                return Err((window - age).as_secs().max(1));
+            }
+        }
+    }
+    make_room(&mut map, window, now, keys.len());
+    for (key, _) in keys {
+        let slot = map.entry(bounded(key).to_string()).or_insert((now, 0));
+        if now.duration_since(slot.0) >= window {
+            *slot = (now, 0);
+        }
+        slot.1 += 1;
+    }
+    Ok(())
+}
+
+fn make_room(
+    map: &mut HashMap<String, (Instant, u32)>,
+    window: Duration,
+    now: Instant,
+    wanted: usize,
+) {
+    if map.len() + wanted <= KEYS_MAX {
+        return;
+    }
+    map.retain(|_, (start, _)| now.duration_since(*start) < window);
+    while map.len() + wanted > KEYS_MAX {
+        let Some(oldest) = map
+            .iter()
+            .min_by_key(|(_, (s, _))| *s)
+            .map(|(k, _)| k.clone())
+        else {
+            return;
+        };
+        map.remove(&oldest);
     }
 }
 
@@ -109,17 +212,17 @@ pub struct LoginLimiter {
 }
 
 impl LoginLimiter {
-    pub fn new(window: Duration, per_account_max: u32, per_ip_max: u32) -> Self {
+    pub fn new(limiter: WindowLimiter, per_account_max: u32, per_ip_max: u32) -> Self {
         LoginLimiter {
-            limiter: WindowLimiter::new(window),
+            limiter,
             per_account_max,
             per_ip_max,
         }
     }
 
     /// Reserves one attempt for the account and the IP before the password is checked;
-    /// `Err(retry_after_s)` when either is used up.
-    pub fn reserve(&self, account: &str, ip: &str) -> Result<(), u64> {
+    /// `RateLimited` when either is used up.
+    pub fn reserve(&self, account: &str, ip: &str) -> Result<(), AppError> {
         self.limiter.try_take(&[
             (&format!("a:{account}"), self.per_account_max),
             (&format!("i:{ip}"), self.per_ip_max),
@@ -240,7 +343,7 @@ mod tests {
 
     #[test]
     fn an_account_is_blocked_after_its_limit_and_cleared_by_success() {
-        let l = LoginLimiter::new(Duration::from_secs(60), 3, 100);
+        let l = LoginLimiter::new(WindowLimiter::new("login", Duration::from_secs(60)), 3, 100);
         for _ in 0..3 {
             assert!(l.reserve("a@x.io", "1.2.3.4").is_ok());
         }
@@ -251,7 +354,7 @@ mod tests {
 
     #[test]
     fn an_ip_is_blocked_across_accounts() {
-        let l = LoginLimiter::new(Duration::from_secs(60), 100, 2);
+        let l = LoginLimiter::new(WindowLimiter::new("login", Duration::from_secs(60)), 100, 2);
         assert!(l.reserve("a@x.io", "1.2.3.4").is_ok());
         assert!(l.reserve("b@x.io", "1.2.3.4").is_ok());
         assert!(l.reserve("c@x.io", "1.2.3.4").is_err());
@@ -260,7 +363,7 @@ mod tests {
 
     #[test]
     fn a_refused_attempt_takes_nothing_from_the_other_key() {
-        let l = WindowLimiter::new(Duration::from_secs(60));
+        let l = WindowLimiter::new("test", Duration::from_secs(60));
         assert!(l.try_take(&[("a", 1)]).is_ok());
         assert!(l.try_take(&[("b", 5), ("a", 1)]).is_err());
         for _ in 0..5 {
@@ -270,7 +373,7 @@ mod tests {
 
     #[test]
     fn overlong_keys_share_one_slot_and_the_map_is_bounded() {
-        let l = WindowLimiter::new(Duration::from_secs(60));
+        let l = WindowLimiter::new("test", Duration::from_secs(60));
         let long_a = "a".repeat(KEY_LEN_MAX + 1);
         let long_b = "b".repeat(KEY_LEN_MAX + 1);
         assert!(l.try_take(&[(&long_a, 1)]).is_ok());

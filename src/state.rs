@@ -69,13 +69,15 @@ impl AppState {
             }
         });
         let a = &config.file.auth;
+        let window =
+            |name, seconds| WindowLimiter::for_store(name, Duration::from_secs(seconds), &store);
         let login_limiter = LoginLimiter::new(
-            Duration::from_secs(a.failed_login_window_seconds),
+            window("login", a.failed_login_window_seconds),
             a.failed_logins_per_account_max,
             a.failed_logins_per_ip_max,
         );
-        let signup_limiter = WindowLimiter::new(Duration::from_secs(a.signup_window_seconds));
-        let reset_limiter = WindowLimiter::new(Duration::from_secs(a.reset_request_window_seconds));
+        let signup_limiter = window("signup", a.signup_window_seconds);
+        let reset_limiter = window("reset", a.reset_request_window_seconds);
         let in_flight = InFlightPerIp::new(config.file.http.requests_in_flight_per_ip_max);
         let hashes = HashPool::new(
             a.password_hashes_running_max,

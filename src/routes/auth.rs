@@ -62,8 +62,7 @@ pub async fn signup(
     let a = &state.config.file.auth;
     state
         .signup_limiter
-        .try_take(&[(&format!("s:{}", client_ip(&req)), a.signups_per_ip_max)])
-        .map_err(|retry_after_s| AppError::RateLimited { retry_after_s })?;
+        .try_take(&[(&format!("s:{}", client_ip(&req)), a.signups_per_ip_max)])?;
     if users::find_by_email(&state.store, &email)?.is_some() {
         return Err(AppError::EmailTaken);
     }
@@ -142,19 +141,16 @@ pub async fn password_reset_request(
     let email = Email::parse(&body.0.email)?;
     // Limited alike for known and unknown emails, so the limit tells nothing either.
     let a = &state.config.file.auth;
-    state
-        .reset_limiter
-        .try_take(&[
-            (
-                &format!("e:{}", email.as_str()),
-                a.reset_requests_per_email_max,
-            ),
-            (
-                &format!("i:{}", client_ip(&req)),
-                a.reset_requests_per_ip_max,
-            ),
-        ])
-        .map_err(|retry_after_s| AppError::RateLimited { retry_after_s })?;
+    state.reset_limiter.try_take(&[
+        (
+            &format!("e:{}", email.as_str()),
+            a.reset_requests_per_email_max,
+        ),
+        (
+            &format!("i:{}", client_ip(&req)),
+            a.reset_requests_per_ip_max,
+        ),
+    ])?;
     let ttl_us = i64::try_from(
         state
             .config

@@ -26,12 +26,14 @@ pub async fn check_credentials(
         |e| e.as_str().to_string(),
     );
     // Reserved before the hash: parallel guesses cannot all pass the check.
-    if let Err(retry_after_s) = state.login_limiter.reserve(&account_key, ip) {
-        state
-            .metrics
-            .logins_rate_limited
-            .fetch_add(1, Ordering::Relaxed);
-        return Err(AppError::RateLimited { retry_after_s });
+    if let Err(e) = state.login_limiter.reserve(&account_key, ip) {
+        if matches!(e, AppError::RateLimited { .. }) {
+            state
+                .metrics
+                .logins_rate_limited
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        return Err(e);
     }
     let user = match &email {
         Some(e) => users::find_by_email(&state.store, e)?,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use storage::keys;
 use storage::ledger::Posting;
-use storage::pg::{PgSettings, PgStore};
+use storage::pg::{PgSettings, PgStore, Taken};
 use storage::records::{AccountRecord, LedgerEntry, LedgerKind};
 use storage::{now_us, Direction, StorageError, StoreOptions, WriteOutcome, WriteSet};
 use uuid::Uuid;
@@ -532,4 +532,65 @@ fn a_batch_appends_in_set_order_after_what_is_stored() {
     let order: Vec<String> = rows.iter().map(|(_, e)| e.name.clone()).collect();
     let expected: Vec<String> = (0..8).map(|n| format!("e{n}")).collect();
     assert_eq!(order, expected);
+}
+
+#[test]
+fn attempts_taken_through_two_nodes_let_exactly_the_maximum_through_a_window() {
+    let db = TestDb::new();
+    let (a, b) = (Arc::new(db.store()), Arc::new(db.store()));
+    let threads: Vec<_> = (0..40)
+        .map(|i| {
+            let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+            std::thread::spawn(move || node.take_attempts(60, &[("login/a:x@y.io", 5)]).unwrap())
+        })
+        .collect();
+    let outcomes: Vec<Taken> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(outcomes.iter().filter(|t| **t == Taken::Taken).count(), 5);
+    assert!(outcomes.iter().all(|t| match t {
+        Taken::Taken => true,
+        Taken::Refused { retry_after_s } => (1..=60).contains(retry_after_s),
+    }));
+}
+
+#[test]
+fn a_refused_take_counts_nothing_and_a_given_back_or_cleared_attempt_is_free_again() {
+    let db = TestDb::new();
+    let (a, b) = (db.store(), db.store());
+    assert_eq!(a.take_attempts(60, &[("ip", 1)]).unwrap(), Taken::Taken);
+    // Refused on "ip": "account" must not be charged for it.
+    assert!(matches!(
+        b.take_attempts(60, &[("account", 1), ("ip", 1)]).unwrap(),
+        Taken::Refused { .. }
+    ));
+    assert_eq!(
+        b.take_attempts(60, &[("account", 1)]).unwrap(),
+        Taken::Taken
+    );
+    b.give_back_attempt("ip").unwrap();
+    assert_eq!(a.take_attempts(60, &[("ip", 1)]).unwrap(), Taken::Taken);
+    a.clear_attempts("account").unwrap();
+    assert_eq!(
+        b.take_attempts(60, &[("account", 1)]).unwrap(),
+        Taken::Taken
+    );
+    assert!(a.take_attempts(60, &[]).is_err(), "a take names a key");
+}
+
+#[test]
+fn an_ended_window_counts_from_one_again() {
+    let db = TestDb::new();
+    let a = db.store();
+    assert_eq!(a.take_attempts(1, &[("k", 1)]).unwrap(), Taken::Taken);
+    assert!(matches!(
+        a.take_attempts(1, &[("k", 1)]).unwrap(),
+        Taken::Refused { retry_after_s: 1 }
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    assert_eq!(a.take_attempts(1, &[("k", 1)]).unwrap(), Taken::Taken);
+    let n: i32 = db
+        .sql()
+        .query_one("SELECT n FROM cf_attempt_windows WHERE k = 'k'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
 }

@@ -9,7 +9,10 @@ use serde_json::json;
 use storage::records::Role;
 
 use crate::bus::Bus;
-use crate::helpers::{on_postgres, spawn_app_with, PgDatabase, TestApp, FLOOD_CONFIG};
+use crate::helpers::{
+    assert_error, on_postgres, spawn_app_with, unique_email, PgDatabase, TestApp, FLOOD_CONFIG,
+    PASSWORD,
+};
 
 /// A node on `db` with `env` besides the database's variables.
 async fn node(db: &PgDatabase, env: &[(String, String)]) -> TestApp {
@@ -175,6 +178,39 @@ async fn sixty_tickets_opened_across_two_nodes_take_numbers_1_to_60() {
     let expected: Vec<String> = (1..=60).map(|n| format!("HD-{n:06}")).collect();
     assert_eq!(numbers, expected);
     b.assert_verified();
+}
+
+#[actix_web::test]
+async fn failed_logins_and_signups_spread_over_two_nodes_meet_one_limit() {
+    if !on_postgres() {
+        return;
+    }
+    let db = PgDatabase::create();
+    let (_dir, config) = config_file("[auth]\nsignups_per_ip_max = 3\n");
+    let (a, b) = two_nodes(&db, &[config]).await;
+    let email = unique_email("spread");
+    assert_eq!(a.signup(&email).await.status(), 201);
+    // Five failures (the account's limit), alternating nodes: neither node saw five itself.
+    for i in 0..5 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        assert_eq!(node.login(&email, "wrong password!").await.status(), 401);
+    }
+    for node in [&a, &b] {
+        let r = node.login(&email, PASSWORD).await;
+        assert!(r.headers().get("retry-after").is_some());
+        assert_error(r, 429, "rate_limited").await;
+    }
+    // Three signups per address: one above, two more across both nodes, then none on either.
+    assert_eq!(b.signup(&unique_email("spread")).await.status(), 201);
+    assert_eq!(a.signup(&unique_email("spread")).await.status(), 201);
+    for node in [&a, &b] {
+        assert_error(
+            node.signup(&unique_email("spread")).await,
+            429,
+            "rate_limited",
+        )
+        .await;
+    }
 }
 
 #[actix_web::test]

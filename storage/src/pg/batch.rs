@@ -99,7 +99,7 @@ pub(crate) fn ends_batch(e: &postgres::Error) -> bool {
     session_lost(e) || retryable(e)
 }
 
-fn retryable(e: &postgres::Error) -> bool {
+pub(crate) fn retryable(e: &postgres::Error) -> bool {
     matches!(
         e.code(),
         Some(&SqlState::T_R_DEADLOCK_DETECTED) | Some(&SqlState::T_R_SERIALIZATION_FAILURE)

@@ -20,6 +20,7 @@ pub mod projection;
 mod reads;
 pub mod schema;
 mod settings;
+mod windows;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -36,6 +37,8 @@ pub use settings::{
     PgSettings, TlsMode, READ_CONNECTIONS_DEFAULT, READ_CONNECTIONS_MAX,
     WRITER_CONNECTIONS_DEFAULT, WRITER_CONNECTIONS_MAX,
 };
+pub use windows::Taken;
+use windows::WindowOp;
 
 /// One more connection, opened on a thread of its own (see [`PgStore::connect`]).
 fn connect_on_own_thread(settings: &PgSettings) -> Result<postgres::Client, StorageError> {
@@ -226,7 +229,9 @@ impl PgStore {
     pub fn count(&self, table: Table) -> Result<u64, StorageError> {
         match self.inner.reads.run(Query::Count { table })? {
             Answer::Count(n) => Ok(n),
-            Answer::Rows(_) => Err(StorageError::Engine("a count answered rows".into())),
+            _ => Err(StorageError::Engine(
+                "a count answered something else".into(),
+            )),
         }
     }
 
@@ -238,7 +243,56 @@ impl PgStore {
     fn rows(&self, query: Query) -> Result<Vec<Row>, StorageError> {
         match self.inner.reads.run(query)? {
             Answer::Rows(rows) => Ok(rows),
-            Answer::Count(_) => Err(StorageError::Engine("a read answered a count".into())),
+            _ => Err(StorageError::Engine(
+                "a read answered something else".into(),
+            )),
+        }
+    }
+
+    /// Takes one attempt from the window of every `(key, max)` at once, or none: shared by
+    /// every node on this database (see [`windows`]). A window lasts `window_s` from its
+    /// first attempt.
+    pub fn take_attempts(
+        &self,
+        window_s: u32,
+        keys: &[(&str, u32)],
+    ) -> Result<Taken, StorageError> {
+        if keys.is_empty() || keys.len() > windows::TAKE_KEYS_MAX {
+            return Err(StorageError::Engine(format!(
+                "a take names 1 to {} keys, not {}",
+                windows::TAKE_KEYS_MAX,
+                keys.len()
+            )));
+        }
+        let keys = keys.iter().map(|(k, m)| ((*k).to_string(), *m)).collect();
+        match self.window(WindowOp::Take { window_s, keys })? {
+            Some(taken) => Ok(taken),
+            None => Err(StorageError::Engine("a take answered nothing".into())),
+        }
+    }
+
+    /// Returns one attempt taken in `key`'s current window.
+    pub fn give_back_attempt(&self, key: &str) -> Result<(), StorageError> {
+        self.window(WindowOp::GiveBack {
+            key: key.to_string(),
+        })
+        .map(drop)
+    }
+
+    /// Forgets `key`'s window.
+    pub fn clear_attempts(&self, key: &str) -> Result<(), StorageError> {
+        self.window(WindowOp::Clear {
+            key: key.to_string(),
+        })
+        .map(drop)
+    }
+
+    fn window(&self, op: WindowOp) -> Result<Option<Taken>, StorageError> {
+        match self.inner.reads.run(Query::Window(op))? {
+            Answer::Window(taken) => Ok(taken),
+            _ => Err(StorageError::Engine(
+                "a window answered something else".into(),
+            )),
         }
     }
 }

@@ -12,6 +12,7 @@ use postgres::{Client, Statement};
 use super::batch::{pg_error, session_lost};
 use super::schema::table_name;
 use super::settings::PgSettings;
+use super::windows::{self, Taken, WindowOp};
 use crate::interface::Direction;
 use crate::keys::prefix_end;
 use crate::{StorageError, Table};
@@ -40,11 +41,15 @@ pub(crate) enum Query {
     Count {
         table: Table,
     },
+    /// Attempt windows ([`super::windows`]) share these connections: like a read, each is one
+    /// short statement or transaction a request waits for.
+    Window(WindowOp),
 }
 
 pub(crate) enum Answer {
     Rows(Vec<Row>),
     Count(u64),
+    Window(Option<Taken>),
 }
 
 struct Work {
@@ -173,6 +178,9 @@ fn run_query(c: &mut ReadConn, query: &Query) -> Result<Answer, postgres::Error>
             let n: i64 = c.client.query_one(&s, &[])?.get(0);
             Ok(Answer::Count(u64::try_from(n).unwrap_or(0)))
         }
+        // Run again after a lost session, a take may count twice: a limit errs on the strict
+        // side, never the lenient one.
+        Query::Window(op) => windows::run(&mut c.client, op).map(Answer::Window),
     }
 }
 

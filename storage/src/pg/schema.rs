@@ -6,11 +6,18 @@ use crate::{StorageError, Table};
 
 /// Every migration in order: (version, what it does, SQL). Append only; never edit one that
 /// has shipped.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "tables of the storage interface, typed money columns, operator views",
-    include_str!("../../migrations/0001_store.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "tables of the storage interface, typed money columns, operator views",
+        include_str!("../../migrations/0001_store.sql"),
+    ),
+    (
+        2,
+        "attempt windows shared by the nodes (rate limits)",
+        include_str!("../../migrations/0002_attempt_windows.sql"),
+    ),
+];
 
 /// The advisory lock key the migrations run under ("cf-migr" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x0063_662d_6d69_6772;
