@@ -16,7 +16,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use parking_lot::Mutex;
 use serde::Deserialize;
 use storage::records::{OutboxOrder, OutboxRecord};
-use storage::{keys, now_us, Direction, RelayLease, Store, WriteSet};
+use storage::{keys, now_us, Direction, Reader, RelayLease, Store, WriteSet};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -309,7 +309,11 @@ impl Relay<'_> {
     async fn fill_window(&mut self) -> Result<(), String> {
         while self.inflight.len() < self.config.confirm_window {
             if let Some(job) = self.retry.pop_front() {
-                if let Some(stale) = self.publish(job, true).await? {
+                let record = self
+                    .store
+                    .get::<OutboxRecord>(&keys::id(job.generation_id))
+                    .map_err(|e| e.to_string())?;
+                if let Some(stale) = self.publish(job, record, true).await? {
                     self.remove_stale(vec![stale.order_key]).await;
                 }
                 continue;
@@ -323,14 +327,23 @@ impl Relay<'_> {
                 return Ok(());
             };
             self.cursor = Some(last.clone());
+            // The scan's entries in one read: on PostgreSQL a read is a round trip.
+            let ids: Vec<Vec<u8>> = rows
+                .iter()
+                .map(|(_, o)| keys::id(o.generation_id))
+                .collect();
+            let records = self
+                .store
+                .get_many::<OutboxRecord>(&ids)
+                .map_err(|e| e.to_string())?;
             let mut stale = Vec::new();
-            for (order_key, order) in rows {
+            for ((order_key, order), record) in rows.into_iter().zip(records) {
                 let job = Job {
                     generation_id: order.generation_id,
                     order_key,
                     created_at_us: 0,
                 };
-                if let Some(job) = self.publish(job, false).await? {
+                if let Some(job) = self.publish(job, record, false).await? {
                     stale.push(job.order_key);
                 }
             }
@@ -354,16 +367,20 @@ impl Relay<'_> {
         }
     }
 
-    /// Publishes one job from its outbox entry. Answers the job back when the entry is gone (the
-    /// request was cancelled or failed before publishing): only its order entry is left.
-    async fn publish(&mut self, mut job: Job, again: bool) -> Result<Option<Job>, String> {
+    /// Publishes one job from its outbox entry (`record`, read by the caller). Answers the job
+    /// back when the entry is gone (the request was cancelled or failed before publishing):
+    /// only its order entry is left.
+    async fn publish(
+        &mut self,
+        mut job: Job,
+        record: Option<OutboxRecord>,
+        again: bool,
+    ) -> Result<Option<Job>, String> {
         if self.inflight_ids.contains(&job.generation_id) {
             return Ok(None);
         }
-        let record = match self.store.get::<OutboxRecord>(&keys::id(job.generation_id)) {
-            Ok(Some(r)) => r,
-            Ok(None) => return Ok(Some(job)),
-            Err(e) => return Err(e.to_string()),
+        let Some(record) = record else {
+            return Ok(Some(job));
         };
         job.created_at_us = record.created_at_us;
         let properties = BasicProperties::default()

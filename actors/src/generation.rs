@@ -148,9 +148,10 @@ pub async fn mark_published_batch(
 fn batch_set(store: &Store, jobs: &[(Uuid, Vec<u8>)]) -> Result<WriteSet, StorageError> {
     let reads = store.read()?;
     let now = now_us();
+    let ids: Vec<Vec<u8>> = jobs.iter().map(|(id, _)| keys::id(*id)).collect();
+    let current = reads.get_many::<GenerationRecord>(&ids)?;
     let mut set = WriteSet::new();
-    for (id, order_key) in jobs {
-        let current = reads.get::<GenerationRecord>(&keys::id(*id))?;
+    for ((id, order_key), current) in jobs.iter().zip(current) {
         set.extend(published_set(current.as_ref(), *id, order_key, now));
     }
     Ok(set)

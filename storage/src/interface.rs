@@ -34,6 +34,12 @@ pub enum Direction {
 pub trait Reader {
     fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StorageError>;
 
+    /// The records at `keys` of one table, in the order asked (`None` where absent). Engines
+    /// that pay a round trip per read answer them all in one.
+    fn get_many<R: Record>(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<R>>, StorageError> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
+
     /// Records whose key starts with `prefix`, strictly after `after` in `direction`, at most
     /// `limit` of them, from one consistent view.
     fn scan<R: Record>(

@@ -347,6 +347,16 @@ impl Reader for Store {
         Store::get(self, key)
     }
 
+    fn get_many<R: Record>(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<R>>, StorageError> {
+        match &*self.inner {
+            Engine::Redb { db, .. } => {
+                let txn = db.begin_read()?;
+                keys.iter().map(|k| get_in(&txn, k)).collect()
+            }
+            Engine::Pg(pg) => pg.get_many(keys),
+        }
+    }
+
     fn scan<R: Record>(
         &self,
         prefix: &[u8],
@@ -386,6 +396,13 @@ impl Reader for Snapshot {
         match &self.view {
             View::Redb(txn) => get_in(txn, key),
             View::Pg(pg) => pg.get(key),
+        }
+    }
+
+    fn get_many<R: Record>(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<R>>, StorageError> {
+        match &self.view {
+            View::Redb(txn) => keys.iter().map(|k| get_in(txn, k)).collect(),
+            View::Pg(pg) => pg.get_many(keys),
         }
     }
 

@@ -148,7 +148,11 @@ fn a_fresh_database_is_migrated_once_even_when_nodes_start_together() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1]);
+    let every: Vec<i32> = storage::pg::schema::MIGRATIONS
+        .iter()
+        .map(|m| m.0)
+        .collect();
+    assert_eq!(versions, every, "each migration once");
 }
 
 #[test]
@@ -200,6 +204,28 @@ fn writes_are_read_back_and_scanned_in_key_order() {
         .unwrap();
     assert_eq!(back.len(), 3);
     assert_eq!(back[0].0, keys::pair(parent, children[2]));
+}
+
+#[test]
+fn many_keys_are_read_in_the_order_asked_with_none_where_absent() {
+    let db = TestDb::new();
+    let store = db.store();
+    let (a, account_a) = open_account(&store, 100);
+    let (b, account_b) = open_account(&store, 7);
+    let asked = vec![
+        keys::account(b),
+        keys::account(Uuid::now_v7()),
+        keys::account(a),
+        keys::account(b),
+    ];
+    let got = storage::Reader::get_many::<AccountRecord>(&store, &asked).unwrap();
+    assert_eq!(
+        got,
+        vec![Some(account_b), None, Some(account_a), Some(account_b)]
+    );
+    assert!(storage::Reader::get_many::<AccountRecord>(&store, &[])
+        .unwrap()
+        .is_empty());
 }
 
 #[test]

@@ -435,3 +435,27 @@ async fn a_schema_2_store_is_upgraded_with_its_outbox_ordered() {
     assert_eq!(ordered, ids);
     store.shutdown();
 }
+
+#[test]
+fn many_keys_are_read_in_the_order_asked_from_the_store_and_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 16);
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    let (set_a, account_a) = account_with(a, &[3]);
+    let (set_b, account_b) = account_with(b, &[4]);
+    store.write_blocking(set_a).unwrap();
+    store.write_blocking(set_b).unwrap();
+    let asked = vec![
+        keys::account(b),
+        keys::account(Uuid::now_v7()),
+        keys::account(a),
+    ];
+    let want = vec![Some(account_b), None, Some(account_a)];
+    let from_store = storage::Reader::get_many::<AccountRecord>(&store, &asked).unwrap();
+    assert_eq!(from_store, want);
+    let snapshot = store.read().unwrap();
+    assert_eq!(
+        storage::Reader::get_many::<AccountRecord>(&snapshot, &asked).unwrap(),
+        want
+    );
+}

@@ -108,14 +108,23 @@ pub(super) fn apply(
         // Inserted and deleted again in one batch: a delete could remove another node's row.
         return Ok(Bulk::SetBySet);
     }
-    for (table, values) in std::mem::take(&mut plan.appends) {
+    let appends = std::mem::take(&mut plan.appends);
+    if !write(txn, statements, &plan)? {
+        return Ok(Bulk::SetBySet);
+    }
+    // Last: a reserved sequence row stays locked until commit and every other writer
+    // appending to the table waits for it, so nothing else of the batch runs under that lock.
+    let mut appended = Plan::default();
+    for (table, values) in appends {
         let count = u64::try_from(values.len()).unwrap_or(u64::MAX);
         let first = reserve_sequence(txn, floors, table, count)?;
         for (i, value) in (first..).zip(values) {
-            plan.writes.insert((table, keys::sequence(i)), Some(value));
+            appended
+                .writes
+                .insert((table, keys::sequence(i)), Some(value));
         }
     }
-    if write(txn, statements, &plan)? {
+    if write(txn, statements, &appended)? {
         Ok(Bulk::Done(results))
     } else {
         Ok(Bulk::SetBySet)

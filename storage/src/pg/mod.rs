@@ -22,6 +22,7 @@ pub mod schema;
 mod settings;
 mod windows;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -39,6 +40,9 @@ pub use settings::{
 };
 pub use windows::Taken;
 use windows::WindowOp;
+
+/// Keys one query of [`PgStore::get_many`] names at most (more go in several).
+pub const GET_MANY_KEYS_MAX: usize = 1_024;
 
 /// One more connection, opened on a thread of its own (see [`PgStore::connect`]).
 fn connect_on_own_thread(settings: &PgSettings) -> Result<postgres::Client, StorageError> {
@@ -195,6 +199,21 @@ impl PgStore {
         }
     }
 
+    /// The records at `keys` of one table, in the order asked (`None` where absent), in one
+    /// query (split past [`GET_MANY_KEYS_MAX`] keys).
+    pub fn get_many<R: Record>(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<R>>, StorageError> {
+        let mut found: HashMap<Vec<u8>, Vec<u8>> = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(GET_MANY_KEYS_MAX) {
+            found.extend(self.rows(Query::GetMany {
+                table: R::TABLE,
+                keys: chunk.to_vec(),
+            })?);
+        }
+        keys.iter()
+            .map(|k| found.get(k).map(|v| decode(v)).transpose())
+            .collect()
+    }
+
     /// The stored bytes (version byte and all) at `key` of `table`, undecoded.
     pub fn get_raw(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         let rows = self.rows(Query::Get {
@@ -300,6 +319,10 @@ impl PgStore {
 impl Reader for PgStore {
     fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StorageError> {
         PgStore::get(self, key)
+    }
+
+    fn get_many<R: Record>(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<R>>, StorageError> {
+        PgStore::get_many(self, keys)
     }
 
     fn scan<R: Record>(

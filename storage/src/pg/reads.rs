@@ -2,8 +2,7 @@
 //! thread of its own (the `postgres` client drives its own runtime, which must not run inside
 //! an actix or tokio worker), and a caller hands it one query and waits for the rows.
 
-use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use crossbeam_channel::{Receiver, Sender};
 
 use std::collections::HashMap;
 
@@ -31,6 +30,10 @@ pub(crate) enum Query {
         table: Table,
         key: Vec<u8>,
     },
+    GetMany {
+        table: Table,
+        keys: Vec<Vec<u8>>,
+    },
     Scan {
         table: Table,
         prefix: Vec<u8>,
@@ -54,20 +57,21 @@ pub(crate) enum Answer {
 
 struct Work {
     query: Query,
-    reply: SyncSender<Result<Answer, StorageError>>,
+    reply: Sender<Result<Answer, StorageError>>,
 }
 
 /// The read connections.
 pub(crate) struct ReadPool {
-    tx: SyncSender<Work>,
+    tx: Sender<Work>,
 }
 
 impl ReadPool {
     /// Starts `settings.read_connections` threads; each connects when it starts and again
     /// whenever its connection was lost.
     pub fn start(settings: &PgSettings) -> Result<ReadPool, StorageError> {
-        let (tx, rx) = mpsc::sync_channel::<Work>(READ_QUEUE_CAPACITY);
-        let rx = Arc::new(Mutex::new(rx));
+        // A channel every read thread waits on: a query wakes one of them. (A receiver shared
+        // behind a mutex cost several thread wake-ups per query, ~130 µs of CPU each time.)
+        let (tx, rx) = crossbeam_channel::bounded::<Work>(READ_QUEUE_CAPACITY);
         let n = settings
             .read_connections
             .clamp(1, super::settings::READ_CONNECTIONS_MAX);
@@ -82,7 +86,7 @@ impl ReadPool {
 
     /// Runs one query on a read connection and waits for its answer.
     pub fn run(&self, query: Query) -> Result<Answer, StorageError> {
-        let (reply, answer) = mpsc::sync_channel(1);
+        let (reply, answer) = crossbeam_channel::bounded(1);
         self.tx
             .send(Work { query, reply })
             .map_err(|_| StorageError::Closed)?;
@@ -109,16 +113,9 @@ impl ReadConn {
 }
 
 /// A read thread: takes the next query, runs it, answers; exits when the pool is dropped.
-fn serve(settings: &PgSettings, rx: &Mutex<Receiver<Work>>) {
+fn serve(settings: &PgSettings, rx: &Receiver<Work>) {
     let mut client: Option<ReadConn> = None;
-    loop {
-        let work = {
-            let Ok(rx) = rx.lock() else { return };
-            match rx.recv() {
-                Ok(w) => w,
-                Err(_) => return,
-            }
-        };
+    while let Ok(work) = rx.recv() {
         let answer = answer(settings, &mut client, &work.query);
         let _ = work.reply.send(answer);
     }
@@ -162,6 +159,16 @@ fn run_query(c: &mut ReadConn, query: &Query) -> Result<Answer, postgres::Error>
                 table_name(*table)
             ))?;
             let rows = c.client.query(&s, &[key])?;
+            Ok(Answer::Rows(
+                rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+            ))
+        }
+        Query::GetMany { table, keys } => {
+            let s = c.prepared(format!(
+                "SELECT k, v FROM {} WHERE k = ANY($1)",
+                table_name(*table)
+            ))?;
+            let rows = c.client.query(&s, &[keys])?;
             Ok(Answer::Rows(
                 rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
             ))
