@@ -8,7 +8,7 @@ use std::sync::Arc;
 use storage::keys;
 use storage::ledger::Posting;
 use storage::pg::{PgSettings, PgStore, Taken};
-use storage::records::{AccountRecord, LedgerEntry, LedgerKind};
+use storage::records::{AccountRecord, BrandKitOfUser, DeletingWorkbench, LedgerEntry, LedgerKind};
 use storage::{now_us, Direction, StorageError, StoreOptions, WriteOutcome, WriteSet};
 use uuid::Uuid;
 
@@ -619,4 +619,130 @@ fn an_ended_window_counts_from_one_again() {
         .unwrap()
         .get(0);
     assert_eq!(n, 1);
+}
+
+/// A store whose cache listener is live: it answers from its cache once a read filled it.
+fn store_with_live_cache(db: &TestDb) -> PgStore {
+    let store = db.store();
+    let probe = keys::pair(Uuid::now_v7(), Uuid::now_v7());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let hits = store.cache_hits();
+        for _ in 0..2 {
+            store.get::<DeletingWorkbench>(&probe).unwrap();
+        }
+        if store.cache_hits() > hits {
+            return store;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cache never went live"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn mark(store: &PgStore, key: &[u8], started_at_us: i64) {
+    let mut set = WriteSet::new();
+    set.put(key.to_vec(), &DeletingWorkbench { started_at_us });
+    assert_eq!(store.write_blocking(set).unwrap(), WriteOutcome::Committed);
+}
+
+/// Reads `key` on `store` until it holds `want` (another node's change arrives by notification).
+fn eventually(store: &PgStore, key: &[u8], want: Option<DeletingWorkbench>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.get::<DeletingWorkbench>(key).unwrap() != want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{want:?} never arrived"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_node_reads_its_own_writes_at_once_through_its_cache() {
+    let db = TestDb::new();
+    let a = store_with_live_cache(&db);
+    let key = keys::pair(Uuid::now_v7(), Uuid::now_v7());
+    assert_eq!(a.get::<DeletingWorkbench>(&key).unwrap(), None);
+    let hits = a.cache_hits();
+    assert_eq!(a.get::<DeletingWorkbench>(&key).unwrap(), None);
+    assert!(
+        a.cache_hits() > hits,
+        "the absence was answered from the cache"
+    );
+    mark(&a, &key, 1);
+    assert_eq!(
+        a.get::<DeletingWorkbench>(&key).unwrap(),
+        Some(DeletingWorkbench { started_at_us: 1 })
+    );
+    let mut set = WriteSet::new();
+    set.delete::<DeletingWorkbench>(key.clone());
+    a.write_blocking(set).unwrap();
+    assert_eq!(a.get::<DeletingWorkbench>(&key).unwrap(), None);
+}
+
+#[test]
+fn another_nodes_change_evicts_a_cached_record_and_a_cached_scan() {
+    let db = TestDb::new();
+    let (a, b) = (store_with_live_cache(&db), store_with_live_cache(&db));
+    let key = keys::pair(Uuid::now_v7(), Uuid::now_v7());
+    mark(&a, &key, 1);
+    eventually(&b, &key, Some(DeletingWorkbench { started_at_us: 1 }));
+    let hits = b.cache_hits();
+    b.get::<DeletingWorkbench>(&key).unwrap();
+    assert!(b.cache_hits() > hits, "b keeps the record it read");
+    mark(&a, &key, 2);
+    eventually(&b, &key, Some(DeletingWorkbench { started_at_us: 2 }));
+    // A user's kits, read by prefix: another node's new kit evicts the cached page.
+    let user = Uuid::now_v7();
+    let kits = |s: &PgStore| {
+        s.scan::<BrandKitOfUser>(&keys::id(user), None, Direction::Forward, 10)
+            .unwrap()
+            .len()
+    };
+    assert_eq!(kits(&b), 0);
+    let mut set = WriteSet::new();
+    set.put(keys::pair(user, Uuid::now_v7()), &BrandKitOfUser);
+    a.write_blocking(set).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while kits(&b) != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new kit never showed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_cache_whose_listener_lost_its_session_stops_answering_until_it_listens_again() {
+    let db = TestDb::new();
+    let b = store_with_live_cache(&db);
+    let key = keys::pair(Uuid::now_v7(), Uuid::now_v7());
+    assert_eq!(b.get::<DeletingWorkbench>(&key).unwrap(), None);
+    // Every session of b ends (its listener's too); a change made meanwhile by plain SQL, so
+    // no notification of it is ever sent.
+    db.sql()
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let value = storage::codec::encode(&DeletingWorkbench { started_at_us: 9 });
+    db.sql()
+        .execute(
+            "INSERT INTO cf_deleting (k, v) VALUES ($1, $2)",
+            &[&key, &value],
+        )
+        .unwrap();
+    let read = || b.get::<DeletingWorkbench>(&key);
+    assert_eq!(
+        read().or_else(|_| read()).unwrap(),
+        Some(DeletingWorkbench { started_at_us: 9 }),
+        "the stale absence was dropped with the session"
+    );
 }

@@ -214,6 +214,38 @@ async fn failed_logins_and_signups_spread_over_two_nodes_meet_one_limit() {
 }
 
 #[actix_web::test]
+async fn a_session_ended_on_one_node_is_refused_by_the_other_that_had_it_cached() {
+    if !on_postgres() {
+        return;
+    }
+    let db = PgDatabase::create();
+    let (a, b) = two_nodes(&db, &[]).await;
+    let (token, _) = a.new_user().await;
+    // b reads the session twice: the second answer may come from its cache.
+    for _ in 0..2 {
+        assert_eq!(b.get("/api/v1/me", Some(&token)).await.status(), 200);
+    }
+    let r = a
+        .client
+        .post(a.url("/api/v1/auth/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    // The logout's notification reaches b's cache within moments, never later than a few.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while b.get("/api/v1/me", Some(&token)).await.status() != 401 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b kept a revoked session"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(a.get("/api/v1/me", Some(&token)).await.status(), 401);
+}
+
+#[actix_web::test]
 async fn a_node_that_loses_its_database_answers_503_and_not_ready_then_recovers_by_itself() {
     if !on_postgres() {
         return;

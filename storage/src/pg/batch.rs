@@ -10,7 +10,10 @@ use postgres::error::SqlState;
 use postgres::types::ToSql;
 use postgres::{Client, Statement, Transaction};
 
+use std::sync::Arc;
+
 use super::bulk::{self, Bulk};
+use super::cache::{self, ReadCache};
 use super::projection;
 use super::schema::table_name;
 use super::settings::PgSettings;
@@ -46,13 +49,16 @@ struct Conn {
 pub(crate) struct PgBatch {
     settings: PgSettings,
     conn: Option<Conn>,
+    /// This node's read cache: a batch's changes leave it before the batch is answered.
+    cache: Arc<ReadCache>,
 }
 
 impl PgBatch {
-    pub fn new(settings: PgSettings, client: Client) -> PgBatch {
+    pub fn new(settings: PgSettings, client: Client, cache: Arc<ReadCache>) -> PgBatch {
         PgBatch {
             settings,
             conn: Some(Conn::new(client)),
+            cache,
         }
     }
 
@@ -72,6 +78,41 @@ impl PgBatch {
 
 impl BatchEngine for PgBatch {
     fn apply(&mut self, batch: &[Job]) -> Result<Vec<SetResult>, StorageError> {
+        let result = self.apply_attempts(batch);
+        // Whatever the outcome (a lost COMMIT may have landed): this node reads its own
+        // writes at once; other nodes hear of them from the notification.
+        let changed = changed_keys(batch);
+        if !changed.is_empty() {
+            self.cache.evict(changed);
+        }
+        result
+    }
+}
+
+/// The keys of cached tables a batch puts or deletes (see [`cache`]).
+fn changed_keys(batch: &[Job]) -> Vec<(Table, &[u8])> {
+    batch
+        .iter()
+        .flat_map(|j| &j.set.ops)
+        .filter_map(|op| match op {
+            Op::Put { table, key, .. } | Op::Delete { table, key } if cache::cached(*table) => {
+                Some((*table, key.as_slice()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Tells every node's cache, at commit, which of its keys the batch changes.
+fn notify(txn: &mut Transaction<'_>, batch: &[Job]) -> Result<(), postgres::Error> {
+    for payload in cache::payloads(changed_keys(batch)) {
+        txn.execute("SELECT pg_notify($1, $2)", &[&cache::CHANNEL, &payload])?;
+    }
+    Ok(())
+}
+
+impl PgBatch {
+    fn apply_attempts(&mut self, batch: &[Job]) -> Result<Vec<SetResult>, StorageError> {
         let mut attempt = 1;
         loop {
             let conn = self.conn()?;
@@ -167,6 +208,7 @@ impl Conn {
         let mut txn = self.client.transaction()?;
         match bulk::apply(&mut txn, &mut self.bulk, &mut floors, batch)? {
             Bulk::Done(results) => {
+                notify(&mut txn, batch)?;
                 txn.commit()?;
                 self.floors_known = floors;
                 Ok(Some(results))
@@ -206,6 +248,7 @@ impl Conn {
                 }
             }
         }
+        notify(&mut txn, batch)?;
         txn.commit()?;
         self.floors_known = floors;
         Ok(results)

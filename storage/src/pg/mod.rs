@@ -12,6 +12,7 @@
 
 mod batch;
 mod bulk;
+mod cache;
 pub mod export;
 pub mod import;
 pub mod lease;
@@ -94,6 +95,8 @@ pub struct PgStore {
 
 struct Inner {
     reads: ReadPool,
+    /// Records every request reads, kept true across nodes by notifications ([`cache`]).
+    cache: Arc<cache::ReadCache>,
     /// Writer threads, each with its connection and its own group commit. Sets go to them in
     /// turn: a set waits for one round trip per statement, so one connection would leave the
     /// database idle between them. Several writers are as safe as several nodes: every
@@ -130,6 +133,8 @@ impl PgStore {
             .join()
             .map_err(|_| StorageError::Engine("the connecting thread panicked".into()))??;
         let stats = Arc::new(WriterStats::default());
+        let cache = cache::ReadCache::new();
+        cache::listen(settings.clone(), &cache)?;
         let writer_count = settings.writer_connections.clamp(1, WRITER_CONNECTIONS_MAX);
         let mut writers = Vec::with_capacity(writer_count);
         let mut first = Some(client);
@@ -139,7 +144,7 @@ impl PgStore {
                 None => connect_on_own_thread(settings)?,
             };
             writers.push(WriterHandle::start_counted(
-                PgBatch::new(settings.clone(), client),
+                PgBatch::new(settings.clone(), client, cache.clone()),
                 options.writer_queue_capacity.div_ceil(writer_count),
                 options.writer_batch_size_max,
                 stats.clone(),
@@ -148,6 +153,7 @@ impl PgStore {
         Ok(PgStore {
             inner: Arc::new(Inner {
                 reads: ReadPool::start(settings)?,
+                cache,
                 writers,
                 next_writer: AtomicUsize::new(0),
                 stats,
@@ -216,11 +222,28 @@ impl PgStore {
 
     /// The stored bytes (version byte and all) at `key` of `table`, undecoded.
     pub fn get_raw(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let cache = &self.inner.cache;
+        if let Some(hit) = cache.get(table, key) {
+            return Ok(hit);
+        }
+        let ticket = cache.ticket(table);
         let rows = self.rows(Query::Get {
             table,
             key: key.to_vec(),
         })?;
-        Ok(rows.into_iter().next().map(|(_, v)| v))
+        let value = rows.into_iter().next().map(|(_, v)| v);
+        if let Some(t) = ticket {
+            cache.fill_get(t, table, key, value.as_deref());
+        }
+        Ok(value)
+    }
+
+    /// Reads answered from this node's cache so far (for `/metrics`).
+    pub fn cache_hits(&self) -> u64 {
+        self.inner
+            .cache
+            .hits
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Records whose key starts with `prefix`, strictly after `after` in `direction`, at most
@@ -232,16 +255,36 @@ impl PgStore {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, R)>, StorageError> {
+        let rows = self.scan_raw(R::TABLE, prefix, after, direction, limit)?;
+        rows.into_iter()
+            .map(|(k, v)| Ok((k, decode::<R>(&v)?)))
+            .collect()
+    }
+
+    fn scan_raw(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<Row>, StorageError> {
+        let cache = &self.inner.cache;
+        if let Some(hit) = cache.scan(table, prefix, &(after, direction, limit)) {
+            return Ok(hit);
+        }
+        let ticket = cache.ticket(table);
         let rows = self.rows(Query::Scan {
-            table: R::TABLE,
+            table,
             prefix: prefix.to_vec(),
             after: after.map(<[u8]>::to_vec),
             direction,
             limit,
         })?;
-        rows.into_iter()
-            .map(|(k, v)| Ok((k, decode::<R>(&v)?)))
-            .collect()
+        if let Some(t) = ticket {
+            cache.fill_scan(t, table, prefix, (after, direction, limit), &rows);
+        }
+        Ok(rows)
     }
 
     /// Number of records in a table.
