@@ -88,6 +88,18 @@ impl AppState {
             store.cluster_mutex(NUMBERING_MUTEX)?,
         );
         let tickets = crate::ticket_hub::TicketHub::new(&config.file.helpdesk);
+        if let Some(pg) = store.postgres() {
+            // Other nodes' ticket changes wake this node's streams as soon as they are heard.
+            let hub = tickets.clone();
+            pg.watch(
+                storage::Table::Tickets,
+                Box::new(move |key| {
+                    if let Ok(id) = uuid::Uuid::from_slice(key) {
+                        hub.notify(id);
+                    }
+                }),
+            );
+        }
         let billing_lock = store.cluster_mutex(BILLING_MUTEX)?;
         Ok(AppState {
             store,

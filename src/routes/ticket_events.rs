@@ -25,9 +25,10 @@ use crate::views::rfc3339;
 
 /// A comment line at least this often, so proxies and clients see the stream alive.
 const HEARTBEAT_S: u64 = 15;
-/// On a store shared by several nodes another node's change does not wake this one's streams:
-/// they also re-read the ticket this often.
-const SHARED_STORE_POLL_MS: u64 = 1_000;
+/// On a store shared by several nodes another node's change wakes this one's streams when its
+/// notification is heard; should one be missed (the listener reconnecting), streams also
+/// re-read their ticket this often.
+const SHARED_STORE_POLL_MS: u64 = 5_000;
 /// Frames a stream holds for a slow client before its reader waits.
 const FRAMES_BUFFERED_MAX: usize = 16;
 /// How long one frame may wait for a client that stopped reading before the stream ends (its

@@ -746,3 +746,45 @@ fn a_cache_whose_listener_lost_its_session_stops_answering_until_it_listens_agai
         "the stale absence was dropped with the session"
     );
 }
+
+#[test]
+fn a_watcher_hears_every_nodes_changes_to_a_watched_table() {
+    let db = TestDb::new();
+    let (a, b) = (db.store(), store_with_live_cache(&db));
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let tx = std::sync::Mutex::new(tx);
+    b.watch(
+        storage::Table::Tickets,
+        Box::new(move |key| {
+            let _ = tx.lock().unwrap().send(key.to_vec());
+        }),
+    );
+    let ticket = Uuid::now_v7();
+    let record = storage::records::TicketRecord {
+        id: ticket,
+        number: 1,
+        user_id: Uuid::now_v7(),
+        subject: "s".into(),
+        description: "d".into(),
+        channel: storage::records::TicketChannel::Web,
+        stage: storage::records::TicketStage::New,
+        priority: storage::records::TicketPriority::Normal,
+        assignee_id: None,
+        project_id: None,
+        generation_request_id: None,
+        first_response_due_at_us: 1,
+        first_responded_at_us: None,
+        sla_breached: false,
+        messages_count: 0,
+        events_count: 0,
+        created_at_us: 1,
+        updated_at_us: 1,
+    };
+    let mut set = WriteSet::new();
+    set.put(keys::id(ticket), &record);
+    a.write_blocking(set).unwrap();
+    let heard = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the change was heard");
+    assert_eq!(heard, keys::id(ticket));
+}

@@ -17,13 +17,13 @@ async fn open(app: &TestApp, token: &str, body: &Value) -> reqwest::Response {
     app.post_json("/api/v1/tickets", Some(token), body).await
 }
 
-async fn open_ok(app: &TestApp, token: &str) -> Value {
+pub async fn open_ok(app: &TestApp, token: &str) -> Value {
     let r = open(app, token, &ticket("Export broken")).await;
     assert_eq!(r.status(), 201);
     r.json().await.unwrap()
 }
 
-async fn post_message(
+pub async fn post_message(
     app: &TestApp,
     token: &str,
     ticket_id: &str,
@@ -660,12 +660,12 @@ async fn a_ticket_on_a_generation_shows_its_status_error_and_refund() {
 
 // --- The event stream ---------------------------------------------------------------------------
 
-async fn enable_chat(app: &TestApp, on: bool) {
+pub async fn enable_chat(app: &TestApp, on: bool) {
     app.set_features(&json!({"enable_live_chat_support": on}))
         .await;
 }
 
-async fn stream(
+pub async fn stream(
     app: &TestApp,
     token: &str,
     ticket_id: &str,
@@ -682,7 +682,7 @@ async fn stream(
 }
 
 /// Reads frames until `count` events (not comments) came; returns (id, event, data).
-async fn events(
+pub async fn events(
     r: &mut reqwest::Response,
     buf: &mut String,
     count: usize,

@@ -246,6 +246,46 @@ async fn a_session_ended_on_one_node_is_refused_by_the_other_that_had_it_cached(
 }
 
 #[actix_web::test]
+async fn a_message_posted_on_one_node_reaches_a_stream_open_on_the_other_by_notification() {
+    if !on_postgres() {
+        return;
+    }
+    use crate::helpdesk::{enable_chat, events, open_ok, post_message, stream};
+    let db = PgDatabase::create();
+    let (a, b) = two_nodes(&db, &[]).await;
+    enable_chat(&a, true).await;
+    let (customer, _) = a.new_user().await;
+    let agent = a.staff(Role::Agent).await;
+    let id = open_ok(&a, &customer).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut r = stream(&b, &customer, &id, None).await;
+    assert_eq!(r.status(), 200);
+    // The stream is waiting once it has said it is connected and read the ticket.
+    let connected = r.chunk().await.unwrap().expect("the stream is open");
+    assert!(std::str::from_utf8(&connected)
+        .unwrap()
+        .starts_with(": connected"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut buf = String::new();
+    let posted = tokio::time::Instant::now();
+    assert_eq!(
+        post_message(&a, &agent, &id, "Answered on node a", false)
+            .await
+            .status(),
+        201
+    );
+    let got = events(&mut r, &mut buf, 1).await;
+    assert_eq!(got[0].2["body"], "Answered on node a");
+    // Not the streams' fallback re-read (every 5 s): the notification woke it.
+    assert!(
+        posted.elapsed() < Duration::from_secs(3),
+        "woken by the notification"
+    );
+}
+
+#[actix_web::test]
 async fn a_node_that_loses_its_database_answers_503_and_not_ready_then_recovers_by_itself() {
     if !on_postgres() {
         return;

@@ -89,13 +89,13 @@ impl BatchEngine for PgBatch {
     }
 }
 
-/// The keys of cached tables a batch puts or deletes (see [`cache`]).
+/// The keys of notified tables a batch puts or deletes (see [`cache`]).
 fn changed_keys(batch: &[Job]) -> Vec<(Table, &[u8])> {
     batch
         .iter()
         .flat_map(|j| &j.set.ops)
         .filter_map(|op| match op {
-            Op::Put { table, key, .. } | Op::Delete { table, key } if cache::cached(*table) => {
+            Op::Put { table, key, .. } | Op::Delete { table, key } if cache::notified(*table) => {
                 Some((*table, key.as_slice()))
             }
             _ => None,

@@ -62,10 +62,21 @@ const ABSENCE_CACHED: [Table; 1] = [Table::Deleting];
 /// Tables whose prefix scans are cached: a user's brand kits, read by every create.
 const SCAN_CACHED: [Table; 1] = [Table::BrandKitsByUser];
 
-/// Whether writes to `table` must be notified and evicted.
-pub(crate) fn cached(table: Table) -> bool {
+/// Tables whose changes are notified for watchers (see [`ReadCache::watch`]) though not
+/// cached: a ticket's change wakes its event streams on every node.
+pub const WATCHABLE: [Table; 1] = [Table::Tickets];
+
+/// Whether writes to `table` are notified to every node.
+pub(crate) fn notified(table: Table) -> bool {
+    GET_CACHED.contains(&table) || SCAN_CACHED.contains(&table) || WATCHABLE.contains(&table)
+}
+
+fn cached(table: Table) -> bool {
     GET_CACHED.contains(&table) || SCAN_CACHED.contains(&table)
 }
+
+/// Called with the key of each change another node (or this one) made to a watched table.
+pub type Watcher = Box<dyn Fn(&[u8]) + Send + Sync>;
 
 /// A scan as asked: after which key, which way, how many.
 type ScanShape = (Option<Vec<u8>>, Direction, usize);
@@ -96,6 +107,7 @@ pub(crate) struct ReadCache {
     fresh_until_ms: AtomicU64,
     start: Instant,
     pub hits: AtomicU64,
+    watchers: Mutex<Vec<(Table, Watcher)>>,
 }
 
 /// The epoch a read began at (see [`ReadCache::fill_get`]).
@@ -108,6 +120,7 @@ impl ReadCache {
             fresh_until_ms: AtomicU64::new(0),
             start: Instant::now(),
             hits: AtomicU64::new(0),
+            watchers: Mutex::new(Vec::new()),
         })
     }
 
@@ -238,6 +251,29 @@ impl ReadCache {
         e.scans.clear();
     }
 
+    /// Calls `watcher` with the key of every change to `table` heard from now on.
+    pub fn watch(&self, table: Table, watcher: Watcher) {
+        assert!(
+            WATCHABLE.contains(&table),
+            "{} is not watchable",
+            table.name()
+        );
+        if let Ok(mut w) = self.watchers.lock() {
+            w.push((table, watcher));
+        }
+    }
+
+    fn tell_watchers(&self, keys: &[(Table, Vec<u8>)]) {
+        let Ok(watchers) = self.watchers.lock() else {
+            return;
+        };
+        for (table, key) in keys {
+            for (_, w) in watchers.iter().filter(|(t, _)| t == table) {
+                w(key);
+            }
+        }
+    }
+
     fn renew(&self) {
         let until = self.now_ms().saturating_add(FRESH_MS);
         self.fresh_until_ms.store(until, Ordering::Release);
@@ -339,7 +375,10 @@ fn session(settings: &PgSettings, cache: &Weak<ReadCache>) -> Result<(), String>
 
 fn apply(cache: &ReadCache, payload: &str) {
     match parse(payload) {
-        Some(keys) => cache.evict(keys.iter().map(|(t, k)| (*t, k.as_slice()))),
+        Some(keys) => {
+            cache.evict(keys.iter().map(|(t, k)| (*t, k.as_slice())));
+            cache.tell_watchers(&keys);
+        }
         None => cache.clear(false),
     }
 }

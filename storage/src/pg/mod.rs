@@ -12,7 +12,7 @@
 
 mod batch;
 mod bulk;
-mod cache;
+pub mod cache;
 pub mod export;
 pub mod import;
 pub mod lease;
@@ -236,6 +236,12 @@ impl PgStore {
             cache.fill_get(t, table, key, value.as_deref());
         }
         Ok(value)
+    }
+
+    /// Calls `watcher` with the key of every change to `table` (one of
+    /// [`cache::WATCHABLE`]) made by any node from now on, as it is heard.
+    pub fn watch(&self, table: Table, watcher: cache::Watcher) {
+        self.inner.cache.watch(table, watcher);
     }
 
     /// Reads answered from this node's cache so far (for `/metrics`).
