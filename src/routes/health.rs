@@ -91,6 +91,11 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, AppErro
             Sample::Counter(s.commit_us_total.load(Relaxed) as f64 / 1e6),
         ),
         (
+            "creativeflow_store_cache_hits_total",
+            "Reads answered from this node's cache (PostgreSQL store; 0 on the embedded store).",
+            Sample::Counter(state.store.postgres().map_or(0, |pg| pg.cache_hits()) as f64),
+        ),
+        (
             "creativeflow_account_actors_live",
             "Credit account actors alive now.",
             Sample::Gauge(state.accounts.live() as f64),
