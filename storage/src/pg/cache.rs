@@ -127,6 +127,7 @@ impl ReadCache {
     fn lock(&self) -> MutexGuard<'_, Entries> {
         // A panic while holding it leaves only a cache: start over rather than fail reads.
         self.entries.lock().unwrap_or_else(|poisoned| {
+            self.entries.clear_poison();
             let mut e = poisoned.into_inner();
             *e = Entries {
                 epoch: e.epoch + 1,
