@@ -788,3 +788,43 @@ fn a_watcher_hears_every_nodes_changes_to_a_watched_table() {
         .expect("the change was heard");
     assert_eq!(heard, keys::id(ticket));
 }
+
+#[test]
+fn a_failed_condition_sends_the_next_read_of_its_key_to_the_database() {
+    let db = TestDb::new();
+    let a = store_with_live_cache(&db);
+    let key = keys::pair(Uuid::now_v7(), Uuid::now_v7());
+    mark(&a, &key, 1);
+    // The write's own notification comes back to this node too: let it pass first.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let first = DeletingWorkbench { started_at_us: 1 };
+    assert_eq!(a.get::<DeletingWorkbench>(&key).unwrap(), Some(first));
+    // Changed behind the cache's back (plain SQL sends no notification).
+    let value = storage::codec::encode(&DeletingWorkbench { started_at_us: 2 });
+    db.sql()
+        .execute(
+            "UPDATE cf_deleting SET v = $2 WHERE k = $1",
+            &[&key, &value],
+        )
+        .unwrap();
+    assert_eq!(
+        a.get::<DeletingWorkbench>(&key).unwrap(),
+        Some(first),
+        "cached"
+    );
+    // Conditioned on the cached value, writing elsewhere (as a create is on its project).
+    let mut set = WriteSet::new();
+    set.require_equal(key.clone(), &first).put(
+        keys::pair(Uuid::now_v7(), Uuid::now_v7()),
+        &DeletingWorkbench { started_at_us: 3 },
+    );
+    assert_eq!(
+        a.write_blocking(set).unwrap(),
+        WriteOutcome::ConditionFailed(0)
+    );
+    assert_eq!(
+        a.get::<DeletingWorkbench>(&key).unwrap(),
+        Some(DeletingWorkbench { started_at_us: 2 }),
+        "the retry reads what the database holds"
+    );
+}

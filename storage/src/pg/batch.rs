@@ -81,9 +81,21 @@ impl BatchEngine for PgBatch {
         let result = self.apply_attempts(batch);
         // Whatever the outcome (a lost COMMIT may have landed): this node reads its own
         // writes at once; other nodes hear of them from the notification.
-        let changed = changed_keys(batch);
-        if !changed.is_empty() {
-            self.cache.evict(changed);
+        let mut stale = changed_keys(batch);
+        // A failed condition means the caller read something else than the database holds:
+        // its retry must read the database, not an entry whose notification is still on its
+        // way.
+        if let Ok(results) = &result {
+            for (job, r) in batch.iter().zip(results) {
+                if let Ok(WriteOutcome::ConditionFailed(i)) = r {
+                    if let Some(c) = job.set.conditions.get(*i) {
+                        stale.push(bulk::condition_key(c));
+                    }
+                }
+            }
+        }
+        if !stale.is_empty() {
+            self.cache.evict(stale);
         }
         result
     }
@@ -326,13 +338,9 @@ impl SetWriter<'_, '_> {
     }
 
     fn holds(&mut self, c: &Condition) -> Result<bool, postgres::Error> {
-        let (table, key) = match c {
-            Condition::Absent { table, key }
-            | Condition::Present { table, key }
-            | Condition::Equals { table, key, .. } => (*table, key),
-        };
+        let (table, key) = bulk::condition_key(c);
         let s = self.statement(table, Kind::Lock)?;
-        let row = self.txn.query_opt(&s, &[key])?;
+        let row = self.txn.query_opt(&s, &[&key])?;
         let stored: Option<Vec<u8>> = row.map(|r| r.get(0));
         Ok(match c {
             Condition::Absent { .. } => stored.is_none(),

@@ -157,7 +157,8 @@ fn read_locked(
     Ok(stored)
 }
 
-fn condition_key(c: &Condition) -> (Table, &[u8]) {
+/// The table and key a condition is about.
+pub(super) fn condition_key(c: &Condition) -> (Table, &[u8]) {
     match c {
         Condition::Absent { table, key }
         | Condition::Present { table, key }
