@@ -828,3 +828,33 @@ fn a_failed_condition_sends_the_next_read_of_its_key_to_the_database() {
         "the retry reads what the database holds"
     );
 }
+
+#[test]
+fn ended_attempt_windows_are_purged_in_bounded_slices_as_attempts_go_on() {
+    let db = TestDb::new();
+    let a = db.store();
+    db.sql()
+        .execute(
+            "INSERT INTO cf_attempt_windows (k, ends, n)
+             SELECT 'old' || i, now() - interval '1 hour', 1 FROM generate_series(1, 1500) i",
+            &[],
+        )
+        .unwrap();
+    let ended = || -> i64 {
+        db.sql()
+            .query_one(
+                "SELECT count(*) FROM cf_attempt_windows WHERE ends < now()",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    // A purge runs every 128 takes of the process and removes at most 1,000 rows.
+    let mut takes = 0;
+    while ended() == 1500 {
+        assert!(takes < 129, "no purge in 129 takes");
+        a.take_attempts(60, &[(&format!("new{takes}"), 5)]).unwrap();
+        takes += 1;
+    }
+    assert_eq!(ended(), 500, "one bounded slice of 1,000 went");
+}
