@@ -218,9 +218,11 @@ impl Conn {
     fn apply_bulk(&mut self, batch: &[Job]) -> Result<Option<Vec<SetResult>>, postgres::Error> {
         let mut floors = self.floors_known.clone();
         let mut txn = self.client.transaction()?;
+        // First: a notification is sent only at commit, and sent before the append sequence
+        // is reserved it does not lengthen that row's lock.
+        notify(&mut txn, batch)?;
         match bulk::apply(&mut txn, &mut self.bulk, &mut floors, batch)? {
             Bulk::Done(results) => {
-                notify(&mut txn, batch)?;
                 txn.commit()?;
                 self.floors_known = floors;
                 Ok(Some(results))
@@ -232,6 +234,7 @@ impl Conn {
     fn apply_isolated(&mut self, batch: &[Job]) -> Result<Vec<SetResult>, postgres::Error> {
         let mut floors = self.floors_known.clone();
         let mut txn = self.client.transaction()?;
+        notify(&mut txn, batch)?;
         let mut results = Vec::with_capacity(batch.len());
         for job in batch {
             let mut sp = txn.savepoint("write_set")?;
@@ -260,7 +263,6 @@ impl Conn {
                 }
             }
         }
-        notify(&mut txn, batch)?;
         txn.commit()?;
         self.floors_known = floors;
         Ok(results)

@@ -45,6 +45,12 @@ const PING_MS: u64 = 1_000;
 const FRESH_MS: u64 = 3 * PING_MS;
 /// The wait before the listener connects again after losing its session.
 const RECONNECT_MS: u64 = 500;
+/// An entry is read again from the database after this long even if no notification named
+/// it: bounds what a writer that does not notify (a node of an older build during a rolling
+/// upgrade, an operator's plain SQL) can leave stale.
+const ENTRY_AGE_MS_MAX: u64 = 30_000;
+/// The payload that empties every node's cache (a bulk import, for one).
+pub(crate) const EVERYTHING: &str = "*";
 
 /// Tables whose records are cached by key.
 const GET_CACHED: [Table; 6] = [
@@ -78,16 +84,24 @@ fn cached(table: Table) -> bool {
 /// Called with the key of each change another node (or this one) made to a watched table.
 pub type Watcher = Box<dyn Fn(&[u8]) + Send + Sync>;
 
+/// A record read (`None`: known absent) with when it was filled.
+type Filled = (u64, Option<Vec<u8>>);
+
 /// A scan as asked: after which key, which way, how many.
 type ScanShape = (Option<Vec<u8>>, Direction, usize);
-/// The pages of one prefix's scans, by shape.
-type ScanPages = Vec<(ScanShape, Vec<Row>)>;
+
+fn same_shape(kept: &ScanShape, asked: &(Option<&[u8]>, Direction, usize)) -> bool {
+    kept.0.as_deref() == asked.0 && kept.1 == asked.1 && kept.2 == asked.2
+}
+/// The pages of one prefix's scans, by shape, each with when it was filled.
+type ScanPages = Vec<(ScanShape, u64, Vec<Row>)>;
 
 #[derive(Default)]
 struct Entries {
     /// Bumped by every eviction and clear: a read that began before one does not fill.
     epoch: u64,
-    gets: HashMap<(Table, Vec<u8>), Option<Vec<u8>>>,
+    /// Each value with when it was filled (ms, see [`ReadCache::now_ms`]).
+    gets: HashMap<(Table, Vec<u8>), Filled>,
     scans: HashMap<(Table, Vec<u8>), ScanPages>,
 }
 
@@ -150,7 +164,11 @@ impl ReadCache {
         if !GET_CACHED.contains(&table) || !self.fresh() {
             return None;
         }
-        let hit = self.lock().gets.get(&(table, key.to_vec())).cloned();
+        let oldest_ms = self.now_ms().saturating_sub(ENTRY_AGE_MS_MAX);
+        let hit = match self.lock().gets.get(&(table, key.to_vec())) {
+            Some((filled_ms, value)) if *filled_ms >= oldest_ms => Some(value.clone()),
+            _ => None,
+        };
         if hit.is_some() {
             self.hits.fetch_add(1, Ordering::Relaxed);
         }
@@ -172,8 +190,11 @@ impl ReadCache {
             return;
         }
         e.make_room();
-        e.gets
-            .insert((table, key.to_vec()), value.map(<[u8]>::to_vec));
+        let filled_ms = self.now_ms();
+        e.gets.insert(
+            (table, key.to_vec()),
+            (filled_ms, value.map(<[u8]>::to_vec)),
+        );
     }
 
     /// The cached rows of a scan, if any.
@@ -186,15 +207,15 @@ impl ReadCache {
         if !SCAN_CACHED.contains(&table) || !self.fresh() {
             return None;
         }
+        let oldest_ms = self.now_ms().saturating_sub(ENTRY_AGE_MS_MAX);
         let e = self.lock();
-        let hit = e
-            .scans
-            .get(&(table, prefix.to_vec()))?
-            .iter()
-            .find_map(|(s, rows)| {
-                (s.0.as_deref() == shape.0 && s.1 == shape.1 && s.2 == shape.2)
-                    .then(|| rows.clone())
-            });
+        let hit =
+            e.scans
+                .get(&(table, prefix.to_vec()))?
+                .iter()
+                .find_map(|(s, filled_ms, rows)| {
+                    (same_shape(s, shape) && *filled_ms >= oldest_ms).then(|| rows.clone())
+                });
         if hit.is_some() {
             self.hits.fetch_add(1, Ordering::Relaxed);
         }
@@ -215,18 +236,25 @@ impl ReadCache {
             return;
         }
         e.make_room();
+        let filled_ms = self.now_ms();
         let variants = e.scans.entry((table, prefix.to_vec())).or_default();
+        variants.retain(|(s, _, _)| !same_shape(s, &shape));
         if variants.len() >= SCANS_PER_PREFIX_MAX {
             variants.clear();
         }
         variants.push((
             (shape.0.map(<[u8]>::to_vec), shape.1, shape.2),
+            filled_ms,
             rows.to_vec(),
         ));
     }
 
     /// Forgets `keys` and every cached scan whose prefix starts one of them.
     pub fn evict<'a>(&self, keys: impl IntoIterator<Item = (Table, &'a [u8])>) {
+        let keys: Vec<(Table, &[u8])> = keys.into_iter().filter(|(t, _)| cached(*t)).collect();
+        if keys.is_empty() {
+            return; // only watched tables: nothing cached changed, fills go on
+        }
         let mut e = self.lock();
         e.epoch += 1;
         for (table, key) in keys {
@@ -282,12 +310,13 @@ impl ReadCache {
 }
 
 /// The notification payloads naming `keys` (each under PostgreSQL's size limit): entries
-/// `table:hexkey` separated by `;`.
+/// `table:hexkey` separated by `;`, tables by name so that builds which number them
+/// differently still agree.
 pub(crate) fn payloads<'a>(keys: impl IntoIterator<Item = (Table, &'a [u8])>) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = String::new();
     for (table, key) in keys {
-        let entry = format!("{}:{}", table.index(), hex::encode(key));
+        let entry = format!("{}:{}", table.name(), hex::encode(key));
         if !current.is_empty() && current.len() + 1 + entry.len() > PAYLOAD_BYTES_MAX {
             out.push(std::mem::take(&mut current));
         }
@@ -307,8 +336,8 @@ fn parse(payload: &str) -> Option<Vec<(Table, Vec<u8>)>> {
     payload
         .split(';')
         .map(|entry| {
-            let (table, key) = entry.split_once(':')?;
-            let table = *Table::ALL.get(table.parse::<usize>().ok()?)?;
+            let (name, key) = entry.split_once(':')?;
+            let table = Table::ALL.into_iter().find(|t| t.name() == name)?;
             Some((table, hex::decode(key).ok()?))
         })
         .collect()
@@ -375,6 +404,10 @@ fn session(settings: &PgSettings, cache: &Weak<ReadCache>) -> Result<(), String>
 }
 
 fn apply(cache: &ReadCache, payload: &str) {
+    if payload == EVERYTHING {
+        cache.clear(false);
+        return;
+    }
     match parse(payload) {
         Some(keys) => {
             cache.evict(keys.iter().map(|(t, k)| (*t, k.as_slice())));

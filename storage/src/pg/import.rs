@@ -75,6 +75,12 @@ fn copy_in(
         let _ = tx.send((table, copied));
         total += copied;
     }
+    // Nodes should be stopped for a copy; should one run, it forgets everything it cached.
+    txn.execute(
+        "SELECT pg_notify($1, $2)",
+        &[&super::cache::CHANNEL, &super::cache::EVERYTHING],
+    )
+    .map_err(pg)?;
     txn.commit().map_err(pg)?;
     Ok(total)
 }

@@ -138,6 +138,13 @@ impl PgSettings {
             .dbname(&self.dbname)
             .application_name("creativeflow")
             .connect_timeout(Duration::from_millis(self.connect_timeout_ms))
+            // A half-open connection (a peer that vanished without closing) is found in about
+            // a minute instead of the kernel's two hours: a listener or writer waiting on it
+            // would otherwise never learn its session is gone.
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_interval(Duration::from_secs(10))
+            .keepalives_retries(3)
             .ssl_mode(match self.tls {
                 TlsMode::Disable => postgres::config::SslMode::Disable,
                 TlsMode::Prefer => postgres::config::SslMode::Prefer,

@@ -10,6 +10,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use postgres::error::SqlState;
 use postgres::Client;
 
 /// Every this many takes (per node), one purge of ended windows.
@@ -18,6 +19,10 @@ const PURGE_EVERY_TAKES: u64 = 128;
 const PURGE_ROWS_MAX: i64 = 1_000;
 /// Runs of a take that met another transaction (deadlock, serialization) before giving up.
 const TAKE_ATTEMPTS_MAX: u32 = 3;
+/// How long a take waits for another attempt's lock on the same key; past it the attempt is
+/// refused (it is contended by parallel attempts on that key, which the limit is about), so
+/// takes never hold the node's read connections long.
+const LOCK_WAIT: &str = "SET LOCAL lock_timeout = '1s'";
 /// Keys one take may name (a login names two).
 pub const TAKE_KEYS_MAX: usize = 8;
 
@@ -46,12 +51,14 @@ pub enum Taken {
     Refused { retry_after_s: u64 },
 }
 
-const INSERT_SQL: &str = "INSERT INTO cf_attempt_windows (k, ends, n) \
+/// Creates the rows missing and locks every row named, in key order, in one statement (a
+/// row that exists is locked by the no-op update, so a concurrent clear or purge cannot make
+/// it vanish between the insert and the lock).
+const LOCK_SQL: &str = "INSERT INTO cf_attempt_windows (k, ends, n) \
      SELECT k, now() + make_interval(secs => $2::float8), 0 \
-     FROM unnest($1::text[]) AS k ORDER BY k ON CONFLICT (k) DO NOTHING";
-const LOCK_SQL: &str = "SELECT k, n, ends > now(), \
-     ceil(extract(epoch FROM ends - now()))::bigint \
-     FROM cf_attempt_windows WHERE k = ANY($1) ORDER BY k FOR UPDATE";
+     FROM unnest($1::text[]) AS k ORDER BY k \
+     ON CONFLICT (k) DO UPDATE SET k = EXCLUDED.k \
+     RETURNING k, n, ends > now(), ceil(extract(epoch FROM ends - now()))::bigint";
 const COUNT_SQL: &str = "UPDATE cf_attempt_windows SET \
      n = CASE WHEN ends > now() THEN n + 1 ELSE 1 END, \
      ends = CASE WHEN ends > now() THEN ends ELSE now() + make_interval(secs => $2::float8) END \
@@ -72,6 +79,9 @@ pub(crate) fn run(client: &mut Client, op: &WindowOp) -> Result<Option<Taken>, p
                     Err(e) if super::batch::retryable(&e) && attempt < TAKE_ATTEMPTS_MAX => {
                         attempt += 1;
                     }
+                    Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+                        return Ok(Some(Taken::Refused { retry_after_s: 1 }));
+                    }
                     other => return other.map(Some),
                 }
             }
@@ -91,8 +101,8 @@ fn take(
     names.dedup();
     let window = f64::from(window_s);
     let mut txn = client.transaction()?;
-    txn.execute(INSERT_SQL, &[&names, &window])?;
-    let rows = txn.query(LOCK_SQL, &[&names])?;
+    txn.batch_execute(LOCK_WAIT)?;
+    let rows = txn.query(LOCK_SQL, &[&names, &window])?;
     for row in &rows {
         let (key, n, live, left_s): (&str, i32, bool, i64) =
             (row.get(0), row.get(1), row.get(2), row.get(3));
