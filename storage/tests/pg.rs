@@ -871,3 +871,23 @@ fn ended_attempt_windows_are_purged_in_bounded_slices_as_attempts_go_on() {
     }
     assert_eq!(ended(), 500, "one bounded slice of 1,000 went");
 }
+
+#[test]
+fn a_take_that_waits_a_second_for_a_parallel_attempts_lock_is_refused() {
+    let db = TestDb::new();
+    let a = db.store();
+    assert_eq!(a.take_attempts(60, &[("busy", 5)]).unwrap(), Taken::Taken);
+    let mut holder = db.sql();
+    let mut txn = holder.transaction().unwrap();
+    txn.execute(
+        "SELECT n FROM cf_attempt_windows WHERE k = 'busy' FOR UPDATE",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        a.take_attempts(60, &[("busy", 5)]).unwrap(),
+        Taken::Refused { retry_after_s: 1 }
+    );
+    txn.rollback().unwrap();
+    assert_eq!(a.take_attempts(60, &[("busy", 5)]).unwrap(), Taken::Taken);
+}
