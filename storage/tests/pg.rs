@@ -625,21 +625,28 @@ fn an_ended_window_counts_from_one_again() {
 fn store_with_live_cache(db: &TestDb) -> PgStore {
     let store = db.store();
     let probe = keys::pair(Uuid::now_v7(), Uuid::now_v7());
+    until("the cache went live", || {
+        store.get::<DeletingWorkbench>(&probe).unwrap();
+        answered_from_cache(&store, &probe)
+    });
+    store
+}
+
+/// Polls `done` every 20 ms until it holds, failing after 10 s: what another node (or this
+/// node's listener) does arrives in its own time.
+fn until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let hits = store.cache_hits();
-        for _ in 0..2 {
-            store.get::<DeletingWorkbench>(&probe).unwrap();
-        }
-        if store.cache_hits() > hits {
-            return store;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the cache never went live"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// Whether a read of `key` on `store` is answered from its cache.
+fn answered_from_cache(store: &PgStore, key: &[u8]) -> bool {
+    let hits = store.cache_hits();
+    store.get::<DeletingWorkbench>(key).unwrap();
+    store.cache_hits() > hits
 }
 
 fn mark(store: &PgStore, key: &[u8], started_at_us: i64) {
@@ -650,14 +657,9 @@ fn mark(store: &PgStore, key: &[u8], started_at_us: i64) {
 
 /// Reads `key` on `store` until it holds `want` (another node's change arrives by notification).
 fn eventually(store: &PgStore, key: &[u8], want: Option<DeletingWorkbench>) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while store.get::<DeletingWorkbench>(key).unwrap() != want {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{want:?} never arrived"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    until(&format!("{want:?} arrived"), || {
+        store.get::<DeletingWorkbench>(key).unwrap() == want
+    });
 }
 
 #[test]
@@ -666,10 +668,8 @@ fn a_node_reads_its_own_writes_at_once_through_its_cache() {
     let a = store_with_live_cache(&db);
     let key = keys::pair(Uuid::now_v7(), Uuid::now_v7());
     assert_eq!(a.get::<DeletingWorkbench>(&key).unwrap(), None);
-    let hits = a.cache_hits();
-    assert_eq!(a.get::<DeletingWorkbench>(&key).unwrap(), None);
     assert!(
-        a.cache_hits() > hits,
+        answered_from_cache(&a, &key),
         "the absence was answered from the cache"
     );
     mark(&a, &key, 1);
@@ -692,16 +692,7 @@ fn another_nodes_change_evicts_a_cached_record_and_a_cached_scan() {
     eventually(&b, &key, Some(DeletingWorkbench { started_at_us: 1 }));
     // b comes to answer it from its cache (a fill racing the write's own notification is
     // dropped, so this may take a read or two).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let hits = b.cache_hits();
-        b.get::<DeletingWorkbench>(&key).unwrap();
-        if b.cache_hits() > hits {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "b never cached it");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    until("b cached it", || answered_from_cache(&b, &key));
     mark(&a, &key, 2);
     eventually(&b, &key, Some(DeletingWorkbench { started_at_us: 2 }));
     // A user's kits, read by prefix: another node's new kit evicts the cached page.
@@ -715,14 +706,7 @@ fn another_nodes_change_evicts_a_cached_record_and_a_cached_scan() {
     let mut set = WriteSet::new();
     set.put(keys::pair(user, Uuid::now_v7()), &BrandKitOfUser);
     a.write_blocking(set).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while kits(&b) != 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the new kit never showed"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    until("the new kit showed", || kits(&b) == 1);
 }
 
 #[test]

@@ -203,14 +203,7 @@ async fn me_without_a_token_or_with_a_bad_one_is_401() {
 async fn logout_revokes_the_token() {
     let app = spawn_app().await;
     let (token, _) = app.new_user().await;
-    let r = app
-        .client
-        .post(app.url("/api/v1/auth/logout"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(app.logout(&token).await.status(), 204);
     assert_error(
         app.get("/api/v1/me", Some(&token)).await,
         401,

@@ -282,6 +282,16 @@ impl TestApp {
         p["id"].as_str().expect("project id").to_string()
     }
 
+    /// Ends the session behind `token` (no body, as the route wants).
+    pub async fn logout(&self, token: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/auth/logout"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
         self.post_json(
             "/api/v1/auth/login",

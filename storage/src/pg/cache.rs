@@ -100,17 +100,26 @@ type ScanPages = Vec<(ScanShape, u64, Vec<Row>)>;
 struct Entries {
     /// Bumped by every eviction and clear: a read that began before one does not fill.
     epoch: u64,
-    /// Each value with when it was filled (ms, see [`ReadCache::now_ms`]).
-    gets: HashMap<(Table, Vec<u8>), Filled>,
-    scans: HashMap<(Table, Vec<u8>), ScanPages>,
+    /// Each value with when it was filled (ms, see [`ReadCache::now_ms`]), by table then key
+    /// (so a lookup borrows the key instead of copying it: this runs on every request).
+    gets: HashMap<Table, HashMap<Vec<u8>, Filled>>,
+    /// Scan pages by table then prefix.
+    scans: HashMap<Table, HashMap<Vec<u8>, ScanPages>>,
+    /// Entries in `gets` and `scans` together (bounded by [`ENTRIES_MAX`]).
+    len: usize,
 }
 
 impl Entries {
     fn make_room(&mut self) {
-        if self.gets.len() + self.scans.len() >= ENTRIES_MAX {
-            self.gets.clear();
-            self.scans.clear();
+        if self.len >= ENTRIES_MAX {
+            self.empty();
         }
+    }
+
+    fn empty(&mut self) {
+        self.gets.clear();
+        self.scans.clear();
+        self.len = 0;
     }
 }
 
@@ -165,7 +174,7 @@ impl ReadCache {
             return None;
         }
         let oldest_ms = self.now_ms().saturating_sub(ENTRY_AGE_MS_MAX);
-        let hit = match self.lock().gets.get(&(table, key.to_vec())) {
+        let hit = match self.lock().gets.get(&table).and_then(|t| t.get(key)) {
             Some((filled_ms, value)) if *filled_ms >= oldest_ms => Some(value.clone()),
             _ => None,
         };
@@ -191,10 +200,13 @@ impl ReadCache {
         }
         e.make_room();
         let filled_ms = self.now_ms();
-        e.gets.insert(
-            (table, key.to_vec()),
-            (filled_ms, value.map(<[u8]>::to_vec)),
-        );
+        let fresh_entry = e
+            .gets
+            .entry(table)
+            .or_default()
+            .insert(key.to_vec(), (filled_ms, value.map(<[u8]>::to_vec)))
+            .is_none();
+        e.len += usize::from(fresh_entry);
     }
 
     /// The cached rows of a scan, if any.
@@ -209,13 +221,14 @@ impl ReadCache {
         }
         let oldest_ms = self.now_ms().saturating_sub(ENTRY_AGE_MS_MAX);
         let e = self.lock();
-        let hit =
-            e.scans
-                .get(&(table, prefix.to_vec()))?
-                .iter()
-                .find_map(|(s, filled_ms, rows)| {
-                    (same_shape(s, shape) && *filled_ms >= oldest_ms).then(|| rows.clone())
-                });
+        let hit = e
+            .scans
+            .get(&table)?
+            .get(prefix)?
+            .iter()
+            .find_map(|(s, filled_ms, rows)| {
+                (same_shape(s, shape) && *filled_ms >= oldest_ms).then(|| rows.clone())
+            });
         if hit.is_some() {
             self.hits.fetch_add(1, Ordering::Relaxed);
         }
@@ -237,7 +250,9 @@ impl ReadCache {
         }
         e.make_room();
         let filled_ms = self.now_ms();
-        let variants = e.scans.entry((table, prefix.to_vec())).or_default();
+        let pages = e.scans.entry(table).or_default();
+        let fresh_entry = !pages.contains_key(prefix);
+        let variants = pages.entry(prefix.to_vec()).or_default();
         variants.retain(|(s, _, _)| !same_shape(s, &shape));
         if variants.len() >= SCANS_PER_PREFIX_MAX {
             variants.clear();
@@ -247,6 +262,7 @@ impl ReadCache {
             filled_ms,
             rows.to_vec(),
         ));
+        e.len += usize::from(fresh_entry);
     }
 
     /// Forgets `keys` and every cached scan whose prefix starts one of them.
@@ -257,16 +273,18 @@ impl ReadCache {
         }
         let mut e = self.lock();
         e.epoch += 1;
+        let mut removed = 0;
         for (table, key) in keys {
-            if GET_CACHED.contains(&table) {
-                e.gets.remove(&(table, key.to_vec()));
+            if let Some(t) = e.gets.get_mut(&table) {
+                removed += usize::from(t.remove(key).is_some());
             }
-            if SCAN_CACHED.contains(&table) {
+            if let Some(t) = e.scans.get_mut(&table) {
                 for n in 0..=key.len() {
-                    e.scans.remove(&(table, key[..n].to_vec()));
+                    removed += usize::from(t.remove(&key[..n]).is_some());
                 }
             }
         }
+        e.len -= removed;
     }
 
     /// Forgets everything; with `off`, stops answering until the next ping succeeds.
@@ -276,8 +294,7 @@ impl ReadCache {
             self.fresh_until_ms.store(0, Ordering::Release);
         }
         e.epoch += 1;
-        e.gets.clear();
-        e.scans.clear();
+        e.empty();
     }
 
     /// Calls `watcher` with the key of every change to `table` heard from now on.

@@ -153,26 +153,8 @@ fn answer(
 
 fn run_query(c: &mut ReadConn, query: &Query) -> Result<Answer, postgres::Error> {
     match query {
-        Query::Get { table, key } => {
-            let s = c.prepared(format!(
-                "SELECT k, v FROM {} WHERE k = $1",
-                table_name(*table)
-            ))?;
-            let rows = c.client.query(&s, &[key])?;
-            Ok(Answer::Rows(
-                rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
-            ))
-        }
-        Query::GetMany { table, keys } => {
-            let s = c.prepared(format!(
-                "SELECT k, v FROM {} WHERE k = ANY($1)",
-                table_name(*table)
-            ))?;
-            let rows = c.client.query(&s, &[keys])?;
-            Ok(Answer::Rows(
-                rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
-            ))
-        }
+        Query::Get { table, key } => rows_where(c, *table, "k = $1", key),
+        Query::GetMany { table, keys } => rows_where(c, *table, "k = ANY($1)", keys),
         Query::Scan {
             table,
             prefix,
@@ -189,6 +171,23 @@ fn run_query(c: &mut ReadConn, query: &Query) -> Result<Answer, postgres::Error>
         // side, never the lenient one.
         Query::Window(op) => windows::run(&mut c.client, op).map(Answer::Window),
     }
+}
+
+/// The (key, value) rows of `table` matching `filter` on its one parameter.
+fn rows_where(
+    c: &mut ReadConn,
+    table: Table,
+    filter: &str,
+    param: &(dyn postgres::types::ToSql + Sync),
+) -> Result<Answer, postgres::Error> {
+    let s = c.prepared(format!(
+        "SELECT k, v FROM {} WHERE {filter}",
+        table_name(table)
+    ))?;
+    let rows = c.client.query(&s, &[param])?;
+    Ok(Answer::Rows(
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+    ))
 }
 
 /// The same range as the embedded store's scan: keys under `prefix`, strictly after `after`
