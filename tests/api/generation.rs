@@ -611,6 +611,93 @@ async fn an_idempotency_key_is_forgotten_after_24_hours_and_purged() {
     app.assert_verified();
 }
 
+/// A POST to a server process (the binary, not the in-process app).
+async fn post_to(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> reqwest::Response {
+    let mut r = client.post(format!("{base}{path}")).json(&body);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    r.send().await.unwrap()
+}
+
+/// Signs up `email` on a server process and gives it a workbench and a project: (token, project id).
+async fn process_user_with_project(
+    client: &reqwest::Client,
+    base: &str,
+    email: &str,
+) -> (String, String) {
+    let body = json!({"email": email, "password": "long enough pw", "name": "D"});
+    let s: Value = post_to(client, base, "/api/v1/auth/signup", None, body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = s["token"].as_str().unwrap().to_string();
+    let wb: Value = post_to(
+        client,
+        base,
+        "/api/v1/workbenches",
+        Some(&token),
+        json!({"name": "W"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let body = json!({"name": "P", "workbench_id": wb["id"]});
+    let p: Value = post_to(client, base, "/api/v1/projects", Some(&token), body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    (token, p["id"].as_str().unwrap().to_string())
+}
+
+/// A create on a server process; answers the request id.
+async fn process_create(client: &reqwest::Client, base: &str, token: &str, body: Value) -> String {
+    let r = post_to(client, base, "/api/v1/generation/create", Some(token), body).await;
+    assert_eq!(r.status(), 202);
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn readyz(client: &reqwest::Client, base: &str) -> Value {
+    client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Waits until the server process's outbox is empty.
+async fn wait_outbox_empty(client: &reqwest::Client, base: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let ready = readyz(client, base).await;
+        if ready["outbox_backlog"] == 0 {
+            assert_eq!(ready["broker"]["connected"], true);
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "outbox still {}",
+            ready["outbox_backlog"]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[actix_web::test]
 async fn a_job_accepted_while_the_broker_is_down_is_published_after_a_kill_9_and_restart() {
     use crate::cli::Server;
@@ -618,68 +705,11 @@ async fn a_job_accepted_while_the_broker_is_down_is_published_after_a_kill_9_and
     let dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
     let mut server = Server::start(dir.path()).await; // CREATIVEFLOW_AMQP_URL points nowhere
-    let post = |base: &str, path: &str, token: Option<&str>, body: Value| {
-        let mut r = client.post(format!("{base}{path}")).json(&body);
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
-        }
-        r.send()
-    };
-    let s: Value = post(
-        &server.base,
-        "/api/v1/auth/signup",
-        None,
-        json!({"email": "down@example.com", "password": "long enough pw", "name": "D"}),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let token = s["token"].as_str().unwrap().to_string();
-    let wb: Value = post(
-        &server.base,
-        "/api/v1/workbenches",
-        Some(&token),
-        json!({"name": "W"}),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let p: Value = post(
-        &server.base,
-        "/api/v1/projects",
-        Some(&token),
-        json!({"name": "P", "workbench_id": wb["id"]}),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let r = post(
-        &server.base,
-        "/api/v1/generation/create",
-        Some(&token),
-        json!({"project_id": p["id"], "prompt": "offline", "format": "banner"}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let ready: Value = client
-        .get(format!("{}/readyz", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (token, project) =
+        process_user_with_project(&client, &server.base, "down@example.com").await;
+    let body = json!({"project_id": project, "prompt": "offline", "format": "banner"});
+    let id = process_create(&client, &server.base, &token, body).await;
+    let ready = readyz(&client, &server.base).await;
     assert_eq!(ready["broker"]["connected"], false);
     assert_eq!(ready["outbox_backlog"], 1);
     server.kill9();
@@ -717,17 +747,60 @@ async fn a_job_accepted_while_the_broker_is_down_is_published_after_a_kill_9_and
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let ready: Value = client
-        .get(format!("{}/readyz", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(ready["broker"]["connected"], true);
-    assert_eq!(ready["outbox_backlog"], 0);
+    wait_outbox_empty(&client, &server.base).await;
     drop(server);
+    bus.cleanup().await;
+}
+
+/// Jobs that waited in the outbox for the broker are handed to it a whole scan at a time: every
+/// one is published once it is back, except one cancelled meanwhile, whose leftover order entry
+/// is removed with the rest of the outbox.
+#[actix_web::test]
+async fn jobs_that_waited_for_the_broker_are_all_published_except_one_cancelled_meanwhile() {
+    use crate::cli::Server;
+    let bus = Bus::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let mut server = Server::start(dir.path()).await; // no broker yet
+    let (token, project) = process_user_with_project(&client, &server.base, "w@example.com").await;
+    let mut ids = Vec::new();
+    for i in 0..9 {
+        let body = json!({"project_id": project, "prompt": format!("p{i}"), "format": "banner"});
+        ids.push(process_create(&client, &server.base, &token, body).await);
+    }
+    let cancelled = ids.remove(4); // a new user's 10 credits pay for nine banners
+    let path = format!("/api/v1/generation/{cancelled}/cancel");
+    let r = post_to(&client, &server.base, &path, Some(&token), json!({})).await;
+    assert_eq!(r.status(), 200);
+    server.terminate();
+
+    let env = bus.env("");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut server = Server::start_with(dir.path(), &env).await;
+    wait_outbox_empty(&client, &server.base).await;
+    let published: Vec<String> = bus
+        .drain_jobs(Duration::from_secs(2))
+        .await
+        .iter()
+        .map(|(job, _)| job["generation_id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        !published.contains(&cancelled),
+        "a cancelled job was published"
+    );
+    let mut got = published.clone();
+    got.sort();
+    got.dedup();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(got, want, "every other job published");
+    server.terminate();
+    let store = storage::Store::open(dir.path(), &storage::StoreOptions::default()).unwrap();
+    assert_eq!(store.count(Table::OutboxOrder).unwrap(), 0);
+    assert_eq!(store.count(Table::Outbox).unwrap(), 0);
+    drop(store);
+    let v = crate::cli::run(dir.path(), &["verify"]);
+    assert!(v.status.success(), "{}", crate::cli::text(&v));
     bus.cleanup().await;
 }
 
