@@ -386,7 +386,12 @@ impl Relay<'_> {
             match record {
                 _ if self.inflight_ids.contains(&job.generation_id) => {}
                 None => stale.push(job.order_key),
-                Some(record) => ready.push((job, record)),
+                // Taken before sending, as when jobs went one at a time: a job is never in
+                // flight twice, even were it listed twice in one batch.
+                Some(record) => {
+                    self.inflight_ids.insert(job.generation_id);
+                    ready.push((job, record));
+                }
             }
         }
         let sends = ready.iter().map(|(_, record)| {
@@ -419,7 +424,6 @@ impl Relay<'_> {
             let confirm = confirm.map_err(|e| e.to_string())?;
             job.created_at_us = record.created_at_us;
             counter.fetch_add(1, Ordering::Relaxed);
-            self.inflight_ids.insert(job.generation_id);
             self.inflight
                 .push(Box::pin(async move { (job, confirm.await) }));
         }
