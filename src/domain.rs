@@ -1,7 +1,9 @@
 //! Domain newtypes: parsed once at the edge, fields private, so code past the handler never sees
 //! an unchecked value.
 
-use unicode_normalization::UnicodeNormalization;
+use std::borrow::Cow;
+
+use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
 
 use crate::error::AppError;
 
@@ -19,7 +21,12 @@ fn is_invisible(c: char) -> bool {
 /// Text as stored: Unicode NFC, trimmed, without control or invisible characters (newlines and
 /// tabs allowed where `multiline`). The error names `field`.
 pub fn clean_text(raw: &str, field: &str, multiline: bool) -> Result<String, AppError> {
-    let text: String = raw.nfc().collect();
+    // The quick check answers Yes for most text (all ASCII) without composing it again: a
+    // prompt is checked on every create.
+    let text = match is_nfc_quick(raw.chars()) {
+        IsNormalized::Yes => Cow::Borrowed(raw),
+        IsNormalized::No | IsNormalized::Maybe => Cow::Owned(raw.nfc().collect()),
+    };
     let allowed_control = |c: char| multiline && matches!(c, '\n' | '\t' | '\r');
     if let Some(c) = text
         .chars()
@@ -236,6 +243,19 @@ mod tests {
         ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn text_is_stored_composed_whether_or_not_it_came_composed() {
+        let composed = "Caf\u{00E9} \u{AC00} plain";
+        let decomposed = "Cafe\u{0301} \u{1100}\u{1161} plain";
+        assert_eq!(clean_text(composed, "f", false).unwrap(), composed);
+        assert_eq!(clean_text(decomposed, "f", false).unwrap(), composed);
+        assert_eq!(
+            clean_text(" ascii only ", "f", false).unwrap(),
+            "ascii only"
+        );
+        assert!(clean_text("zero\u{200B}width", "f", false).is_err());
     }
 
     #[test]
