@@ -875,3 +875,34 @@ fn a_take_that_waits_a_second_for_a_parallel_attempts_lock_is_refused() {
     txn.rollback().unwrap();
     assert_eq!(a.take_attempts(60, &[("busy", 5)]).unwrap(), Taken::Taken);
 }
+
+#[test]
+fn a_window_created_while_a_take_waits_never_asks_more_than_its_length() {
+    // Another attempt creates the key's full window after this take's transaction began and
+    // while it waits for the row: the wait must not count as time the window has left.
+    let db = TestDb::new();
+    let store = Arc::new(db.store());
+    let mut holder = db.sql();
+    let mut txn = holder.transaction().unwrap();
+    txn.execute(
+        "INSERT INTO cf_attempt_windows (k, ends, n) VALUES ('late', clock_timestamp(), 0)",
+        &[],
+    )
+    .unwrap();
+    let taker = {
+        let store = store.clone();
+        std::thread::spawn(move || store.take_attempts(60, &[("late", 5)]).unwrap())
+    };
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    txn.execute(
+        "UPDATE cf_attempt_windows SET n = 5, \
+         ends = clock_timestamp() + make_interval(secs => 60) WHERE k = 'late'",
+        &[],
+    )
+    .unwrap();
+    txn.commit().unwrap();
+    match taker.join().unwrap() {
+        Taken::Refused { retry_after_s } => assert!((1..=60).contains(&retry_after_s)),
+        Taken::Taken => panic!("a full window let an attempt through"),
+    }
+}

@@ -6,7 +6,10 @@
 //! A window is a row (key, when it ends, how many attempts it counted). Taking attempts locks
 //! the rows of every key named, in key order (two takes never wait on each other in a cycle),
 //! decides with the database's clock (nodes need not agree on the time), and either counts one
-//! on each or changes nothing. Rows whose window ended are removed a bounded slice at a time.
+//! on each or changes nothing. The clock is `clock_timestamp()`, not `now()`: `now()` is when
+//! the transaction began, and a take that began before another take created the row (then
+//! waited for its lock) would see that window end more than `window_s` ahead. Rows whose
+//! window ended are removed a bounded slice at a time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -55,19 +58,20 @@ pub enum Taken {
 /// row that exists is locked by the no-op update, so a concurrent clear or purge cannot make
 /// it vanish between the insert and the lock).
 const LOCK_SQL: &str = "INSERT INTO cf_attempt_windows (k, ends, n) \
-     SELECT k, now() + make_interval(secs => $2::float8), 0 \
+     SELECT k, clock_timestamp() + make_interval(secs => $2::float8), 0 \
      FROM unnest($1::text[]) AS k ORDER BY k \
      ON CONFLICT (k) DO UPDATE SET k = EXCLUDED.k \
-     RETURNING k, n, ends > now(), ceil(extract(epoch FROM ends - now()))::bigint";
-const COUNT_SQL: &str = "UPDATE cf_attempt_windows SET \
-     n = CASE WHEN ends > now() THEN n + 1 ELSE 1 END, \
-     ends = CASE WHEN ends > now() THEN ends ELSE now() + make_interval(secs => $2::float8) END \
-     WHERE k = ANY($1)";
+     RETURNING k, n, ends > clock_timestamp(), \
+     ceil(extract(epoch FROM ends - clock_timestamp()))::bigint";
+const COUNT_SQL: &str = "UPDATE cf_attempt_windows w SET \
+     n = CASE WHEN w.ends > c.t THEN w.n + 1 ELSE 1 END, \
+     ends = CASE WHEN w.ends > c.t THEN w.ends ELSE c.t + make_interval(secs => $2::float8) END \
+     FROM (SELECT clock_timestamp() AS t) c WHERE w.k = ANY($1)";
 const GIVE_BACK_SQL: &str =
-    "UPDATE cf_attempt_windows SET n = n - 1 WHERE k = $1 AND n > 0 AND ends > now()";
+    "UPDATE cf_attempt_windows SET n = n - 1 WHERE k = $1 AND n > 0 AND ends > clock_timestamp()";
 const CLEAR_SQL: &str = "DELETE FROM cf_attempt_windows WHERE k = $1";
 const PURGE_SQL: &str = "DELETE FROM cf_attempt_windows WHERE k IN \
-     (SELECT k FROM cf_attempt_windows WHERE ends < now() LIMIT $1)";
+     (SELECT k FROM cf_attempt_windows WHERE ends < clock_timestamp() LIMIT $1)";
 
 /// Runs `op` on `client`. `Ok(None)` for the operations that answer nothing.
 pub(crate) fn run(client: &mut Client, op: &WindowOp) -> Result<Option<Taken>, postgres::Error> {
