@@ -181,17 +181,14 @@ pub struct JobMessage<'a> {
     pub created_at: String,
 }
 
-/// The records a create adds to the charge's write set: the request, its indexes and its job
-/// in the outbox with its place in the publisher's order. Conditioned on the project still
-/// existing.
+/// The records a create adds to the charge's write set: the request, its deadline entry and its
+/// job in the outbox with its place in the publisher's order. Conditioned on the project still
+/// existing. A user's requests are listed through the charges of their ledger chain, so no
+/// per-user index entry is written.
 pub fn creation_set(generation: &GenerationRecord, job_payload: Vec<u8>) -> WriteSet {
     let mut set = WriteSet::new();
     set.require_present::<ProjectRecord>(keys::id(generation.project_id));
     set.put(keys::id(generation.id), generation);
-    set.put(
-        keys::pair(generation.user_id, generation.id),
-        &GenerationOfUser,
-    );
     set.put(
         keys::live_generation(generation.deadline_at_us, generation.id),
         &LiveGeneration,

@@ -83,7 +83,6 @@ pub fn index_keys(
         Table::BrandKitsByUser => keys_of::<BrandKitOfUser>(store, prefix, after, limit),
         Table::AssetsByProject => keys_of::<AssetOfProject>(store, prefix, after, limit),
         Table::InvoicesByUser => keys_of::<InvoiceOfUser>(store, prefix, after, limit),
-        Table::GenerationsByUser => keys_of::<GenerationOfUser>(store, prefix, after, limit),
         Table::TemplatesByUser => keys_of::<TemplateOfUser>(store, prefix, after, limit),
         Table::TicketsByUser => keys_of::<TicketOfUser>(store, prefix, after, limit),
         Table::OpenTicketsByUser => keys_of::<OpenTicketOfUser>(store, prefix, after, limit),

@@ -9,13 +9,13 @@ use storage::records::*;
 use storage::{keys, Reader, Record, Table};
 use uuid::Uuid;
 
-use super::chain;
 use super::layout::{self, Menu};
 use super::listing::{self, ListQuery, Window};
 use super::users::{ledger_table, money};
 use super::{see_other, PageResult, Staff};
 use crate::error::AppError;
 use crate::extract::encode_cursor;
+use crate::services::chain;
 use crate::services::generation as gen;
 use crate::services::workspace::{self as ws, Access};
 use crate::state::AppState;
@@ -282,9 +282,7 @@ pub async fn generations(req: HttpRequest, state: web::Data<AppState>, staff: St
     let keep =
         |g: &GenerationRecord| status.is_none_or(|s| s == g.status) && name_matches(&g.prompt, &q);
     let w = match query.uuid("user_id")? {
-        Some(owner) => listing::window_by_index::<GenerationOfUser, GenerationRecord>(
-            reads, owner, &query, keep,
-        )?,
+        Some(owner) => user_generations(reads, owner, &query, keep)?,
         None => listing::window(reads, &[], &query, keep)?,
     };
     let w = rows(w, |g| {
@@ -431,39 +429,37 @@ fn user_ledger(
     query: &ListQuery,
     keep: impl Fn(&LedgerEntry) -> bool,
 ) -> Result<Window<LedgerEntry>, AppError> {
-    let foreign = || AppError::validation("cursor", "the cursor is not one we issued");
-    let start = match &query.cursor {
-        Some(c) => {
-            reads
-                .get::<LedgerEntry>(c)?
-                .filter(|e| e.user_id == user)
-                .ok_or_else(foreign)?
-                .prev_id
-        }
-        None => chain::head(reads, user)?,
+    chain_window(reads, user, query, |e| Ok(keep(e).then(|| e.clone())))
+}
+
+/// One user's generation requests newest first, through the charges of their ledger chain.
+fn user_generations(
+    reads: &impl Reader,
+    user: Uuid,
+    query: &ListQuery,
+    keep: impl Fn(&GenerationRecord) -> bool,
+) -> Result<Window<GenerationRecord>, AppError> {
+    chain_window(reads, user, query, |e| {
+        Ok(gen::charged_request(reads, e)?.filter(|g| keep(g)))
+    })
+}
+
+/// A list page over one user's ledger chain (always newest first: the chain has one order).
+fn chain_window<T>(
+    reads: &impl Reader,
+    user: Uuid,
+    query: &ListQuery,
+    take: impl FnMut(&LedgerEntry) -> Result<Option<T>, AppError>,
+) -> Result<Window<T>, AppError> {
+    let bounds = chain::PageBounds {
+        rows_max: query.rows_max(),
+        examined_max: listing::EXAMINED_PER_PAGE_MAX,
     };
-    let mut walk = chain::from(reads, start);
-    let mut rows = Vec::new();
-    let mut examined = None;
-    for e in walk.by_ref().take(listing::EXAMINED_PER_PAGE_MAX) {
-        let e = e?;
-        examined = Some(e.id);
-        if keep(&e) {
-            rows.push(e);
-        }
-        if rows.len() == query.rows_max() {
-            break;
-        }
-    }
-    let next = walk.pending();
-    let full = rows.len() == query.rows_max();
-    let cursor = examined
-        .filter(|_| next.is_some())
-        .map(|id| encode_cursor(&keys::ledger(id)));
+    let page = chain::page(reads, user, query.cursor.as_deref(), bounds, take)?;
     Ok(Window {
-        cut: cursor.is_some() && !full,
-        next: cursor,
-        rows,
+        cut: page.cut,
+        next: page.next.map(|k| encode_cursor(&k)),
+        rows: page.rows,
     })
 }
 

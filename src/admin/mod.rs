@@ -5,7 +5,6 @@
 //! (checked at compile time, every value escaped); CSS and the small kanban script are compiled
 //! into the binary. None of these routes is in the OpenAPI.
 
-mod chain;
 mod dashboard;
 mod entities;
 mod form;

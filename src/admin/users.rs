@@ -9,12 +9,12 @@ use storage::records::*;
 use storage::{keys, Reader};
 use uuid::Uuid;
 
-use super::chain;
 use super::layout::{self, Menu};
 use super::listing::{self, ListQuery, Order, Window};
 use super::{see_other, PageError, PageResult, Staff};
 use crate::domain::{CreditDelta, Description, IdempotencyKeyValue, Name};
 use crate::error::AppError;
+use crate::services::chain;
 use crate::services::{credits, users};
 use crate::state::AppState;
 

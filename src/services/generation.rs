@@ -13,6 +13,7 @@ use storage::records::*;
 use storage::{now_us, Direction, Reader, Record, Table};
 use uuid::Uuid;
 
+use super::chain;
 use crate::domain::IdempotencyKeyValue;
 use crate::error::AppError;
 use crate::extract::Page;
@@ -21,7 +22,7 @@ use crate::state::AppState;
 pub const PROMPT_CHARS_MAX: usize = 4000;
 pub const VARIATIONS_MAX: u8 = 4;
 pub const PARAMS_BYTES_MAX: usize = 16 * 1024;
-/// Index entries examined at most to fill one filtered page.
+/// Ledger entries of the owner examined at most to fill one filtered page.
 const LIST_SCAN_MAX: usize = 5000;
 
 /// A validated create request.
@@ -364,7 +365,8 @@ pub async fn cancel(
     }
 }
 
-/// The caller's requests newest first (staff: `user_id`), filtered by project and status.
+/// The caller's requests newest first (staff: `user_id`), filtered by project and status: the
+/// charges of the owner's ledger chain (see [`chain`]).
 pub fn list(
     reads: &impl Reader,
     caller: &UserRecord,
@@ -382,51 +384,35 @@ pub fn list(
         ),
         None => None,
     };
-    let prefix = keys::user(owner);
-    if page.after.as_ref().is_some_and(|a| !a.starts_with(&prefix)) {
-        return Err(AppError::validation(
-            "cursor",
-            "the cursor is not one we issued",
-        ));
-    }
-    let mut after = page.after.clone();
-    let mut items = Vec::new();
-    let mut examined = 0;
-    let mut last_key: Option<Vec<u8>> = None;
-    let mut exhausted = false;
-    while items.len() < page.limit && examined < LIST_SCAN_MAX {
-        let keys =
-            reads.scan::<GenerationOfUser>(&prefix, after.as_deref(), Direction::Backward, 256)?;
-        if keys.is_empty() {
-            exhausted = true;
-            break;
-        }
-        for (k, _) in &keys {
-            examined += 1;
-            last_key = Some(k.clone());
-            let Some(g) = keys::pair_child(k)
-                .map(|id| reads.get::<GenerationRecord>(&keys::id(id)))
-                .transpose()?
-                .flatten()
-            else {
-                continue;
-            };
-            if project.is_some_and(|p| p != g.project_id) || status.is_some_and(|s| s != g.status) {
-                continue;
-            }
-            items.push(g);
-            if items.len() == page.limit {
-                break;
-            }
-        }
-        after = last_key.clone();
-    }
-    let next = if exhausted {
-        None
-    } else {
-        last_key.map(|k| crate::extract::encode_cursor(&k))
+    let bounds = chain::PageBounds {
+        rows_max: page.limit,
+        examined_max: LIST_SCAN_MAX,
     };
-    Ok((items, next))
+    let found = chain::page(reads, owner, page.after.as_deref(), bounds, |e| {
+        Ok(charged_request(reads, e)?.filter(|g| {
+            project.is_none_or(|p| p == g.project_id) && status.is_none_or(|s| s == g.status)
+        }))
+    })?;
+    let next = found.next.map(|k| crate::extract::encode_cursor(&k));
+    Ok((found.rows, next))
+}
+
+/// The request a ledger entry charged, if it is a charge. A charge whose request is missing is
+/// damage (`verify` reports it), so an error rather than a shorter list.
+pub fn charged_request(
+    reads: &impl Reader,
+    entry: &LedgerEntry,
+) -> Result<Option<GenerationRecord>, AppError> {
+    let (LedgerKind::GenerationCharge, Some(id)) = (entry.kind, entry.generation_request_id) else {
+        return Ok(None);
+    };
+    match reads.get::<GenerationRecord>(&keys::id(id))? {
+        Some(g) => Ok(Some(g)),
+        None => Err(AppError::internal(format!(
+            "ledger entry {} charges request {id}, which is missing",
+            entry.id
+        ))),
+    }
 }
 
 /// Fails and refunds every request past its deadline (at most `limit` per run). Returns how many.

@@ -1,6 +1,7 @@
 //! Domain operations: one function per thing a user or admin can do. No HTTP types here; the
 //! handlers parse, call one of these, and map the error.
 
+pub mod chain;
 pub mod credits;
 pub mod features;
 pub mod generation;

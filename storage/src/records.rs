@@ -343,7 +343,14 @@ pub const META_KEY: &[u8] = b"store";
 ///
 /// 5: subscriptions keyed by (user, provider, subscription id) instead of by user.
 /// 6: per-user workspace usage (`usage`), computed at upgrade.
-pub const SCHEMA_VERSION: u32 = 6;
+/// 7: a user's generation requests are listed through the charges of their ledger chain, and
+/// `generations_by_user` is no longer written (its entries stay). Nothing to convert; the
+/// version only keeps an older build, which would list just the requests it indexed, from
+/// opening a store this one wrote.
+pub const SCHEMA_VERSION: u32 = 7;
+/// The oldest record schema a PostgreSQL database may be at for this build to move it to
+/// [`SCHEMA_VERSION`] (the embedded store upgrades from 2).
+pub const PG_SCHEMA_UPGRADABLE_FROM: u32 = 6;
 
 // --- Creative workspace -------------------------------------------------------------------------
 
@@ -576,7 +583,7 @@ impl Record for OutboxOrder {
 }
 
 index_record! {
-    /// `generations_by_user`: (user, generation) → marker.
+    /// `generations_by_user`: (user, generation) → marker. Retired in schema 7: `verify` only.
     GenerationOfUser => Table::GenerationsByUser,
     /// `generations_live`: (deadline, generation) → marker, for every request not yet terminal.
     LiveGeneration => Table::GenerationsLive,

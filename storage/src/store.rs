@@ -562,7 +562,9 @@ pub(crate) fn ensure_tables(db: &Database) -> Result<(), StorageError> {
                 if m.schema_version <= 4 {
                     key_subscriptions_by_id(&txn)?;
                 }
-                count_usage(&txn)?;
+                if m.schema_version <= 5 {
+                    count_usage(&txn)?;
+                }
                 let upgraded = MetaRecord {
                     schema_version: SCHEMA_VERSION,
                     ..m

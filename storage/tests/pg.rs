@@ -906,3 +906,36 @@ fn a_window_created_while_a_take_waits_never_asks_more_than_its_length() {
         Taken::Taken => panic!("a full window let an attempt through"),
     }
 }
+
+#[test]
+fn a_database_at_record_schema_6_is_moved_to_7_and_an_older_one_is_refused() {
+    use storage::records::{MetaRecord, META_KEY, PG_SCHEMA_UPGRADABLE_FROM, SCHEMA_VERSION};
+    let db = TestDb::new();
+    let at = |version: u32| {
+        let store = db.store();
+        let mut set = WriteSet::new();
+        set.put(
+            META_KEY.to_vec(),
+            &MetaRecord {
+                schema_version: version,
+                created_at_us: 1,
+            },
+        );
+        assert_eq!(store.write_blocking(set).unwrap(), WriteOutcome::Committed);
+        store.shutdown();
+    };
+    at(PG_SCHEMA_UPGRADABLE_FROM);
+    let store = db.store();
+    let meta = store.get::<MetaRecord>(META_KEY).unwrap().unwrap();
+    assert_eq!(
+        (meta.schema_version, meta.created_at_us),
+        (SCHEMA_VERSION, 1)
+    );
+    store.shutdown();
+    drop(store);
+
+    at(PG_SCHEMA_UPGRADABLE_FROM - 1);
+    let refused = PgStore::connect(&db.settings, &StoreOptions::default()).err();
+    let why = refused.map(|e| e.to_string()).unwrap_or_default();
+    assert!(why.contains("record schema version 5"), "{why}");
+}

@@ -394,23 +394,36 @@ async fn appended_keys_follow_commit_order_so_a_forward_cursor_misses_nothing() 
     store.shutdown();
 }
 
+/// Writes `set` into a new store in `dir` marked as schema `version`, then opens it again as a
+/// restart would: it must be at this build's version.
+async fn reopened_from_version(dir: &std::path::Path, version: u32, mut set: WriteSet) -> Store {
+    use storage::records::{MetaRecord, META_KEY, SCHEMA_VERSION};
+    let store = open(dir, 16);
+    set.put(
+        META_KEY.to_vec(),
+        &MetaRecord {
+            schema_version: version,
+            created_at_us: 0,
+        },
+    );
+    assert_eq!(store.write(set).await.unwrap(), WriteOutcome::Committed);
+    store.shutdown();
+    drop(store);
+    let store = open(dir, 16);
+    let meta = store.get::<MetaRecord>(META_KEY).unwrap().unwrap();
+    assert_eq!(meta.schema_version, SCHEMA_VERSION);
+    store
+}
+
 /// A version-2 store (outbox without order entries) opens as version 3 with every waiting job
 /// in the publisher's order, and verifies clean of order findings.
 #[tokio::test]
 async fn a_schema_2_store_is_upgraded_with_its_outbox_ordered() {
-    use storage::records::{MetaRecord, OutboxOrder, OutboxRecord, META_KEY, SCHEMA_VERSION};
+    use storage::records::{OutboxOrder, OutboxRecord};
     use storage::Direction;
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), 16);
     let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
     let mut set = WriteSet::new();
-    set.put(
-        META_KEY.to_vec(),
-        &MetaRecord {
-            schema_version: 2,
-            created_at_us: 0,
-        },
-    );
     for id in &ids {
         set.put(
             keys::id(*id),
@@ -421,18 +434,28 @@ async fn a_schema_2_store_is_upgraded_with_its_outbox_ordered() {
             },
         );
     }
-    assert_eq!(store.write(set).await.unwrap(), WriteOutcome::Committed);
-    store.shutdown();
-    drop(store);
-
-    let store = open(dir.path(), 16);
-    let meta = store.get::<MetaRecord>(META_KEY).unwrap().unwrap();
-    assert_eq!(meta.schema_version, SCHEMA_VERSION);
+    let store = reopened_from_version(dir.path(), 2, set).await;
     let order = store
         .scan::<OutboxOrder>(&[], None, Direction::Forward, 10)
         .unwrap();
     let ordered: Vec<Uuid> = order.iter().map(|(_, o)| o.generation_id).collect();
     assert_eq!(ordered, ids);
+    store.shutdown();
+}
+
+/// A version-6 store opens as version 7 without converting anything: the retired
+/// `generations_by_user` entries stay, and `verify` still holds them to naming real requests.
+#[tokio::test]
+async fn a_schema_6_store_is_upgraded_and_its_retired_index_entries_are_still_checked() {
+    use storage::records::GenerationOfUser;
+    let dir = tempfile::tempdir().unwrap();
+    let mut set = WriteSet::new();
+    let (user, missing) = (Uuid::now_v7(), Uuid::now_v7());
+    set.put(keys::pair(user, missing), &GenerationOfUser);
+    let store = reopened_from_version(dir.path(), 6, set).await;
+    let report = storage::verify::verify(&store.snapshot().unwrap(), &mut |_, _| {}).unwrap();
+    assert_eq!(report.violations.len(), 1, "{:?}", report.violations);
+    assert!(report.violations[0].contains("names a missing request"));
     store.shutdown();
 }
 

@@ -510,6 +510,93 @@ async fn listing_filters_by_project_and_status() {
     finish(app, bus).await;
 }
 
+async fn list_page(app: &TestApp, token: &str, query: &str) -> reqwest::Response {
+    app.get(&format!("/api/v1/generation?{query}"), Some(token))
+        .await
+}
+
+async fn listed(app: &TestApp, token: &str, query: &str) -> Value {
+    let r = list_page(app, token, query).await;
+    assert_eq!(r.status(), 200, "the list is answered");
+    r.json().await.unwrap()
+}
+
+/// A user's requests are listed through the charges of their ledger chain: pages must skip
+/// the other entries between them, lose none and repeat none.
+#[actix_web::test]
+async fn listing_pages_through_every_request_newest_first_past_other_ledger_entries() {
+    let bus = Bus::new().await;
+    let app = app_on(&bus, "").await;
+    let admin = app.staff(Role::Admin).await;
+    let (token, user_id, project_id) = user_with_project(&app).await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let body = json!({"project_id": project_id, "prompt": format!("p{n}"), "format": "banner"});
+        ids.push(accepted(&app, &token, &body).await["id"].clone());
+        let r = app.admin_adjust(&admin, &user_id, 1, "between").await;
+        assert!(r.status().is_success());
+    }
+    let cancelled = ids[1].as_str().unwrap().to_string();
+    let r = app
+        .post_json(
+            &format!("/api/v1/generation/{cancelled}/cancel"),
+            Some(&token),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "the refund is one more entry in the chain");
+    ids.reverse();
+    let (mut seen, mut query) = (Vec::new(), "limit=2".to_string());
+    for _ in 0..ids.len() {
+        let page = listed(&app, &token, &query).await;
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| g["id"].clone()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => query = format!("limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids, "every request once, newest first");
+    let staff_view = listed(&app, &admin, &format!("user_id={user_id}&status=cancelled")).await;
+    assert_eq!(staff_view["items"].as_array().unwrap().len(), 1);
+    assert_eq!(staff_view["items"][0]["id"], cancelled.as_str());
+    app.assert_verified();
+    finish(app, bus).await;
+}
+
+#[actix_web::test]
+async fn a_cursor_from_another_users_listing_or_no_listing_is_refused() {
+    let bus = Bus::new().await;
+    let app = app_on(&bus, "").await;
+    let (mine, _, _) = user_with_project(&app).await;
+    let (theirs, _, their_project) = user_with_project(&app).await;
+    let body = json!({"project_id": their_project, "prompt": "p", "format": "banner"});
+    accepted(&app, &theirs, &body).await;
+    let page = listed(&app, &theirs, "limit=1").await;
+    let cursor = page["next_cursor"]
+        .as_str()
+        .expect("older entries remain")
+        .to_string();
+    for bad in [cursor.as_str(), "AAAA", "not base64!"] {
+        assert_error(
+            list_page(&app, &mine, &format!("cursor={bad}")).await,
+            422,
+            "validation_failed",
+        )
+        .await;
+    }
+    assert_eq!(
+        listed(&app, &theirs, &format!("cursor={cursor}")).await["items"],
+        json!([])
+    );
+    finish(app, bus).await;
+}
+
 #[actix_web::test]
 async fn five_hundred_simultaneous_creates_with_credits_for_300_accept_exactly_300() {
     let bus = Bus::new().await;

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use crate::codec::{decode, encode, Record};
 use crate::interface::{Direction, Reader, StoreOptions};
-use crate::records::{MetaRecord, META_KEY, SCHEMA_VERSION};
+use crate::records::{MetaRecord, META_KEY, PG_SCHEMA_UPGRADABLE_FROM, SCHEMA_VERSION};
 use crate::writer::WriterHandle;
 use crate::{now_us, StorageError, Table, WriteOutcome, WriteSet, WriterStats};
 
@@ -56,7 +56,8 @@ fn connect_on_own_thread(settings: &PgSettings) -> Result<postgres::Client, Stor
 }
 
 /// Records the record schema this build writes, or checks the one already recorded (the
-/// first node to start records it; later ones check it).
+/// first node to start records it; later ones check it), moving a database from
+/// [`PG_SCHEMA_UPGRADABLE_FROM`] on (the versions since only change what is written).
 fn ensure_meta(client: &mut postgres::Client, place: &str) -> Result<(), StorageError> {
     let pg = |e: postgres::Error| StorageError::Engine(batch::describe(&e));
     let meta = MetaRecord {
@@ -74,7 +75,19 @@ fn ensure_meta(client: &mut postgres::Client, place: &str) -> Result<(), Storage
         .query_one(&format!("SELECT v FROM {table} WHERE k = $1"), &[&META_KEY])
         .map_err(pg)?
         .get(0);
-    let m: MetaRecord = decode(&stored)?;
+    let mut m: MetaRecord = decode(&stored)?;
+    if (PG_SCHEMA_UPGRADABLE_FROM..SCHEMA_VERSION).contains(&m.schema_version) {
+        // Conditioned on the bytes read: nodes starting together upgrade it once.
+        let from = m.schema_version;
+        m.schema_version = SCHEMA_VERSION;
+        client
+            .execute(
+                &format!("UPDATE {table} SET v = $2 WHERE k = $1 AND v = $3"),
+                &[&META_KEY, &encode(&m), &stored],
+            )
+            .map_err(pg)?;
+        tracing::info!(from, to = SCHEMA_VERSION, "record schema upgraded");
+    }
     if m.schema_version != SCHEMA_VERSION {
         return Err(StorageError::Open {
             path: place.to_string(),
