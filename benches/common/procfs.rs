@@ -1,4 +1,5 @@
-//! What the kernel tells in /proc: resident memory, CPU ticks of threads and processes.
+//! What the kernel tells in /proc: resident memory, bytes written, CPU ticks of threads and
+//! processes.
 
 use std::collections::HashMap;
 
@@ -20,6 +21,17 @@ pub fn rss_bytes() -> Res<u64> {
         .parse()
         .map_err(|_| format!("cannot parse {line:?}"))?;
     Ok(kb * 1024)
+}
+
+/// Bytes this process caused to be sent to the storage layer (`write_bytes` of
+/// `/proc/self/io`): pages dirtied and flushed, what a durable commit costs the disk.
+pub fn written_bytes() -> Res<u64> {
+    let io = std::fs::read_to_string("/proc/self/io")
+        .map_err(|e| format!("cannot read /proc/self/io: {e}"))?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| "no write_bytes line in /proc/self/io".into())
 }
 
 /// utime + stime (clock ticks) from a `/proc/.../stat` line.

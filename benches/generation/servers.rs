@@ -200,16 +200,18 @@ impl AppScratch {
 
 /// The environment of one app: its data dir, port 0, the broker URL `amqp` and a config file
 /// naming the run's own queues (and lifting the signup limit: every bench user signs up from
-/// the loopback address).
+/// the loopback address), then `BENCH_SERVER_TOML` if set (more settings to try, such as
+/// `[generation] confirm_window`).
 pub fn app_vars(app: &AppScratch, amqp: &str) -> Res<Vec<(String, String)>> {
     let (dir, names) = (&app.dir, &app.names);
     let config_path = dir.path().join("creativeflow.toml");
-    let text = format!(
+    let mut text = format!(
         "[queues]\nexchange = \"{}\"\njobs = \"{}\"\nrouting_key = \"{ROUTING_KEY}\"\n\
          results = \"{}\"\nresults_dlq = \"{}\"\nconnection_name = \"{}\"\n\
          [auth]\nsignups_per_ip_max = 1000000\npassword_hashes_admitted_max = 1024\n",
         names.exchange, names.jobs, names.results, names.dlq, names.tag
     );
+    text.push_str(&env_str("BENCH_SERVER_TOML", ""));
     std::fs::write(&config_path, text).map_err(|e| format!("cannot write the config: {e}"))?;
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).map_err(|e| format!("cannot create the data dir: {e}"))?;

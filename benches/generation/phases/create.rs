@@ -108,6 +108,7 @@ struct Window {
     lag_max_ms: f64,
     backlog_end: f64,
     backlog_max: f64,
+    writer: WriterWork,
     start_unix_ms: u64,
     end_unix_ms: u64,
     end: Instant,
@@ -125,11 +126,13 @@ async fn window(
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = tokio::spawn(sample_metrics(addr, sampling.clone()));
     let cpu_a = CpuSnap::take();
+    let written_before = written_bytes()?;
     let start_unix_ms = unix_ms();
     let drained_before = drain.received();
     let (_conns, run, _) =
         http_load(addr, conns, spec, Duration::from_secs(cfg.seconds), 2).await?;
     let cpu_b = CpuSnap::take();
+    let written = written_bytes()? - written_before;
     let end = Instant::now();
     let end_unix_ms = unix_ms();
     let after = metrics_text(addr).await?;
@@ -145,6 +148,7 @@ async fn window(
         .fold(lag_end_ms, f64::max);
     let backlog_max = samples.iter().map(|s| s.1).fold(backlog_end, f64::max);
     let confirmed = confirmed_after - confirmed_before;
+    let writer = WriterWork::between(&before, &after, written);
     Ok(Window {
         confirmed_per_s: confirmed / run.elapsed.as_secs_f64(),
         run,
@@ -156,10 +160,45 @@ async fn window(
         lag_max_ms,
         backlog_end,
         backlog_max,
+        writer,
         start_unix_ms,
         end_unix_ms,
         end,
     })
+}
+
+/// What the storage writer did in the window: its commits (from `/metrics`) and the bytes the
+/// process sent to the disk (the server's writer is the only thread here that writes).
+struct WriterWork {
+    commits: f64,
+    sets: f64,
+    commit_s: f64,
+    written_bytes: u64,
+}
+
+impl WriterWork {
+    fn between(before: &str, after: &str, written_bytes: u64) -> WriterWork {
+        let delta = |name| metric(after, name).unwrap_or(0.0) - metric(before, name).unwrap_or(0.0);
+        WriterWork {
+            commits: delta("creativeflow_store_batches_total"),
+            sets: delta("creativeflow_store_write_sets_total"),
+            commit_s: delta("creativeflow_store_commit_seconds_total"),
+            written_bytes,
+        }
+    }
+
+    /// "N commits of S sets, T ms each, K KB written each; B KB per create".
+    fn describe(&self, creates: u64) -> String {
+        let commits = self.commits.max(1.0);
+        format!(
+            "{} commits of {:.1} write sets, {:.2} ms each, {:.0} KB written each; {:.1} KB written per create",
+            thousands(self.commits as u64),
+            self.sets / commits,
+            self.commit_s * 1000.0 / commits,
+            self.written_bytes as f64 / 1000.0 / commits,
+            self.written_bytes as f64 / 1000.0 / creates.max(1) as f64
+        )
+    }
 }
 
 /// Share of the closed-loop peak the open-loop window offers.
@@ -256,6 +295,7 @@ impl Window {
         self.run
             .print("POST /generation/create (202 accepted)", &RUN_STYLE);
         self.cpu.print();
+        println!("  storage writer: {}", self.writer.describe(self.run.ops));
         println!(
             "  broker-confirmed jobs during the window (creativeflow_jobs_confirmed_total): {} = {} jobs/s \
              ({:.1}% of accepted); drain consumer received {}",
@@ -427,6 +467,10 @@ fn rows(
             thousands(lags.late as u64),
             verdict(lags.p99_ms < 500.0)
         ),
+    );
+    summary.row(
+        "Storage writer during the create window (`/metrics`; bytes from `/proc/self/io` write_bytes)",
+        w.writer.describe(run.ops),
     );
     summary.row(
         "Outbox backlog during the window (max of 1-s samples) / time to empty after",
