@@ -397,8 +397,8 @@ pub fn list(
     Ok((found.rows, next))
 }
 
-/// The request a ledger entry charged, if it is a charge. A charge whose request is missing is
-/// damage (`verify` reports it), so an error rather than a shorter list.
+/// The request a ledger entry charged, if it is a charge. A charge whose request is missing or
+/// another user's is damage (`verify` reports it), so an error rather than a wrong list.
 pub fn charged_request(
     reads: &impl Reader,
     entry: &LedgerEntry,
@@ -407,7 +407,11 @@ pub fn charged_request(
         return Ok(None);
     };
     match reads.get::<GenerationRecord>(&keys::id(id))? {
-        Some(g) => Ok(Some(g)),
+        Some(g) if g.user_id == entry.user_id => Ok(Some(g)),
+        Some(g) => Err(AppError::internal(format!(
+            "ledger entry {} of user {} charges request {id} of user {}",
+            entry.id, entry.user_id, g.user_id
+        ))),
         None => Err(AppError::internal(format!(
             "ledger entry {} charges request {id}, which is missing",
             entry.id

@@ -37,7 +37,10 @@ pub const VIOLATIONS_LISTED_MAX: usize = 1000;
 /// What the ledger says about one generation request.
 #[derive(Debug, Default, Clone, Copy)]
 struct GenLinks {
+    /// The user of the first entry naming the request; `users_differ` once an entry of another
+    /// user names it too (a user's requests are listed through their own chain).
     user: Option<Uuid>,
+    users_differ: bool,
     charges: u32,
     charged: i64,
     refunds: u32,
@@ -447,6 +450,7 @@ fn check_ledger(txn: &ReadTransaction, c: &mut Collector) -> Result<LedgerDays, 
         }
         if let Some(g) = entry.generation_request_id {
             let l = c.gen_links.entry(g).or_default();
+            l.users_differ |= l.user.is_some_and(|u| u != user);
             l.user = Some(user);
             match entry.kind {
                 LedgerKind::GenerationCharge => {
@@ -816,7 +820,13 @@ impl Workspace {
 /// A request was charged its cost exactly once, and refunded exactly when failed or cancelled.
 fn check_generation_money(g: &GenerationRecord, l: GenLinks, c: &mut Collector) {
     let cost = i64::try_from(g.cost).unwrap_or(i64::MAX);
-    if l.charges != 1 || l.charged != -cost || l.user.is_some_and(|u| u != g.user_id) {
+    if l.users_differ || l.user.is_some_and(|u| u != g.user_id) {
+        c.violation(format!(
+            "generation {} of user {} is named by another user's ledger entries",
+            g.id, g.user_id
+        ));
+    }
+    if l.charges != 1 || l.charged != -cost {
         c.violation(format!(
             "generation {} should be charged {} once; the ledger has {} charge(s) totalling {}",
             g.id, g.cost, l.charges, l.charged

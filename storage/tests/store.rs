@@ -17,16 +17,28 @@ fn open(dir: &std::path::Path, queue: usize) -> Store {
 }
 
 fn account_with(user: Uuid, amounts: &[i64]) -> (WriteSet, AccountRecord) {
+    let postings: Vec<_> = amounts
+        .iter()
+        .map(|&a| (a, LedgerKind::AdminAdjustment, None))
+        .collect();
+    chain_with(user, &postings)
+}
+
+/// `user`'s account and ledger chain from (amount, kind, generation named) postings.
+fn chain_with(
+    user: Uuid,
+    postings: &[(i64, LedgerKind, Option<Uuid>)],
+) -> (WriteSet, AccountRecord) {
     let mut a = AccountRecord::empty(user, 0);
     let mut set = WriteSet::new();
-    for &amount in amounts {
+    for &(amount, kind, generation_request_id) in postings {
         let (next, e) = a
             .post(
                 Posting {
                     amount,
-                    kind: LedgerKind::AdminAdjustment,
+                    kind,
                     description: "t".into(),
-                    generation_request_id: None,
+                    generation_request_id,
                     invoice_id: None,
                 },
                 1,
@@ -256,13 +268,10 @@ async fn verify_names_orphan_projects_assets_and_double_defaults() {
     );
 }
 
-#[tokio::test]
-async fn verify_names_a_request_refunded_twice_and_a_pending_one_without_its_job() {
+/// A failed request of `user` that cost `cost`, as stored.
+fn failed_request(user: Uuid, cost: u64) -> storage::records::GenerationRecord {
     use storage::records::*;
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), 16);
-    let user = Uuid::now_v7();
-    let g = GenerationRecord {
+    GenerationRecord {
         id: Uuid::now_v7(),
         user_id: user,
         project_id: Uuid::now_v7(),
@@ -270,45 +279,74 @@ async fn verify_names_a_request_refunded_twice_and_a_pending_one_without_its_job
         format: "banner".into(),
         variations: 1,
         params_json: "{}".into(),
-        cost: 2,
+        cost,
         status: GenStatus::Failed,
         error: None,
         asset_ids: vec![],
         deadline_at_us: 5,
         created_at_us: 0,
         updated_at_us: 0,
-    };
+    }
+}
+
+/// A user's requests are listed through the charges of their own chain, so a charge in
+/// another user's chain must be found even when the owner's chain holds the refund.
+#[tokio::test]
+async fn verify_names_a_request_charged_in_another_users_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 16);
+    let (owner, other) = (Uuid::now_v7(), Uuid::now_v7());
+    let g = failed_request(owner, 2);
+    let (mut set, _) = chain_with(
+        other,
+        &[
+            (10, LedgerKind::SignupGrant, None),
+            (-2, LedgerKind::GenerationCharge, Some(g.id)),
+        ],
+    );
+    let (owners, _) = chain_with(
+        owner,
+        &[
+            (10, LedgerKind::SignupGrant, None),
+            (2, LedgerKind::GenerationRefund, Some(g.id)),
+        ],
+    );
+    set.extend(owners);
+    set.put(keys::id(g.id), &g);
+    store.write(set).await.unwrap();
+    let report = storage::verify::verify(&store.snapshot().unwrap(), &mut |_, _| {}).unwrap();
+    let all = report.violations.join("\n");
+    assert!(
+        all.contains(&format!(
+            "generation {} of user {owner} is named by another user's ledger entries",
+            g.id
+        )),
+        "{all}"
+    );
+}
+
+#[tokio::test]
+async fn verify_names_a_request_refunded_twice_and_a_pending_one_without_its_job() {
+    use storage::records::*;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 16);
+    let user = Uuid::now_v7();
+    let g = failed_request(user, 2);
     let pending = GenerationRecord {
         id: Uuid::now_v7(),
         status: GenStatus::Pending,
         ..g.clone()
     };
-    let mut a = AccountRecord::empty(user, 0);
-    let mut set = WriteSet::new();
-    let postings = [
-        (10, LedgerKind::SignupGrant, None),
-        (-2, LedgerKind::GenerationCharge, Some(g.id)),
-        (2, LedgerKind::GenerationRefund, Some(g.id)),
-        (2, LedgerKind::GenerationRefund, Some(g.id)),
-        (-2, LedgerKind::GenerationCharge, Some(pending.id)),
-    ];
-    for (amount, kind, gid) in postings {
-        let (next, e) = a
-            .post(
-                Posting {
-                    amount,
-                    kind,
-                    description: "t".into(),
-                    generation_request_id: gid,
-                    invoice_id: None,
-                },
-                1,
-            )
-            .unwrap();
-        set.put(keys::ledger(e.id), &e);
-        a = next;
-    }
-    set.put(keys::account(user), &a);
+    let (mut set, _) = chain_with(
+        user,
+        &[
+            (10, LedgerKind::SignupGrant, None),
+            (-2, LedgerKind::GenerationCharge, Some(g.id)),
+            (2, LedgerKind::GenerationRefund, Some(g.id)),
+            (2, LedgerKind::GenerationRefund, Some(g.id)),
+            (-2, LedgerKind::GenerationCharge, Some(pending.id)),
+        ],
+    );
     for r in [&g, &pending] {
         set.put(keys::id(r.id), r);
         set.put(keys::pair(user, r.id), &GenerationOfUser);

@@ -71,22 +71,35 @@ fn ensure_meta(client: &mut postgres::Client, place: &str) -> Result<(), Storage
             &[&META_KEY, &encode(&meta)],
         )
         .map_err(pg)?;
-    let stored: Vec<u8> = client
-        .query_one(&format!("SELECT v FROM {table} WHERE k = $1"), &[&META_KEY])
-        .map_err(pg)?
-        .get(0);
-    let mut m: MetaRecord = decode(&stored)?;
+    let read = |client: &mut postgres::Client| -> Result<(Vec<u8>, MetaRecord), StorageError> {
+        let stored: Vec<u8> = client
+            .query_one(&format!("SELECT v FROM {table} WHERE k = $1"), &[&META_KEY])
+            .map_err(pg)?
+            .get(0);
+        let m = decode(&stored)?;
+        Ok((stored, m))
+    };
+    let (stored, mut m) = read(client)?;
     if (PG_SCHEMA_UPGRADABLE_FROM..SCHEMA_VERSION).contains(&m.schema_version) {
-        // Conditioned on the bytes read: nodes starting together upgrade it once.
+        // Conditioned on the bytes read: of nodes starting together one moves it, and the
+        // others check what it wrote instead of assuming it is what they would have written.
         let from = m.schema_version;
-        m.schema_version = SCHEMA_VERSION;
-        client
+        let upgraded = MetaRecord {
+            schema_version: SCHEMA_VERSION,
+            ..m
+        };
+        let moved = client
             .execute(
                 &format!("UPDATE {table} SET v = $2 WHERE k = $1 AND v = $3"),
-                &[&META_KEY, &encode(&m), &stored],
+                &[&META_KEY, &encode(&upgraded), &stored],
             )
             .map_err(pg)?;
-        tracing::info!(from, to = SCHEMA_VERSION, "record schema upgraded");
+        if moved == 1 {
+            tracing::info!(from, to = SCHEMA_VERSION, "record schema upgraded");
+            m = upgraded;
+        } else {
+            m = read(client)?.1;
+        }
     }
     if m.schema_version != SCHEMA_VERSION {
         return Err(StorageError::Open {
