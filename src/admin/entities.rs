@@ -14,7 +14,6 @@ use super::listing::{self, ListQuery, Window};
 use super::users::{ledger_table, money};
 use super::{see_other, PageResult, Staff};
 use crate::error::AppError;
-use crate::extract::encode_cursor;
 use crate::services::chain;
 use crate::services::generation as gen;
 use crate::services::workspace::{self as ws, Access};
@@ -458,7 +457,7 @@ fn chain_window<T>(
     let page = chain::page(reads, user, query.cursor.as_deref(), bounds, take)?;
     Ok(Window {
         cut: page.cut,
-        next: page.next.map(|k| encode_cursor(&k)),
+        next: page.next,
         rows: page.rows,
     })
 }

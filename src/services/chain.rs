@@ -11,6 +11,7 @@ use storage::Reader;
 use uuid::Uuid;
 
 use crate::error::AppError;
+use crate::extract::encode_cursor;
 
 /// The newest entry of `user`'s ledger, if any.
 pub fn head(reads: &impl Reader, user: Uuid) -> Result<Option<Uuid>, AppError> {
@@ -55,11 +56,11 @@ impl<R: Reader> Iterator for Chain<'_, R> {
     }
 }
 
-/// One page of a walk: the rows kept, and where the next page starts (the ledger key of the
-/// last entry examined; `None` once the chain has no older entry).
+/// One page of a walk: the rows kept, and where the next page starts (the cursor, encoded as
+/// lists answer it, of the last entry examined; `None` once the chain has no older entry).
 pub struct ChainPage<T> {
     pub rows: Vec<T>,
-    pub next: Option<Vec<u8>>,
+    pub next: Option<String>,
     /// Whether the examination bound ended the page before it was full.
     pub cut: bool,
 }
@@ -72,8 +73,8 @@ pub struct PageBounds {
 }
 
 /// Up to `rows_max` rows made by `take` from `user`'s entries, newest first, from the entry after
-/// `cursor` (a `next` this function gave) or from the head, examining at most `examined_max`
-/// entries. A cursor that names no entry of this user is refused.
+/// `cursor` (a `next` this function gave, decoded) or from the head, examining at most
+/// `examined_max` entries. A cursor that names no entry of this user is refused.
 pub fn page<R: Reader, T>(
     reads: &R,
     user: Uuid,
@@ -106,7 +107,7 @@ pub fn page<R: Reader, T>(
     }
     let next = examined
         .filter(|_| walk.pending().is_some())
-        .map(keys::ledger);
+        .map(|id| encode_cursor(&keys::ledger(id)));
     Ok(ChainPage {
         cut: next.is_some() && rows.len() < bounds.rows_max,
         next,

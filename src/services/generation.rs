@@ -393,8 +393,7 @@ pub fn list(
             project.is_none_or(|p| p == g.project_id) && status.is_none_or(|s| s == g.status)
         }))
     })?;
-    let next = found.next.map(|k| crate::extract::encode_cursor(&k));
-    Ok((found.rows, next))
+    Ok((found.rows, found.next))
 }
 
 /// The request a ledger entry charged, if it is a charge. A charge whose request is missing or

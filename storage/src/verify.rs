@@ -450,8 +450,7 @@ fn check_ledger(txn: &ReadTransaction, c: &mut Collector) -> Result<LedgerDays, 
         }
         if let Some(g) = entry.generation_request_id {
             let l = c.gen_links.entry(g).or_default();
-            l.users_differ |= l.user.is_some_and(|u| u != user);
-            l.user = Some(user);
+            l.users_differ |= *l.user.get_or_insert(user) != user;
             match entry.kind {
                 LedgerKind::GenerationCharge => {
                     l.charges += 1;

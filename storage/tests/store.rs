@@ -349,7 +349,6 @@ async fn verify_names_a_request_refunded_twice_and_a_pending_one_without_its_job
     );
     for r in [&g, &pending] {
         set.put(keys::id(r.id), r);
-        set.put(keys::pair(user, r.id), &GenerationOfUser);
     }
     set.put(
         keys::live_generation(pending.deadline_at_us, pending.id),

@@ -482,27 +482,13 @@ async fn listing_filters_by_project_and_status() {
         )
         .await;
     }
-    let list: Value = app
-        .get(
-            &format!("/api/v1/generation?project_id={project_id}&limit=2"),
-            Some(&token),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list = listed(&app, &token, &format!("project_id={project_id}&limit=2")).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 2);
     assert!(list["next_cursor"].is_string());
-    let none: Value = app
-        .get("/api/v1/generation?status=completed", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let none = listed(&app, &token, "status=completed").await;
     assert_eq!(none["items"], json!([]));
     assert_error(
-        app.get("/api/v1/generation?status=weird", Some(&token))
-            .await,
+        list_page(&app, &token, "status=weird").await,
         422,
         "validation_failed",
     )
