@@ -4,6 +4,8 @@
 //! down, and accepted jobs wait durably in the outbox.
 
 use std::collections::{HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -216,12 +218,22 @@ struct Job {
     created_at_us: i64,
 }
 
-type Confirm = std::pin::Pin<
-    Box<dyn std::future::Future<Output = (Job, Result<lapin::Confirmation, lapin::Error>)> + Send>,
->;
+/// A job handed to lapin: its send, then its confirm.
+type Confirm<'a> =
+    Pin<Box<dyn Future<Output = (Job, Result<lapin::Confirmation, lapin::Error>)> + Send + 'a>>;
+
+/// Confirmed jobs being recorded, answering what became of each.
+type Recording<'a> =
+    Pin<Box<dyn Future<Output = Vec<(Job, Result<(), GenerationError>)>> + Send + 'a>>;
 
 /// Order entries read per scan of the cursor.
 const SCAN_BATCH_MAX: usize = 256;
+
+/// Records of confirmed jobs that may wait for their commit at once. The relay goes on
+/// publishing and taking confirms while they wait (awaiting each one stalled the relay for a
+/// group commit per batch: measured, it spent over half of its time there at 8.5k jobs/s).
+/// Confirms that arrive meanwhile gather in `to_record` and go in the next record together.
+const RECORDINGS_IN_FLIGHT_MAX: usize = 2;
 
 /// The publisher's state on one channel.
 struct Relay<'a> {
@@ -229,7 +241,13 @@ struct Relay<'a> {
     config: &'a BrokerConfig,
     status: &'a BrokerStatus,
     channel: Channel,
-    inflight: FuturesUnordered<Confirm>,
+    /// Unconfirmed jobs, at most `confirm_window`.
+    inflight: FuturesUnordered<Confirm<'a>>,
+    /// Acked jobs not yet being recorded, at most `confirm_window`: past that the relay takes
+    /// no more confirms, so the window fills and publishing pauses too.
+    to_record: Vec<Job>,
+    /// Records waiting for their commit, at most [`RECORDINGS_IN_FLIGHT_MAX`].
+    recording: FuturesUnordered<Recording<'a>>,
     inflight_ids: HashSet<Uuid>,
     /// Nacked, or confirmed but not recorded: published again before new entries.
     retry: VecDeque<Job>,
@@ -262,6 +280,8 @@ async fn relay(
         status,
         channel,
         inflight: FuturesUnordered::new(),
+        to_record: Vec::new(),
+        recording: FuturesUnordered::new(),
         inflight_ids: HashSet::new(),
         retry: VecDeque::new(),
         // Everything still in the outbox was not confirmed: start from the first entry.
@@ -282,11 +302,16 @@ async fn relay(
             relay.cursor = None;
             relay.retry.clear();
         }
+        relay.start_recording();
+        let may_settle = relay.to_record.len() < config.confirm_window;
         tokio::select! {
-            Some(first) = relay.inflight.next(), if !relay.inflight.is_empty() => {
-                if let Err(e) = relay.settle(first).await {
+            Some(first) = relay.inflight.next(), if may_settle && !relay.inflight.is_empty() => {
+                if let Err(e) = relay.settle(first) {
                     return e;
                 }
+            }
+            Some(done) = relay.recording.next(), if !relay.recording.is_empty() => {
+                relay.recorded(done);
             }
             _ = wake.notified() => {}
             _ = tokio::time::sleep(poll), if lease.shared() => {}
@@ -303,7 +328,7 @@ async fn open_channel(conn: &Connection, config: &BrokerConfig) -> Result<Channe
     Ok(channel)
 }
 
-impl Relay<'_> {
+impl<'a> Relay<'a> {
     /// Publishes retries first, then new entries from the cursor, until the window is full or
     /// there is nothing more.
     async fn fill_window(&mut self) -> Result<(), String> {
@@ -313,7 +338,7 @@ impl Relay<'_> {
                     .store
                     .get::<OutboxRecord>(&keys::id(job.generation_id))
                     .map_err(|e| e.to_string())?;
-                let stale = self.publish_all(vec![(job, record)], true).await?;
+                let stale = self.publish_all(vec![(job, record)], true);
                 self.remove_stale(stale).await;
                 continue;
             }
@@ -347,7 +372,7 @@ impl Relay<'_> {
                     (job, record)
                 })
                 .collect();
-            let stale = self.publish_all(jobs, false).await?;
+            let stale = self.publish_all(jobs, false);
             self.remove_stale(stale).await;
         }
         Ok(())
@@ -372,67 +397,70 @@ impl Relay<'_> {
     /// Answers the order keys of jobs whose entry is gone (the request was cancelled or failed
     /// before publishing): only their order entry is left.
     ///
-    /// Every publish is handed to lapin before any is awaited: lapin resolves a publish only
-    /// once its I/O thread has written it, so awaiting them one by one costs a socket write and
-    /// two thread wake-ups per job; handed over together they leave in a few writes.
-    async fn publish_all(
-        &mut self,
-        jobs: Vec<(Job, Option<OutboxRecord>)>,
-        again: bool,
-    ) -> Result<Vec<Vec<u8>>, String> {
+    /// Nothing is awaited here: each job's send and confirm are one future of the window, and
+    /// the relay's loop polls them all together. So a scan's publishes reach lapin's I/O thread
+    /// in one go and leave in a few socket writes, and the relay does not wait for that thread
+    /// before it takes the next confirms (it did, a third of its time at 8.5k jobs/s).
+    fn publish_all(&mut self, jobs: Vec<(Job, Option<OutboxRecord>)>, again: bool) -> Vec<Vec<u8>> {
         let mut stale = Vec::new();
-        let mut ready = Vec::with_capacity(jobs.len());
-        for (job, record) in jobs {
+        for (mut job, record) in jobs {
             match record {
                 _ if self.inflight_ids.contains(&job.generation_id) => {}
                 None => stale.push(job.order_key),
-                // Taken before sending, as when jobs went one at a time: a job is never in
-                // flight twice, even were it listed twice in one batch.
+                // Taken before sending: a job is never in flight twice, even were it listed
+                // twice in one batch.
                 Some(record) => {
                     self.inflight_ids.insert(job.generation_id);
-                    ready.push((job, record));
+                    job.created_at_us = record.created_at_us;
+                    let publish = self.publish(job, record, again);
+                    self.inflight.push(publish);
                 }
             }
         }
-        let sends = ready.iter().map(|(_, record)| {
+        stale
+    }
+
+    /// One job's send and confirm. A job takes its delivery tag and queues its frames in one
+    /// step of its first poll, so tags match frames whatever order the window polls in. A failed
+    /// send answers its error: the relay then returns and starts over from the first outbox
+    /// entry on a new channel, so what was sent is published again (consumers dedupe).
+    fn publish(&self, job: Job, record: OutboxRecord, again: bool) -> Confirm<'a> {
+        let channel = self.channel.clone();
+        let (config, status) = (self.config, self.status);
+        Box::pin(async move {
             let properties = BasicProperties::default()
                 .with_delivery_mode(2)
                 .with_content_type("application/json".into())
                 .with_message_id(record.generation_id.to_string().into());
-            self.channel.basic_publish(
-                self.config.exchange.as_str().into(),
-                self.config.routing_key.as_str().into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                &record.payload,
-                properties,
-            )
-        });
-        // A job takes its delivery tag and queues its frames in one step of its first poll, so
-        // tags match frames whatever order join_all polls in; each job is confirmed on its own.
-        let confirms = futures_util::future::join_all(sends).await;
-        let counter = if again {
-            &self.status.republished_total
-        } else {
-            &self.status.published_total
-        };
-        for ((mut job, record), confirm) in ready.into_iter().zip(confirms) {
-            // On a failed send the relay returns and starts over from the first outbox entry on
-            // a new channel, so what this batch sent is published again (consumers dedupe).
-            let confirm = confirm.map_err(|e| e.to_string())?;
-            job.created_at_us = record.created_at_us;
+            let sent = channel
+                .basic_publish(
+                    config.exchange.as_str().into(),
+                    config.routing_key.as_str().into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    &record.payload,
+                    properties,
+                )
+                .await;
+            let confirm = match sent {
+                Ok(confirm) => confirm,
+                Err(e) => return (job, Err(e)),
+            };
+            let counter = if again {
+                &status.republished_total
+            } else {
+                &status.published_total
+            };
             counter.fetch_add(1, Ordering::Relaxed);
-            self.inflight
-                .push(Box::pin(async move { (job, confirm.await) }));
-        }
-        Ok(stale)
+            (job, confirm.await)
+        })
     }
 
-    /// Handles the first confirm that arrived and every other one already in, then records the
-    /// acked jobs as published together.
-    async fn settle(
+    /// Takes the first confirm that arrived and every other one already in; the acked jobs
+    /// wait in `to_record` for [`Relay::start_recording`].
+    fn settle(
         &mut self,
         first: (Job, Result<lapin::Confirmation, lapin::Error>),
     ) -> Result<(), String> {
@@ -461,16 +489,40 @@ impl Relay<'_> {
                 Err(e) => return Err(e.to_string()),
             }
         }
-        // A confirmed batch is recorded in as few write sets as its bound allows.
-        let mut results = Vec::with_capacity(acked.len());
-        for chunk in acked.chunks(CONFIRMS_PER_WRITE_MAX) {
-            let jobs: Vec<(Uuid, Vec<u8>)> = chunk
-                .iter()
-                .map(|j| (j.generation_id, j.order_key.clone()))
-                .collect();
-            results.extend(mark_published_batch(self.store, &jobs).await);
+        self.to_record.extend(acked);
+        Ok(())
+    }
+
+    /// Starts recording every acked job gathered so far, if a record may start: in as few
+    /// write sets as their bound allows, all riding the same group commit. [`Relay::recorded`]
+    /// handles the outcome.
+    fn start_recording(&mut self) {
+        if self.to_record.is_empty() || self.recording.len() >= RECORDINGS_IN_FLIGHT_MAX {
+            return;
         }
-        for (job, r) in acked.into_iter().zip(results) {
+        let jobs = std::mem::take(&mut self.to_record);
+        let store = self.store;
+        self.recording.push(Box::pin(async move {
+            let batches: Vec<Vec<(Uuid, Vec<u8>)>> = jobs
+                .chunks(CONFIRMS_PER_WRITE_MAX)
+                .map(|chunk| {
+                    chunk
+                        .iter()
+                        .map(|j| (j.generation_id, j.order_key.clone()))
+                        .collect()
+                })
+                .collect();
+            let writes = batches.iter().map(|b| mark_published_batch(store, b));
+            let results = futures_util::future::join_all(writes).await;
+            jobs.into_iter()
+                .zip(results.into_iter().flatten())
+                .collect()
+        }));
+    }
+
+    /// Counts the jobs a recording stored, and publishes again those it could not store.
+    fn recorded(&mut self, done: Vec<(Job, Result<(), GenerationError>)>) {
+        for (job, r) in done {
             match r {
                 Ok(()) => {
                     self.status.confirmed_total.fetch_add(1, Ordering::Relaxed);
@@ -485,7 +537,6 @@ impl Relay<'_> {
                 }
             }
         }
-        Ok(())
     }
 }
 

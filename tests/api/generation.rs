@@ -882,8 +882,22 @@ async fn jobs_that_waited_for_the_broker_are_all_published_except_one_cancelled_
 /// behind its cursor (with no more creates there is nothing left to wake it).
 #[actix_web::test]
 async fn under_concurrent_creates_every_job_is_published_without_a_rescan() {
+    concurrent_creates_are_all_published_and_recorded("").await;
+}
+
+/// The relay takes confirms and records them while earlier records wait for their commit; with
+/// a window of two, confirms outrun the records and the relay must hold back on its bound
+/// rather than drop or repeat a record: every job is still published, queued and removed.
+#[actix_web::test]
+async fn a_confirm_window_far_smaller_than_the_load_still_publishes_and_records_every_job() {
+    concurrent_creates_are_all_published_and_recorded("[generation]\nconfirm_window = 2\n").await;
+}
+
+/// 80 concurrent creates from 8 users: every job reaches the queue, and the outbox and its
+/// order entries empty.
+async fn concurrent_creates_are_all_published_and_recorded(extra: &str) {
     let bus = Bus::new().await;
-    let owned = app_on(&bus, "").await;
+    let owned = app_on(&bus, extra).await;
     let app = &owned;
     let mut users = Vec::new();
     for _ in 0..8 {
