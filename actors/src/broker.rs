@@ -226,6 +226,9 @@ type Confirm<'a> =
 type Recording<'a> =
     Pin<Box<dyn Future<Output = Vec<(Job, Result<(), GenerationError>)>> + Send + 'a>>;
 
+/// How long the relay lets new outbox entries gather after a wake-up before it scans.
+const PUBLISH_GATHER_US: u64 = 1_000;
+
 /// Order entries read per scan of the cursor.
 const SCAN_BATCH_MAX: usize = 256;
 
@@ -313,7 +316,11 @@ async fn relay(
             Some(done) = relay.recording.next(), if !relay.recording.is_empty() => {
                 relay.recorded(done);
             }
-            _ = wake.notified() => {}
+            _ = wake.notified() => {
+                // Let the commits of the next moment land before scanning, so they leave in one
+                // batch of frames.
+                tokio::time::sleep(Duration::from_micros(PUBLISH_GATHER_US)).await;
+            }
             _ = tokio::time::sleep(poll), if lease.shared() => {}
         }
     }
