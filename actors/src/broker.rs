@@ -244,13 +244,18 @@ struct Relay<'a> {
     config: &'a BrokerConfig,
     status: &'a BrokerStatus,
     channel: Channel,
-    /// Unconfirmed jobs, at most `confirm_window`.
+    /// Unconfirmed jobs. With `to_record` and `recording_jobs`, at most `confirm_window`: the
+    /// window counts every job published and not yet recorded, which bounds what a failure can
+    /// publish twice.
     inflight: FuturesUnordered<Confirm<'a>>,
-    /// Acked jobs not yet being recorded, at most `confirm_window`: past that the relay takes
-    /// no more confirms, so the window fills and publishing pauses too.
+    /// Acked jobs not yet being recorded.
     to_record: Vec<Job>,
     /// Records waiting for their commit, at most [`RECORDINGS_IN_FLIGHT_MAX`].
     recording: FuturesUnordered<Recording<'a>>,
+    /// Jobs in `recording`.
+    recording_jobs: usize,
+    /// Every job published and not yet recorded (or nacked): never published again meanwhile,
+    /// not even by a scan from the first entry after the lease comes back.
     inflight_ids: HashSet<Uuid>,
     /// Nacked, or confirmed but not recorded: published again before new entries.
     retry: VecDeque<Job>,
@@ -285,45 +290,15 @@ async fn relay(
         inflight: FuturesUnordered::new(),
         to_record: Vec::new(),
         recording: FuturesUnordered::new(),
+        recording_jobs: 0,
         inflight_ids: HashSet::new(),
         retry: VecDeque::new(),
         // Everything still in the outbox was not confirmed: start from the first entry.
         cursor: None,
     };
-    let poll = Duration::from_millis(SHARED_POLL_MS);
-    loop {
-        if !conn.status().connected() {
-            return "the connection closed".into();
-        }
-        if lease.is_held() {
-            if let Err(e) = relay.fill_window().await {
-                return e;
-            }
-        } else {
-            // Another node relays. Should this one take over, it starts from the first entry:
-            // what the other node published but did not record is published again.
-            relay.cursor = None;
-            relay.retry.clear();
-        }
-        relay.start_recording();
-        let may_settle = relay.to_record.len() < config.confirm_window;
-        tokio::select! {
-            Some(first) = relay.inflight.next(), if may_settle && !relay.inflight.is_empty() => {
-                if let Err(e) = relay.settle(first) {
-                    return e;
-                }
-            }
-            Some(done) = relay.recording.next(), if !relay.recording.is_empty() => {
-                relay.recorded(done);
-            }
-            _ = wake.notified() => {
-                // Let the commits of the next moment land before scanning, so they leave in one
-                // batch of frames.
-                tokio::time::sleep(Duration::from_micros(PUBLISH_GATHER_US)).await;
-            }
-            _ = tokio::time::sleep(poll), if lease.shared() => {}
-        }
-    }
+    let failure = relay.run(wake, lease, conn).await;
+    relay.finish_records().await;
+    failure
 }
 
 async fn open_channel(conn: &Connection, config: &BrokerConfig) -> Result<Channel, lapin::Error> {
@@ -336,10 +311,68 @@ async fn open_channel(conn: &Connection, config: &BrokerConfig) -> Result<Channe
 }
 
 impl<'a> Relay<'a> {
+    /// The relay's loop, until the connection fails; answers the failure.
+    async fn run(&mut self, wake: &Notify, lease: &RelayLease, conn: &Connection) -> String {
+        let poll = Duration::from_millis(SHARED_POLL_MS);
+        loop {
+            if !conn.status().connected() {
+                return "the connection closed".into();
+            }
+            if lease.is_held() {
+                if let Err(e) = self.fill_window().await {
+                    return e;
+                }
+            } else {
+                // Another node relays. Should this one take over, it starts from the first
+                // entry: what the other node published but did not record is published again.
+                self.cursor = None;
+                self.retry.clear();
+            }
+            self.start_recording();
+            // Records first: their first poll hands their write to the writer. Then the
+            // window, whose first poll of each new job sends it, before a wake-up may sleep.
+            tokio::select! {
+                biased;
+                Some(done) = self.recording.next(), if !self.recording.is_empty() => {
+                    self.recorded(done);
+                }
+                Some(first) = self.inflight.next(), if !self.inflight.is_empty() => {
+                    if let Err(e) = self.settle(first) {
+                        return e;
+                    }
+                }
+                _ = wake.notified() => {
+                    // Let the commits of the next moment land before scanning, so they leave
+                    // in one batch of frames.
+                    tokio::time::sleep(Duration::from_micros(PUBLISH_GATHER_US)).await;
+                }
+                _ = tokio::time::sleep(poll), if lease.shared() => {}
+            }
+        }
+    }
+
+    /// Jobs published and not yet recorded: the window's measure.
+    fn outstanding(&self) -> usize {
+        self.inflight.len() + self.to_record.len() + self.recording_jobs
+    }
+
+    /// Records what the broker acked before the relay stops, so that a reconnect does not
+    /// publish it again; waits for the records already started.
+    async fn finish_records(&mut self) {
+        let jobs = std::mem::take(&mut self.to_record);
+        if !jobs.is_empty() {
+            self.recording_jobs += jobs.len();
+            self.recording.push(self.record(jobs));
+        }
+        while let Some(done) = self.recording.next().await {
+            self.recorded(done);
+        }
+    }
+
     /// Publishes retries first, then new entries from the cursor, until the window is full or
     /// there is nothing more.
     async fn fill_window(&mut self) -> Result<(), String> {
-        while self.inflight.len() < self.config.confirm_window {
+        while self.outstanding() < self.config.confirm_window {
             if let Some(job) = self.retry.pop_front() {
                 let record = self
                     .store
@@ -349,7 +382,7 @@ impl<'a> Relay<'a> {
                 self.remove_stale(stale).await;
                 continue;
             }
-            let want = (self.config.confirm_window - self.inflight.len()).min(SCAN_BATCH_MAX);
+            let want = (self.config.confirm_window - self.outstanding()).min(SCAN_BATCH_MAX);
             let rows = self
                 .store
                 .scan::<OutboxOrder>(&[], self.cursor.as_deref(), Direction::Forward, want)
@@ -476,28 +509,39 @@ impl<'a> Relay<'a> {
             done.push(more);
         }
         let mut acked = Vec::with_capacity(done.len());
+        let mut failure = None;
         for (job, result) in done {
-            self.inflight_ids.remove(&job.generation_id);
             match result {
+                // Its id stays taken until the record is written (see `recorded`).
                 Ok(c) if c.is_ack() => match c.take_message() {
                     None => acked.push(job),
                     Some(returned) => {
                         // Unroutable: the queue or binding is gone. Redeclare on a fresh
                         // connection rather than spin.
-                        let id = job.generation_id;
-                        self.retry.push_back(job);
-                        return Err(format!(
-                            "job {id} returned by the broker: {} {}",
-                            returned.reply_code, returned.reply_text
+                        failure = Some(format!(
+                            "job {} returned by the broker: {} {}",
+                            job.generation_id, returned.reply_code, returned.reply_text
                         ));
+                        self.inflight_ids.remove(&job.generation_id);
+                        self.retry.push_back(job);
+                        break;
                     }
                 },
-                Ok(_) => self.retry.push_back(job), // nacked: publish again
-                Err(e) => return Err(e.to_string()),
+                Ok(_) => {
+                    // Nacked: publish again.
+                    self.inflight_ids.remove(&job.generation_id);
+                    self.retry.push_back(job);
+                }
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    self.inflight_ids.remove(&job.generation_id);
+                    break;
+                }
             }
         }
+        // Even on a failure: what was acked is recorded before the relay stops.
         self.to_record.extend(acked);
-        Ok(())
+        failure.map_or(Ok(()), Err)
     }
 
     /// Starts recording every acked job gathered so far, if a record may start: in as few
@@ -508,8 +552,14 @@ impl<'a> Relay<'a> {
             return;
         }
         let jobs = std::mem::take(&mut self.to_record);
+        self.recording_jobs += jobs.len();
+        self.recording.push(self.record(jobs));
+    }
+
+    /// The record of `jobs` as published, answering each one's outcome.
+    fn record(&self, jobs: Vec<Job>) -> Recording<'a> {
         let store = self.store;
-        self.recording.push(Box::pin(async move {
+        Box::pin(async move {
             let batches: Vec<Vec<(Uuid, Vec<u8>)>> = jobs
                 .chunks(CONFIRMS_PER_WRITE_MAX)
                 .map(|chunk| {
@@ -520,16 +570,23 @@ impl<'a> Relay<'a> {
                 })
                 .collect();
             let writes = batches.iter().map(|b| mark_published_batch(store, b));
-            let results = futures_util::future::join_all(writes).await;
-            jobs.into_iter()
-                .zip(results.into_iter().flatten())
-                .collect()
-        }));
+            let results: Vec<_> = futures_util::future::join_all(writes)
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+            // One outcome per job, or `recording_jobs` would drift and shrink the window.
+            assert_eq!(results.len(), jobs.len(), "a record answers every job");
+            jobs.into_iter().zip(results).collect()
+        })
     }
 
-    /// Counts the jobs a recording stored, and publishes again those it could not store.
+    /// Counts the jobs a record stored, and publishes again those it could not store.
     fn recorded(&mut self, done: Vec<(Job, Result<(), GenerationError>)>) {
+        self.recording_jobs -= done.len();
+        let mut failed = 0usize;
         for (job, r) in done {
+            self.inflight_ids.remove(&job.generation_id);
             match r {
                 Ok(()) => {
                     self.status.confirmed_total.fetch_add(1, Ordering::Relaxed);
@@ -539,10 +596,19 @@ impl<'a> Relay<'a> {
                 // Publish it again (a duplicate with the same message_id, which consumers
                 // dedupe) so that its outbox entry is removed once recording works again.
                 Err(e) => {
-                    tracing::warn!(error = %e, "could not record a confirmed job; it is published again");
+                    if failed == 0 {
+                        tracing::warn!(error = %e, "could not record confirmed jobs; they are published again");
+                    }
+                    failed += 1;
                     self.retry.push_back(job);
                 }
             }
+        }
+        if failed > 1 {
+            tracing::warn!(
+                jobs = failed,
+                "confirmed jobs left unrecorded in one record"
+            );
         }
     }
 }
