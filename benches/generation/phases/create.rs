@@ -2,9 +2,10 @@
 //!    the jobs queue.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 use crate::api::{
     create_requests, metric, metrics_text, prompt, quantile_between, readyz, BenchUser,
@@ -123,8 +124,8 @@ async fn window(
 ) -> Res<Window> {
     let before = metrics_text(addr).await?;
     let confirmed_before = metric(&before, "creativeflow_jobs_confirmed_total").unwrap_or(0.0);
-    let sampling = Arc::new(AtomicBool::new(true));
-    let sampler = tokio::spawn(sample_metrics(addr, sampling.clone()));
+    let stop_sampling = Arc::new(Notify::new());
+    let sampler = tokio::spawn(sample_metrics(addr, stop_sampling.clone()));
     let cpu_a = CpuSnap::take();
     let written_before = written_bytes()?;
     let start_unix_ms = unix_ms();
@@ -137,7 +138,7 @@ async fn window(
     let end_unix_ms = unix_ms();
     let after = metrics_text(addr).await?;
     let drained = drain.received() - drained_before;
-    sampling.store(false, Ordering::Relaxed);
+    stop_sampling.notify_one();
     let samples = sampler.await.map_err(|e| e.to_string())?;
     let confirmed_after = metric(&after, "creativeflow_jobs_confirmed_total").unwrap_or(0.0);
     let lag_end_ms = quantile_between(&before, &after, LAG, 0.99).unwrap_or(0.0) * 1000.0;
@@ -256,15 +257,17 @@ async fn open_loop(
 /// The server's histogram of accept → broker confirm.
 const LAG: &str = "creativeflow_publish_lag_seconds";
 
-/// Samples /metrics once a second while `sampling` holds: the lag p99 of the jobs confirmed
+/// Samples /metrics once a second until `stop`: the lag p99 of the jobs confirmed
 /// since the previous sample (a bucket bound) and the outbox backlog.
-async fn sample_metrics(addr: SocketAddr, sampling: Arc<AtomicBool>) -> Vec<(f64, f64)> {
+async fn sample_metrics(addr: SocketAddr, stop: Arc<Notify>) -> Vec<(f64, f64)> {
     let mut samples: Vec<(f64, f64)> = Vec::new();
     let mut previous = metrics_text(addr).await.unwrap_or_default();
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        if !sampling.load(Ordering::Relaxed) {
-            break;
+        // Stops at once when told: the window's end waits for this task before it times the
+        // outbox's drain (a plain 1-s sleep added up to a second to that figure).
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.notified() => break,
         }
         if let Ok(text) = metrics_text(addr).await {
             samples.push((
