@@ -518,13 +518,12 @@ impl<'a> Relay<'a> {
                     Some(returned) => {
                         // Unroutable: the queue or binding is gone. Redeclare on a fresh
                         // connection rather than spin.
-                        failure = Some(format!(
+                        failure.get_or_insert(format!(
                             "job {} returned by the broker: {} {}",
                             job.generation_id, returned.reply_code, returned.reply_text
                         ));
                         self.inflight_ids.remove(&job.generation_id);
                         self.retry.push_back(job);
-                        break;
                     }
                 },
                 Ok(_) => {
@@ -533,13 +532,13 @@ impl<'a> Relay<'a> {
                     self.retry.push_back(job);
                 }
                 Err(e) => {
-                    failure = Some(e.to_string());
+                    failure.get_or_insert(e.to_string());
                     self.inflight_ids.remove(&job.generation_id);
-                    break;
                 }
             }
         }
-        // Even on a failure: what was acked is recorded before the relay stops.
+        // Even on a failure every confirm is sorted, and what was acked is recorded before the
+        // relay stops (`finish_records`).
         self.to_record.extend(acked);
         failure.map_or(Ok(()), Err)
     }
