@@ -244,18 +244,16 @@ struct Relay<'a> {
     config: &'a BrokerConfig,
     status: &'a BrokerStatus,
     channel: Channel,
-    /// Unconfirmed jobs. With `to_record` and `recording_jobs`, at most `confirm_window`: the
-    /// window counts every job published and not yet recorded, which bounds what a failure can
-    /// publish twice.
+    /// Unconfirmed jobs.
     inflight: FuturesUnordered<Confirm<'a>>,
     /// Acked jobs not yet being recorded.
     to_record: Vec<Job>,
     /// Records waiting for their commit, at most [`RECORDINGS_IN_FLIGHT_MAX`].
     recording: FuturesUnordered<Recording<'a>>,
-    /// Jobs in `recording`.
-    recording_jobs: usize,
-    /// Every job published and not yet recorded (or nacked): never published again meanwhile,
-    /// not even by a scan from the first entry after the lease comes back.
+    /// Every job published and not yet recorded (or nacked), wherever it is: `inflight`,
+    /// `to_record` or `recording`. None is published again meanwhile, not even by a scan from
+    /// the first entry after the lease comes back. The window is its size, at most
+    /// `confirm_window`: that bounds what a failure can publish twice.
     inflight_ids: HashSet<Uuid>,
     /// Nacked, or confirmed but not recorded: published again before new entries.
     retry: VecDeque<Job>,
@@ -290,7 +288,6 @@ async fn relay(
         inflight: FuturesUnordered::new(),
         to_record: Vec::new(),
         recording: FuturesUnordered::new(),
-        recording_jobs: 0,
         inflight_ids: HashSet::new(),
         retry: VecDeque::new(),
         // Everything still in the outbox was not confirmed: start from the first entry.
@@ -351,17 +348,11 @@ impl<'a> Relay<'a> {
         }
     }
 
-    /// Jobs published and not yet recorded: the window's measure.
-    fn outstanding(&self) -> usize {
-        self.inflight.len() + self.to_record.len() + self.recording_jobs
-    }
-
     /// Records what the broker acked before the relay stops, so that a reconnect does not
     /// publish it again; waits for the records already started.
     async fn finish_records(&mut self) {
         let jobs = std::mem::take(&mut self.to_record);
         if !jobs.is_empty() {
-            self.recording_jobs += jobs.len();
             self.recording.push(self.record(jobs));
         }
         while let Some(done) = self.recording.next().await {
@@ -372,7 +363,7 @@ impl<'a> Relay<'a> {
     /// Publishes retries first, then new entries from the cursor, until the window is full or
     /// there is nothing more.
     async fn fill_window(&mut self) -> Result<(), String> {
-        while self.outstanding() < self.config.confirm_window {
+        while self.inflight_ids.len() < self.config.confirm_window {
             if let Some(job) = self.retry.pop_front() {
                 let record = self
                     .store
@@ -382,7 +373,7 @@ impl<'a> Relay<'a> {
                 self.remove_stale(stale).await;
                 continue;
             }
-            let want = (self.config.confirm_window - self.outstanding()).min(SCAN_BATCH_MAX);
+            let want = (self.config.confirm_window - self.inflight_ids.len()).min(SCAN_BATCH_MAX);
             let rows = self
                 .store
                 .scan::<OutboxOrder>(&[], self.cursor.as_deref(), Direction::Forward, want)
@@ -551,7 +542,6 @@ impl<'a> Relay<'a> {
             return;
         }
         let jobs = std::mem::take(&mut self.to_record);
-        self.recording_jobs += jobs.len();
         self.recording.push(self.record(jobs));
     }
 
@@ -574,7 +564,7 @@ impl<'a> Relay<'a> {
                 .into_iter()
                 .flatten()
                 .collect();
-            // One outcome per job, or `recording_jobs` would drift and shrink the window.
+            // One outcome per job: a job left out would keep its id taken and shrink the window.
             assert_eq!(results.len(), jobs.len(), "a record answers every job");
             jobs.into_iter().zip(results).collect()
         })
@@ -582,7 +572,6 @@ impl<'a> Relay<'a> {
 
     /// Counts the jobs a record stored, and publishes again those it could not store.
     fn recorded(&mut self, done: Vec<(Job, Result<(), GenerationError>)>) {
-        self.recording_jobs -= done.len();
         let mut failed = 0usize;
         for (job, r) in done {
             self.inflight_ids.remove(&job.generation_id);
