@@ -270,6 +270,7 @@ pub struct StoreConfig {
     pub cache_size_mib: usize,
     pub writer_queue_capacity: usize,
     pub writer_batch_size_max: usize,
+    pub account_journal_fold_entries: u64,
 }
 
 impl Default for StoreConfig {
@@ -279,6 +280,7 @@ impl Default for StoreConfig {
             cache_size_mib: d.cache_size_bytes / (1024 * 1024),
             writer_queue_capacity: d.writer_queue_capacity,
             writer_batch_size_max: d.writer_batch_size_max,
+            account_journal_fold_entries: d.account_journal_fold_entries,
         }
     }
 }
@@ -698,6 +700,7 @@ impl Config {
             cache_size_bytes: self.file.store.cache_size_mib * 1024 * 1024,
             writer_queue_capacity: self.file.store.writer_queue_capacity,
             writer_batch_size_max: self.file.store.writer_batch_size_max,
+            account_journal_fold_entries: self.file.store.account_journal_fold_entries,
         }
     }
 
@@ -910,7 +913,7 @@ impl FileConfig {
         let a = &self.auth;
         let s = &self.store;
         let h = &self.http;
-        let checks: [(bool, &str); 12] = [
+        let checks: [(bool, &str); 13] = [
             (
                 h.body_timeout_seconds >= 1
                     && h.requests_in_flight_per_ip_max >= 1
@@ -960,6 +963,10 @@ impl FileConfig {
             (
                 (1..=10_000).contains(&s.writer_batch_size_max),
                 "store.writer_batch_size_max must be 1..10000",
+            ),
+            (
+                (1..=1_000_000).contains(&s.account_journal_fold_entries),
+                "store.account_journal_fold_entries must be 1..1000000",
             ),
             (
                 self.accounts.live_accounts_max >= 1,

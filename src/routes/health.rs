@@ -96,6 +96,21 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, AppErro
             Sample::Counter(state.store.postgres().map_or(0, |pg| pg.cache_hits()) as f64),
         ),
         (
+            "creativeflow_store_account_journal_folds_total",
+            "Folds of the account journal into the accounts table (embedded store).",
+            Sample::Counter(state.store.account_overlay().map_or(0, |o| o.folds()) as f64),
+        ),
+        (
+            "creativeflow_store_account_journal_searches_total",
+            "Account reads that searched their snapshot's journal (embedded store).",
+            Sample::Counter(
+                state
+                    .store
+                    .account_overlay()
+                    .map_or(0, |o| o.journal_searches()) as f64,
+            ),
+        ),
+        (
             "creativeflow_account_actors_live",
             "Credit account actors alive now.",
             Sample::Gauge(state.accounts.live() as f64),

@@ -11,6 +11,9 @@ pub struct StoreOptions {
     pub cache_size_bytes: usize,
     pub writer_queue_capacity: usize,
     pub writer_batch_size_max: usize,
+    /// Account versions the embedded store's journal holds before the writer folds them into
+    /// `accounts` ([`crate::journal`]).
+    pub account_journal_fold_entries: u64,
 }
 
 impl Default for StoreOptions {
@@ -19,6 +22,7 @@ impl Default for StoreOptions {
             cache_size_bytes: 256 * 1024 * 1024,
             writer_queue_capacity: 8192,
             writer_batch_size_max: 512,
+            account_journal_fold_entries: crate::journal::FOLD_ENTRIES_MIN,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod backup;
 pub mod codec;
 mod error;
 mod interface;
+pub mod journal;
 pub mod keys;
 pub mod ledger;
 pub mod pg;

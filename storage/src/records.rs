@@ -347,7 +347,11 @@ pub const META_KEY: &[u8] = b"store";
 /// `generations_by_user` is no longer written (its entries stay). Nothing to convert; the
 /// version only keeps an older build, which would list just the requests it indexed, from
 /// opening a store this one wrote.
-pub const SCHEMA_VERSION: u32 = 7;
+/// 8: an existing account's new versions go to the embedded store's `account_journal` and
+/// reach `accounts` when the journal is folded ([`crate::journal`]): a build before 8 would
+/// read older balances from a store that stopped with a journal, so it must not open one.
+/// Nothing changes on PostgreSQL but the number.
+pub const SCHEMA_VERSION: u32 = 8;
 /// The oldest record schema a PostgreSQL database may be at for this build to move it to
 /// [`SCHEMA_VERSION`] (the embedded store upgrades from 2).
 pub const PG_SCHEMA_UPGRADABLE_FROM: u32 = 6;

@@ -5,6 +5,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::codec::{decode, encode, Record};
 use crate::interface::{Direction, Reader, StoreOptions};
+use crate::journal::{self, JournalWriter, Overlay};
 use crate::keys::prefix_end;
 use crate::pg::{PgSettings, PgStore};
 use crate::records::{MetaRecord, META_KEY, SCHEMA_VERSION};
@@ -26,6 +27,8 @@ enum Engine {
         db: Arc<Database>,
         writer: WriterHandle,
         path: PathBuf,
+        /// The account versions the journal holds, for readers ([`crate::journal`]).
+        overlay: Arc<Overlay>,
     },
     Pg(PgStore),
 }
@@ -52,14 +55,24 @@ impl Store {
         })?;
         let db = open_database(&path, options.cache_size_bytes)?;
         ensure_tables(&db)?;
+        journal::fold_at_open(&db)?;
         let db = Arc::new(db);
+        let overlay = Arc::new(Overlay::default());
         let writer = WriterHandle::start(
-            RedbBatch::new(db.clone()),
+            RedbBatch::new(
+                db.clone(),
+                JournalWriter::new(overlay.clone(), options.account_journal_fold_entries),
+            ),
             options.writer_queue_capacity,
             options.writer_batch_size_max,
         )?;
         Ok(Store {
-            inner: Arc::new(Engine::Redb { db, writer, path }),
+            inner: Arc::new(Engine::Redb {
+                db,
+                writer,
+                path,
+                overlay,
+            }),
         })
     }
 
@@ -122,7 +135,7 @@ impl Store {
 
     pub fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StorageError> {
         match &*self.inner {
-            Engine::Redb { db, .. } => get_in(&db.begin_read()?, key),
+            Engine::Redb { db, overlay, .. } => get_in(&db.begin_read()?, overlay, key),
             Engine::Pg(pg) => pg.get(key),
         }
     }
@@ -137,10 +150,8 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, R)>, StorageError> {
         match &*self.inner {
-            Engine::Redb { db, .. } => {
-                let txn = db.begin_read()?;
-                let table = txn.open_table(R::TABLE.def())?;
-                scan_table(&table, prefix, after, direction, limit)
+            Engine::Redb { db, overlay, .. } => {
+                scan_in(&db.begin_read()?, overlay, prefix, after, direction, limit)
             }
             Engine::Pg(pg) => pg.scan(prefix, after, direction, limit),
         }
@@ -196,11 +207,19 @@ impl Store {
     /// ([`crate::pg::export`]) that is gone once the snapshot is dropped.
     pub fn snapshot(&self) -> Result<WholeSnapshot, StorageError> {
         match &*self.inner {
-            Engine::Redb { db, .. } => Ok(WholeSnapshot {
-                txn: db.begin_read()?,
+            Engine::Redb { db, writer, .. } => Ok(WholeSnapshot {
+                txn: settled_snapshot(db, writer)?,
                 _export: None,
             }),
             Engine::Pg(pg) => pg_snapshot(pg),
+        }
+    }
+
+    /// The account versions held in memory for the account journal (embedded store only).
+    pub fn account_overlay(&self) -> Option<&Overlay> {
+        match &*self.inner {
+            Engine::Redb { overlay, .. } => Some(overlay),
+            Engine::Pg(_) => None,
         }
     }
 
@@ -210,7 +229,7 @@ impl Store {
     pub fn read(&self) -> Result<Snapshot, StorageError> {
         Ok(Snapshot {
             view: match &*self.inner {
-                Engine::Redb { db, .. } => View::Redb(db.begin_read()?),
+                Engine::Redb { db, overlay, .. } => View::Redb(db.begin_read()?, overlay.clone()),
                 Engine::Pg(pg) => View::Pg(pg.clone()),
             },
         })
@@ -349,9 +368,9 @@ impl Reader for Store {
 
     fn get_many<R: Record>(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<R>>, StorageError> {
         match &*self.inner {
-            Engine::Redb { db, .. } => {
+            Engine::Redb { db, overlay, .. } => {
                 let txn = db.begin_read()?;
-                keys.iter().map(|k| get_in(&txn, k)).collect()
+                keys.iter().map(|k| get_in(&txn, overlay, k)).collect()
             }
             Engine::Pg(pg) => pg.get_many(keys),
         }
@@ -374,7 +393,7 @@ pub struct Snapshot {
 }
 
 enum View {
-    Redb(redb::ReadTransaction),
+    Redb(redb::ReadTransaction, Arc<Overlay>),
     Pg(PgStore),
 }
 
@@ -382,7 +401,10 @@ impl Snapshot {
     /// The stored bytes (version byte and all) at `key` of `table`, undecoded.
     pub fn get_raw(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         match &self.view {
-            View::Redb(txn) => {
+            View::Redb(txn, overlay) if table == Table::Accounts => {
+                journal::read(txn, overlay, key)
+            }
+            View::Redb(txn, _) => {
                 let t = txn.open_table(table.def())?;
                 Ok(t.get(key)?.map(|v| v.value().to_vec()))
             }
@@ -394,14 +416,14 @@ impl Snapshot {
 impl Reader for Snapshot {
     fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StorageError> {
         match &self.view {
-            View::Redb(txn) => get_in(txn, key),
+            View::Redb(txn, overlay) => get_in(txn, overlay, key),
             View::Pg(pg) => pg.get(key),
         }
     }
 
     fn get_many<R: Record>(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<R>>, StorageError> {
         match &self.view {
-            View::Redb(txn) => keys.iter().map(|k| get_in(txn, k)).collect(),
+            View::Redb(txn, overlay) => keys.iter().map(|k| get_in(txn, overlay, k)).collect(),
             View::Pg(pg) => pg.get_many(keys),
         }
     }
@@ -414,20 +436,72 @@ impl Reader for Snapshot {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, R)>, StorageError> {
         match &self.view {
-            View::Redb(txn) => {
-                let table = txn.open_table(R::TABLE.def())?;
-                scan_table(&table, prefix, after, direction, limit)
-            }
+            View::Redb(txn, overlay) => scan_in(txn, overlay, prefix, after, direction, limit),
             View::Pg(pg) => pg.scan(prefix, after, direction, limit),
         }
     }
 }
 
-fn get_in<R: Record>(txn: &redb::ReadTransaction, key: &[u8]) -> Result<Option<R>, StorageError> {
+fn get_in<R: Record>(
+    txn: &redb::ReadTransaction,
+    overlay: &Overlay,
+    key: &[u8],
+) -> Result<Option<R>, StorageError> {
+    if R::TABLE == Table::Accounts {
+        return journal::read(txn, overlay, key)?
+            .map(|bytes| decode(&bytes))
+            .transpose();
+    }
     let table = txn.open_table(R::TABLE.def())?;
     match table.get(key)? {
         Some(v) => Ok(Some(decode(v.value())?)),
         None => Ok(None),
+    }
+}
+
+/// [`scan_table`] on a snapshot; accounts as of the snapshot ([`journal::read`] each).
+fn scan_in<R: Record>(
+    txn: &redb::ReadTransaction,
+    overlay: &Overlay,
+    prefix: &[u8],
+    after: Option<&[u8]>,
+    direction: Direction,
+    limit: usize,
+) -> Result<Vec<(Vec<u8>, R)>, StorageError> {
+    let table = txn.open_table(R::TABLE.def())?;
+    let rows = scan_table::<R, _>(&table, prefix, after, direction, limit)?;
+    if R::TABLE != Table::Accounts {
+        return Ok(rows);
+    }
+    // `accounts` names every account (new ones go there first); its values may be older.
+    let mut out = Vec::with_capacity(rows.len());
+    for (key, _) in rows {
+        if let Some(bytes) = journal::read(txn, overlay, &key)? {
+            out.push((key, decode(&bytes)?));
+        }
+    }
+    Ok(out)
+}
+
+/// A snapshot whose account journal is empty, so that its `accounts` table is exact: the
+/// writer folds the journal and takes it before any later batch. A writer that has stopped
+/// settled the store as it stopped.
+fn settled_snapshot(
+    db: &Database,
+    writer: &WriterHandle,
+) -> Result<redb::ReadTransaction, StorageError> {
+    match writer.settle() {
+        Ok(Some(txn)) => Ok(txn),
+        Ok(None) | Err(StorageError::Closed) => {
+            let txn = db.begin_read()?;
+            match journal::entries(&txn)? {
+                0 => Ok(txn),
+                n => Err(StorageError::Engine(format!(
+                    "the account journal holds {n} entries and the writer is gone: reopen the store to fold them"
+                ))),
+            }
+        }
+        Err(e) => Err(e),
     }
 }
 

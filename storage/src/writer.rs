@@ -8,10 +8,11 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use redb::{Database, ReadableTable};
+use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::oneshot;
 
 use crate::codec::{encode, Record};
+use crate::journal::{BatchJournal, JournalWriter, JOURNAL};
 use crate::{StorageError, Table};
 
 /// A condition checked inside the write transaction, after every earlier set of the batch was
@@ -166,6 +167,8 @@ pub(crate) struct Job {
 
 pub(crate) enum Msg {
     Write(Job),
+    /// Commit what is waiting, then [`BatchEngine::settle`].
+    Settle(SyncSender<Result<Option<redb::ReadTransaction>, StorageError>>),
     Shutdown,
 }
 
@@ -220,6 +223,13 @@ pub(crate) trait BatchEngine: Send + 'static {
     /// condition skips its own set; a set the engine itself refuses (a database constraint)
     /// answers its own error and the others still commit. `Err` means nothing was written.
     fn apply(&mut self, batch: &[Job]) -> Result<Vec<SetResult>, StorageError>;
+
+    /// Brings the store to the form a whole-store reader expects (the embedded engine folds
+    /// its account journal) and answers a read snapshot of that form, taken before any later
+    /// batch. Engines with nothing to settle answer `None`.
+    fn settle(&mut self) -> Result<Option<redb::ReadTransaction>, StorageError> {
+        Ok(None)
+    }
 }
 
 /// One set's answer.
@@ -297,6 +307,21 @@ impl WriterHandle {
         rx.blocking_recv().map_err(|_| StorageError::Closed)?
     }
 
+    /// Commits every set queued before it, settles the engine ([`BatchEngine::settle`]) and
+    /// answers its snapshot. Blocks (a plain channel, so callable from blocking code inside an
+    /// async runtime) until the writer gets to it.
+    pub fn settle(&self) -> Result<Option<redb::ReadTransaction>, StorageError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StorageError::Closed);
+        }
+        let (reply, answer) = mpsc::sync_channel(1);
+        // A blocking send: a full queue is no reason to refuse a verify or a backup.
+        self.tx
+            .send(Msg::Settle(reply))
+            .map_err(|_| StorageError::Closed)?;
+        answer.recv().map_err(|_| StorageError::Closed)?
+    }
+
     /// Refuses new sets, commits every set already queued, and joins the thread.
     pub fn shutdown(&self) {
         if self.closed.swap(true, Ordering::AcqRel) {
@@ -320,18 +345,27 @@ fn run(
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(batch_size_max);
     let mut stopping = false;
-    while !stopping {
-        match rx.recv() {
-            Ok(Msg::Write(job)) => batch.push(job),
-            Ok(Msg::Shutdown) | Err(_) => stopping = true,
+    loop {
+        let mut settle = None;
+        if !stopping {
+            match rx.recv() {
+                Ok(Msg::Write(job)) => batch.push(job),
+                Ok(Msg::Settle(reply)) => settle = Some(reply),
+                Ok(Msg::Shutdown) | Err(_) => stopping = true,
+            }
         }
         // Take everything already waiting, up to the bound: this is what makes one fsync serve
         // many callers. On shutdown, drain the whole queue so no accepted set is dropped.
-        while stopping || batch.len() < batch_size_max {
+        let mut drained = false;
+        while settle.is_none() && (stopping || batch.len() < batch_size_max) {
             match rx.try_recv() {
                 Ok(Msg::Write(job)) => batch.push(job),
+                Ok(Msg::Settle(reply)) => settle = Some(reply),
                 Ok(Msg::Shutdown) => stopping = true,
-                Err(_) => break,
+                Err(_) => {
+                    drained = true;
+                    break;
+                }
             }
             if batch.len() >= batch_size_max {
                 commit_batch(&mut engine, &mut batch, &stats);
@@ -340,6 +374,17 @@ fn run(
         if !batch.is_empty() {
             commit_batch(&mut engine, &mut batch, &stats);
         }
+        if let Some(reply) = settle {
+            let _ = reply.send(engine.settle());
+        }
+        if stopping && drained {
+            break;
+        }
+    }
+    // A clean stop leaves the store settled (the account journal folded): an older build, or
+    // a tool reading the file, finds every account in its table.
+    if let Err(e) = engine.settle() {
+        tracing::error!(error = %e, "storage writer could not settle the store at shutdown");
     }
     tracing::info!("storage writer stopped");
 }
@@ -413,85 +458,197 @@ fn commit_batch(engine: &mut impl BatchEngine, batch: &mut Vec<Job>, stats: &Wri
 }
 
 /// The embedded engine: one redb write transaction per batch, committed with redb's default
-/// durability (fsync before `commit` returns).
+/// durability (fsync before `commit` returns). Changes of existing accounts go to the account
+/// journal ([`crate::journal`]).
 pub(crate) struct RedbBatch {
     pub db: Arc<Database>,
     seqs: Sequences,
+    journal: JournalWriter,
 }
 
 impl RedbBatch {
-    pub fn new(db: Arc<Database>) -> RedbBatch {
+    pub fn new(db: Arc<Database>, journal: JournalWriter) -> RedbBatch {
         RedbBatch {
             db,
             seqs: Sequences::default(),
+            journal,
         }
+    }
+
+    fn run(&mut self, batch: &[Job], fold: bool) -> Result<Vec<WriteOutcome>, StorageError> {
+        let result = apply_batch(&self.db, batch, &mut self.seqs, &mut self.journal, fold);
+        if result.is_err() {
+            self.seqs.forget();
+        }
+        result
     }
 }
 
 impl BatchEngine for RedbBatch {
     fn apply(&mut self, batch: &[Job]) -> Result<Vec<SetResult>, StorageError> {
-        let result = apply_batch(&self.db, batch, &mut self.seqs);
-        if result.is_err() {
-            self.seqs.forget();
-        }
-        Ok(result?.into_iter().map(Ok).collect())
+        Ok(self.run(batch, false)?.into_iter().map(Ok).collect())
+    }
+
+    fn settle(&mut self) -> Result<Option<redb::ReadTransaction>, StorageError> {
+        self.run(&[], true)?;
+        // Taken on the writer thread before any later batch: its journal is empty, so its
+        // `accounts` table is exact.
+        Ok(Some(self.db.begin_read()?))
     }
 }
+
+/// The open handles of one write transaction (redb allows one per table per transaction).
+struct Handles<'t> {
+    txn: &'t redb::WriteTransaction,
+    tables: Vec<Option<RawTable<'t>>>,
+    journal: Option<RawTable<'t>>,
+}
+
+type RawTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
 
 fn apply_batch(
     db: &Database,
     batch: &[Job],
     seqs: &mut Sequences,
+    journal: &mut JournalWriter,
+    fold: bool,
 ) -> Result<Vec<WriteOutcome>, StorageError> {
     let txn = db.begin_write()?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    {
-        // redb allows one open handle per table per transaction: open each at most once.
-        let mut tables: Vec<Option<redb::Table<&[u8], &[u8]>>> =
-            (0..Table::ALL.len()).map(|_| None).collect();
-        for job in batch {
-            let outcome = check(&txn, &mut tables, &job.set)?;
-            if outcome == WriteOutcome::Committed {
-                for op in &job.set.ops {
-                    match op {
-                        Op::Put { table, key, value } => {
-                            table_of(&txn, &mut tables, *table)?
-                                .insert(key.as_slice(), value.as_slice())?;
-                        }
-                        Op::Delete { table, key } => {
-                            table_of(&txn, &mut tables, *table)?.remove(key.as_slice())?;
-                        }
-                        Op::Append { table, value } => {
-                            let handle = table_of(&txn, &mut tables, *table)?;
-                            let key = crate::keys::sequence(seqs.take(*table, handle)?);
-                            handle.insert(key.as_slice(), value.as_slice())?;
-                        }
-                    }
-                }
-            }
-            outcomes.push(outcome);
+    let mut changes = BatchJournal::default();
+    let outcomes = match apply_sets(&txn, batch, seqs, journal, &mut changes, fold) {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            journal.failed(changes);
+            return Err(e);
+        }
+    };
+    journal.install(&mut changes);
+    match txn.commit() {
+        Ok(()) => {
+            journal.committed(changes);
+            Ok(outcomes)
+        }
+        Err(e) => {
+            journal.failed(changes);
+            Err(e.into())
         }
     }
-    txn.commit()?;
+}
+
+fn apply_sets(
+    txn: &redb::WriteTransaction,
+    batch: &[Job],
+    seqs: &mut Sequences,
+    journal: &mut JournalWriter,
+    changes: &mut BatchJournal,
+    fold: bool,
+) -> Result<Vec<WriteOutcome>, StorageError> {
+    let mut h = Handles {
+        txn,
+        tables: (0..Table::ALL.len()).map(|_| None).collect(),
+        journal: None,
+    };
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for job in batch {
+        let outcome = check(&mut h, journal, changes, &job.set)?;
+        if outcome == WriteOutcome::Committed {
+            for op in &job.set.ops {
+                apply_op(&mut h, seqs, journal, changes, op)?;
+            }
+        }
+        outcomes.push(outcome);
+    }
+    // The fold drops and recreates the journal table: no handle of it may be open.
+    h.journal = None;
+    if journal.wants_fold(changes, fold) {
+        let accounts = table_of(h.txn, &mut h.tables, Table::Accounts)?;
+        journal.fold(changes, txn, accounts)?;
+    }
     Ok(outcomes)
 }
 
-fn check<'t>(
-    txn: &'t redb::WriteTransaction,
-    tables: &mut [Option<redb::Table<'t, &'static [u8], &'static [u8]>>],
+fn apply_op(
+    h: &mut Handles<'_>,
+    seqs: &mut Sequences,
+    journal: &mut JournalWriter,
+    changes: &mut BatchJournal,
+    op: &Op,
+) -> Result<(), StorageError> {
+    match op {
+        Op::Put {
+            table: Table::Accounts,
+            key,
+            value,
+        } => account_change(h, journal, changes, key, Some(value)),
+        Op::Delete {
+            table: Table::Accounts,
+            key,
+        } => account_change(h, journal, changes, key, None),
+        Op::Put { table, key, value } => {
+            table_of(h.txn, &mut h.tables, *table)?.insert(key.as_slice(), value.as_slice())?;
+            Ok(())
+        }
+        Op::Delete { table, key } => {
+            table_of(h.txn, &mut h.tables, *table)?.remove(key.as_slice())?;
+            Ok(())
+        }
+        Op::Append { table, value } => {
+            let handle = table_of(h.txn, &mut h.tables, *table)?;
+            let key = crate::keys::sequence(seqs.take(*table, handle)?);
+            handle.insert(key.as_slice(), value.as_slice())?;
+            Ok(())
+        }
+    }
+}
+
+/// A put (`Some`) or delete of an account: appended to the journal once the account exists,
+/// else written to `accounts` (a new account, or the delete of one the journal never had).
+fn account_change(
+    h: &mut Handles<'_>,
+    journal: &mut JournalWriter,
+    changes: &mut BatchJournal,
+    key: &[u8],
+    value: Option<&Vec<u8>>,
+) -> Result<(), StorageError> {
+    let accounts = table_of(h.txn, &mut h.tables, Table::Accounts)?;
+    if !journal.journals(changes, accounts, key)? {
+        if let Some(v) = value {
+            accounts.insert(key, v.as_slice())?;
+        }
+        return Ok(());
+    }
+    if value.is_none() {
+        // Gone from `accounts` at once too, so the table never names an account that is not.
+        accounts.remove(key)?;
+    }
+    if h.journal.is_none() {
+        h.journal = Some(h.txn.open_table(JOURNAL)?);
+    }
+    let Some(j) = h.journal.as_mut() else {
+        return Err(StorageError::Engine(
+            "journal handle empty after open".into(),
+        ));
+    };
+    journal.append(changes, j, key, value.cloned())
+}
+
+fn check(
+    h: &mut Handles<'_>,
+    journal: &JournalWriter,
+    changes: &BatchJournal,
     set: &WriteSet,
 ) -> Result<WriteOutcome, StorageError> {
     for (i, c) in set.conditions.iter().enumerate() {
-        let holds = match c {
-            Condition::Absent { table, key } => table_of(txn, tables, *table)?
-                .get(key.as_slice())?
-                .is_none(),
-            Condition::Present { table, key } => table_of(txn, tables, *table)?
-                .get(key.as_slice())?
-                .is_some(),
-            Condition::Equals { table, key, value } => table_of(txn, tables, *table)?
-                .get(key.as_slice())?
-                .is_some_and(|v| v.value() == value.as_slice()),
+        let (table, key) = match c {
+            Condition::Absent { table, key }
+            | Condition::Present { table, key }
+            | Condition::Equals { table, key, .. } => (*table, key.as_slice()),
+        };
+        let handle = table_of(h.txn, &mut h.tables, table)?;
+        let holds = if table == Table::Accounts {
+            holds(c, journal.current(changes, handle, key)?.as_deref())
+        } else {
+            holds(c, handle.get(key)?.as_ref().map(|v| v.value()))
         };
         if !holds {
             return Ok(WriteOutcome::ConditionFailed(i));
@@ -500,11 +657,19 @@ fn check<'t>(
     Ok(WriteOutcome::Committed)
 }
 
+fn holds(condition: &Condition, stored: Option<&[u8]>) -> bool {
+    match condition {
+        Condition::Absent { .. } => stored.is_none(),
+        Condition::Present { .. } => stored.is_some(),
+        Condition::Equals { value, .. } => stored == Some(value.as_slice()),
+    }
+}
+
 fn table_of<'t, 'a>(
     txn: &'t redb::WriteTransaction,
-    tables: &'a mut [Option<redb::Table<'t, &'static [u8], &'static [u8]>>],
+    tables: &'a mut [Option<RawTable<'t>>],
     table: Table,
-) -> Result<&'a mut redb::Table<'t, &'static [u8], &'static [u8]>, StorageError> {
+) -> Result<&'a mut RawTable<'t>, StorageError> {
     let slot = &mut tables[table.index()];
     if slot.is_none() {
         *slot = Some(txn.open_table(table.def())?);

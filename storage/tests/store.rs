@@ -11,6 +11,7 @@ fn open(dir: &std::path::Path, queue: usize) -> Store {
             cache_size_bytes: 8 << 20,
             writer_queue_capacity: queue,
             writer_batch_size_max: 256,
+            ..StoreOptions::default()
         },
     )
     .unwrap()

@@ -1,5 +1,7 @@
 //! kill -9 the real server in the middle of concurrent deducts, restart it, and check that every
-//! acknowledged deduct is on disk, none is half-applied, and `verify` passes. Five cycles.
+//! acknowledged deduct is on disk, none is half-applied, and `verify` passes. Five cycles. The
+//! deduct test folds the account journal every few entries, so kills land before, during and
+//! after folds, and every restart folds what the kill left journaled.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -97,6 +99,10 @@ async fn kill_9_during_concurrent_deducts_loses_no_acknowledged_write() {
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("creativeflow.toml");
+    std::fs::write(&config, "[store]\naccount_journal_fold_entries = 7\n").unwrap();
+    let env = [("CREATIVEFLOW_CONFIG", config.to_str().unwrap())];
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -104,7 +110,7 @@ async fn kill_9_during_concurrent_deducts_loses_no_acknowledged_write() {
     let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
     let mut victim_id = String::new();
     for cycle in 0..CYCLES {
-        let mut server = Server::start(dir.path()).await;
+        let mut server = Server::start_with(dir.path(), &env).await;
         let (admin, _) = token(
             &client,
             &server.base,
@@ -173,7 +179,7 @@ async fn kill_9_during_concurrent_deducts_loses_no_acknowledged_write() {
             "cycle {cycle} acknowledged nothing before the kill"
         );
     }
-    let mut server = Server::start(dir.path()).await;
+    let mut server = Server::start_with(dir.path(), &env).await;
     let (victim, _) = token(
         &client,
         &server.base,

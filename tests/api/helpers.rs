@@ -139,8 +139,14 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
         all.retain(|(n, _)| n != k);
         all.push((k.to_string(), v.to_string()));
     }
-    let config = Config::from_lookup(|k| all.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
-        .expect("config");
+    let mut config =
+        Config::from_lookup(|k| all.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+            .expect("config");
+    // Fold the account journal every few versions, so every test's reads and writes of
+    // accounts also meet folds and the versions memory let go (a file's own setting stays).
+    if config.file.store.account_journal_fold_entries == storage::journal::FOLD_ENTRIES_MIN {
+        config.file.store.account_journal_fold_entries = 5;
+    }
     let mailer = Arc::new(CapturingMailer::default());
     let app = Application::build(config, mailer.clone())
         .await
