@@ -22,7 +22,7 @@ impl Default for StoreOptions {
             cache_size_bytes: 256 * 1024 * 1024,
             writer_queue_capacity: 8192,
             writer_batch_size_max: 512,
-            account_journal_fold_entries: crate::journal::FOLD_ENTRIES_MIN,
+            account_journal_fold_entries: crate::journal::FOLD_ENTRIES_DEFAULT,
         }
     }
 }

@@ -8,22 +8,22 @@
 //! exists already is not rewritten in place: its new version is appended to `account_journal`
 //! under the writer's sequence (time-ordered, so appends share the last leaf), in the same
 //! transaction as the rest of its write set. Once the journal holds
-//! [`FOLD_ENTRIES_MIN`] entries the writer *folds* it: the newest version of each account
+//! `account_journal_fold_entries` ([`FOLD_ENTRIES_DEFAULT`]) entries the writer *folds* it: the newest version of each account
 //! goes into `accounts` and the journal is emptied, in the same transaction as the batch that
 //! crossed the bound. A fold writes each dirty leaf once for all the accounts on it.
 //!
 //! Readers must see, for one snapshot, the version of an account as of that snapshot. The
-//! [`Overlay`] keeps in memory the newest version (and the one before) of every account the
+//! [`Overlay`] keeps in memory the newest versions (four at most) of every account the
 //! journal touched since the fold before the last one, each with its sequence number; the
 //! journal's first and last keys in a snapshot say which versions that snapshot holds. What
 //! memory cannot answer exactly (a snapshot older than the versions kept) is answered from the
-//! snapshot's own journal, which is exact by construction (see [`read`]).
+//! snapshot's own journal, which is exact by construction (see [`AccountsView::read`]).
 //!
 //! Crash safety is redb's: the journal entries commit atomically with their write sets. At open
 //! the journal is folded ([`fold_at_open`]), and so it is on a clean shutdown and before a
 //! whole-store snapshot (`verify`, `backup`, `copy`), which therefore read `accounts` alone.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -41,7 +41,7 @@ pub(crate) const JOURNAL: TableDefinition<'static, &'static [u8], &'static [u8]>
 /// Entries the journal may hold before the writer folds it. A fold writes each leaf of
 /// `accounts` that holds a changed account once; a larger bound means fewer folds (each a
 /// longer commit) and a longer scan for a reader that memory cannot answer.
-pub const FOLD_ENTRIES_MIN: u64 = 16_384;
+pub const FOLD_ENTRIES_DEFAULT: u64 = 16_384;
 
 /// One account version in the journal.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -65,11 +65,24 @@ pub(crate) struct Version {
     pub value: Option<Vec<u8>>,
 }
 
-/// The newest version of an account and the one before it (if memory still has it).
+/// Versions of one account memory keeps, oldest first: at most [`VERSIONS_KEPT`]. A
+/// snapshot whose journal ends before them all reads `accounts` when the list is `complete`
+/// (no older version since memory last let go of the account was dropped) and searches its
+/// journal otherwise.
 #[derive(Debug, Clone)]
 pub(crate) struct Versions {
-    latest: Version,
-    previous: Option<Version>,
+    kept: VecDeque<Version>,
+    complete: bool,
+}
+
+/// Versions kept per account: a snapshot is rarely more than a few commits old, and one
+/// older than that searches its own journal instead.
+const VERSIONS_KEPT: usize = 4;
+
+impl Versions {
+    fn newest(&self) -> Option<&Version> {
+        self.kept.back()
+    }
 }
 
 /// What memory says of an account for a snapshot whose journal ends at `last_seq`.
@@ -94,6 +107,9 @@ pub struct Overlay {
     journal_searches: AtomicU64,
     /// Folds committed (for `/metrics`).
     folds: AtomicU64,
+    /// Set when the writer could not tell whether a failed commit landed: memory may then
+    /// hold versions that are not the store's, so account reads refuse.
+    poisoned: std::sync::atomic::AtomicBool,
 }
 
 impl Overlay {
@@ -131,25 +147,29 @@ impl Overlay {
         let Some(v) = map.get(key) else {
             return Answer::NotJournaled;
         };
-        if v.latest.seq <= last_seq {
-            return Answer::Value(v.latest.value.clone());
-        }
-        // The newest version is later than the snapshot (or not yet committed): the one
-        // before it is the snapshot's if the snapshot holds it.
-        match &v.previous {
-            Some(p) if p.seq <= last_seq => Answer::Value(p.value.clone()),
-            _ => Answer::Unknown,
+        // Versions later than the snapshot (or not yet committed) are not its; the newest of
+        // the others is.
+        match v.kept.iter().rev().find(|ver| ver.seq <= last_seq) {
+            Some(ver) => Answer::Value(ver.value.clone()),
+            None if v.complete => Answer::NotJournaled,
+            None => Answer::Unknown,
         }
     }
 
-    /// Whether memory holds a version of the account at `key`.
-    pub(crate) fn contains(&self, key: &[u8]) -> bool {
-        self.read_map().contains_key(key)
+    /// Whether memory's newest version of the account at `key` is a delete, if it has one.
+    pub(crate) fn newest_is_deleted(&self, key: &[u8]) -> Option<bool> {
+        let map = self.read_map();
+        map.get(key)
+            .and_then(Versions::newest)
+            .map(|v| v.value.is_none())
     }
 
     /// The newest version (committed, or of a batch being applied), for the writer.
     pub(crate) fn latest(&self, key: &[u8]) -> Option<Option<Vec<u8>>> {
-        self.read_map().get(key).map(|v| v.latest.value.clone())
+        let map = self.read_map();
+        map.get(key)
+            .and_then(Versions::newest)
+            .map(|v| v.value.clone())
     }
 
     /// Makes a batch's versions the newest (just before its commit, so a reader never takes
@@ -159,16 +179,16 @@ impl Overlay {
         let mut map = self.write_map();
         let mut restore = Vec::with_capacity(versions.len());
         for (key, version) in versions {
-            let before = map.get(&key).cloned();
-            let previous = before.as_ref().map(|b| b.latest.clone());
-            restore.push((key.clone(), before));
-            map.insert(
-                key,
-                Versions {
-                    latest: version,
-                    previous,
-                },
-            );
+            restore.push((key.clone(), map.get(&key).cloned()));
+            let v = map.entry(key).or_insert_with(|| Versions {
+                kept: VecDeque::with_capacity(VERSIONS_KEPT + 1),
+                complete: true,
+            });
+            v.kept.push_back(version);
+            if v.kept.len() > VERSIONS_KEPT {
+                v.kept.pop_front();
+                v.complete = false;
+            }
         }
         Rollback { restore }
     }
@@ -191,7 +211,8 @@ impl Overlay {
         // new bound (the lock orders the two) and searches its journal if it must.
         self.pruned_below
             .fetch_max(through.saturating_add(1), Ordering::SeqCst);
-        self.write_map().retain(|_, v| v.latest.seq > through);
+        self.write_map()
+            .retain(|_, v| v.newest().is_some_and(|n| n.seq > through));
     }
 }
 
@@ -201,37 +222,58 @@ pub(crate) struct Rollback {
     restore: Vec<(Vec<u8>, Option<Versions>)>,
 }
 
-/// The account at `key` as of the snapshot `txn` (raw bytes, version byte and all).
-pub(crate) fn read(
-    txn: &redb::ReadTransaction,
-    overlay: &Overlay,
-    key: &[u8],
-) -> Result<Option<Vec<u8>>, StorageError> {
-    let accounts = txn.open_table(Table::Accounts.def())?;
-    let from_accounts = || -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(accounts.get(key)?.map(|v| v.value().to_vec()))
-    };
-    let journal = match txn.open_table(JOURNAL) {
-        Ok(t) => t,
-        // A store file that never had a journal (an export, a backup): `accounts` is all.
-        Err(redb::TableError::TableDoesNotExist(_)) => return from_accounts(),
-        Err(e) => return Err(e.into()),
-    };
-    let (Some(first), Some(last)) = (first_seq(&journal)?, last_seq(&journal)?) else {
-        // An empty journal: the snapshot's `accounts` holds every version it committed.
-        return from_accounts();
-    };
-    match overlay.answer(key, last) {
-        Answer::Value(v) => return Ok(v),
-        Answer::NotJournaled if overlay.pruned_below.load(Ordering::SeqCst) <= first => {
-            return from_accounts()
-        }
-        Answer::NotJournaled | Answer::Unknown => {}
+/// A snapshot's accounts: its `accounts` table and the bounds of its journal, opened once for
+/// every account it reads.
+pub(crate) struct AccountsView {
+    accounts: ReadTable,
+    /// The journal and its first and last sequence; `None` when empty or absent (an export or
+    /// a backup never has one): then `accounts` holds every version the snapshot committed.
+    journal: Option<(ReadTable, u64, u64)>,
+}
+
+type ReadTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+impl AccountsView {
+    pub fn open(txn: &redb::ReadTransaction) -> Result<AccountsView, StorageError> {
+        let accounts = txn.open_table(Table::Accounts.def())?;
+        let journal = match txn.open_table(JOURNAL) {
+            Ok(t) => match (first_seq(&t)?, last_seq(&t)?) {
+                (Some(first), Some(last)) => Some((t, first, last)),
+                _ => None,
+            },
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(AccountsView { accounts, journal })
     }
-    overlay.journal_searches.fetch_add(1, Ordering::Relaxed);
-    match search(&journal, key)? {
-        Some(value) => Ok(value),
-        None => from_accounts(),
+
+    /// The account at `key` as of the snapshot (raw bytes, version byte and all).
+    pub fn read(&self, overlay: &Overlay, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let from_accounts = || -> Result<Option<Vec<u8>>, StorageError> {
+            Ok(self.accounts.get(key)?.map(|v| v.value().to_vec()))
+        };
+        if overlay.poisoned.load(Ordering::SeqCst) {
+            return Err(StorageError::Engine(
+                "account versions in memory may differ from the store after a failed commit; restart the process".into(),
+            ));
+        }
+        let Some((journal, first, last)) = &self.journal else {
+            return from_accounts();
+        };
+        match overlay.answer(key, *last) {
+            Answer::Value(v) => return Ok(v),
+            // Memory names no version this snapshot holds; if it let go of nothing this
+            // snapshot's journal holds, the account is as `accounts` shows it.
+            Answer::NotJournaled if overlay.pruned_below.load(Ordering::SeqCst) <= *first => {
+                return from_accounts()
+            }
+            Answer::NotJournaled | Answer::Unknown => {}
+        }
+        overlay.journal_searches.fetch_add(1, Ordering::Relaxed);
+        match search(journal, key)? {
+            Some(value) => Ok(value),
+            None => from_accounts(),
+        }
     }
 }
 
@@ -305,8 +347,12 @@ pub(crate) struct BatchJournal {
     /// The batch's newest version of each account it journaled.
     versions: HashMap<Vec<u8>, Version>,
     appended: u64,
+    /// The sequence of this batch's first entry.
+    first_seq: Option<u64>,
     /// The last sequence this batch's fold took into `accounts`.
     folded_through: Option<u64>,
+    /// What the batch made memory's newest, and what that replaced.
+    installed: Vec<(Vec<u8>, Version)>,
     rollback: Option<Rollback>,
 }
 
@@ -328,20 +374,6 @@ impl JournalWriter {
             folded_entries: 0,
             fold_entries_min,
         }
-    }
-
-    /// Whether a change of the account at `key` goes to the journal: it does once the account
-    /// exists anywhere (in this batch, in memory, in `accounts`); a new account goes straight
-    /// to `accounts`, so that table always holds every account there is.
-    pub fn journals<T: ReadableTable<&'static [u8], &'static [u8]>>(
-        &self,
-        batch: &BatchJournal,
-        accounts: &T,
-        key: &[u8],
-    ) -> Result<bool, StorageError> {
-        Ok(batch.versions.contains_key(key)
-            || self.overlay.contains(key)
-            || accounts.get(key)?.is_some())
     }
 
     /// The account at `key` as the batch sees it: this batch's version, memory's, `accounts`.
@@ -388,6 +420,7 @@ impl JournalWriter {
             },
         );
         batch.appended += 1;
+        batch.first_seq.get_or_insert(seq);
         Ok(())
     }
 
@@ -418,8 +451,8 @@ impl JournalWriter {
 
     /// Just before the batch commits: its versions become memory's newest.
     pub fn install(&self, batch: &mut BatchJournal) {
-        let versions: Vec<_> = batch.versions.drain().collect();
-        batch.rollback = Some(self.overlay.install(versions));
+        batch.installed = batch.versions.drain().collect();
+        batch.rollback = Some(self.overlay.install(batch.installed.clone()));
     }
 
     /// The batch committed: count its entries, and after a fold let go of what the fold
@@ -452,29 +485,106 @@ impl JournalWriter {
             self.overlay.roll_back(rollback);
         }
     }
+
+    /// The batch's commit answered an error. redb can fail after its commit point (freeing
+    /// pages once the commit is published), so memory follows what a fresh snapshot shows;
+    /// if that cannot be told, account reads refuse from then on rather than risk an old
+    /// balance.
+    pub fn commit_failed(&mut self, db: &Database, batch: BatchJournal) {
+        match self.landed(db, &batch) {
+            Ok(true) => {
+                tracing::error!("a commit answered an error after it was published");
+                self.committed(batch);
+            }
+            Ok(false) => self.failed(batch),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot tell whether a failed commit landed; account reads refuse until restart");
+                self.overlay.poisoned.store(true, Ordering::SeqCst);
+                self.failed(batch);
+            }
+        }
+    }
+
+    fn landed(&self, db: &Database, batch: &BatchJournal) -> Result<bool, StorageError> {
+        let txn = redb::ReadableDatabase::begin_read(db)?;
+        let journal = txn.open_table(JOURNAL)?;
+        if batch.folded_through.is_some() {
+            // Before the batch the journal held `entries`; after its fold, none.
+            if !journal.is_empty()? {
+                return Ok(false);
+            }
+            if self.entries > 0 {
+                return Ok(true);
+            }
+            // Empty either way: the fold's accounts tell.
+            let accounts = txn.open_table(Table::Accounts.def())?;
+            for (key, version) in &batch.installed {
+                let stored = accounts.get(key.as_slice())?.map(|v| v.value().to_vec());
+                if stored != version.value {
+                    return Ok(false);
+                }
+            }
+            return Ok(true);
+        }
+        match batch.first_seq {
+            Some(first) => Ok(last_seq(&journal)?.is_some_and(|last| last >= first)),
+            None => Ok(false),
+        }
+    }
+
+    /// Whether the committed journal is empty (a fold would write nothing).
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    /// What the batch knows of the account at `key` before changing it.
+    pub fn state<T: ReadableTable<&'static [u8], &'static [u8]>>(
+        &self,
+        batch: &BatchJournal,
+        accounts: &T,
+        key: &[u8],
+    ) -> Result<Known, StorageError> {
+        if let Some(v) = batch.get(key) {
+            return Ok(Known::Journaled {
+                deleted: v.is_none(),
+            });
+        }
+        if let Some(deleted) = self.overlay.newest_is_deleted(key) {
+            return Ok(Known::Journaled { deleted });
+        }
+        Ok(match accounts.get(key)? {
+            Some(_) => Known::InAccounts,
+            None => Known::Absent,
+        })
+    }
+}
+
+/// Where the newest version of an account is, as the writer sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Known {
+    /// In the journal (this batch's or memory's); `deleted` if that version is a delete.
+    Journaled { deleted: bool },
+    /// In `accounts` only.
+    InAccounts,
+    /// Nowhere: no such account.
+    Absent,
 }
 
 type RawTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
 
-/// Accounts and their newest version (`None`: deleted).
-type Newest = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+/// Accounts and their newest version (`None`: deleted), in key order: a fold then walks
+/// `accounts` from one leaf to the next.
+type Newest = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
-/// The newest version of each account in a journal, in the journal's order of first mention.
+/// The newest version of each account in a journal.
 fn newest_versions<T: ReadableTable<&'static [u8], &'static [u8]>>(
     journal: &T,
 ) -> Result<Newest, StorageError> {
-    let mut at: HashMap<Vec<u8>, usize> = HashMap::new();
-    let mut newest: Newest = Vec::new();
+    let mut newest = Newest::new();
     for item in journal.iter()? {
         let (_, v) = item?;
         let entry = decode::<JournalEntry>(v.value())?;
-        match at.get(&entry.key) {
-            Some(&i) => newest[i].1 = entry.value,
-            None => {
-                at.insert(entry.key.clone(), newest.len());
-                newest.push((entry.key, entry.value));
-            }
-        }
+        newest.insert(entry.key, entry.value);
     }
     Ok(newest)
 }
@@ -533,9 +643,23 @@ mod tests {
         assert_eq!(o.answer(&k, 7), Answer::Value(Some(vec![2])));
         // Version 7 is later than a snapshot ending at 5: the one before it is its.
         assert_eq!(o.answer(&k, 5), Answer::Value(Some(vec![1])));
-        // Neither is in a snapshot ending at 2: memory cannot say what it held.
-        assert_eq!(o.answer(&k, 2), Answer::Unknown);
+        // Neither is in a snapshot ending at 2, and memory dropped no older version: the
+        // snapshot's `accounts` has it.
+        assert_eq!(o.answer(&k, 2), Answer::NotJournaled);
         assert_eq!(o.answer(b"other", 9), Answer::NotJournaled);
+    }
+
+    #[test]
+    fn a_snapshot_older_than_every_version_kept_is_told_to_search() {
+        let o = Overlay::default();
+        let k = b"k".to_vec();
+        for seq in 1..=(VERSIONS_KEPT as u64 + 1) {
+            let _ = o.install(vec![(k.clone(), v(seq * 10, seq as u8))]);
+        }
+        // Version 10 was dropped to keep four: a snapshot ending at 15 held it.
+        assert_eq!(o.answer(&k, 15), Answer::Unknown);
+        assert_eq!(o.answer(&k, 25), Answer::Value(Some(vec![2])));
+        assert_eq!(o.answer(&k, 5), Answer::Unknown);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::codec::{decode, encode, Record};
 use crate::interface::{Direction, Reader, StoreOptions};
-use crate::journal::{self, JournalWriter, Overlay};
+use crate::journal::{self, AccountsView, JournalWriter, Overlay};
 use crate::keys::prefix_end;
 use crate::pg::{PgSettings, PgStore};
 use crate::records::{MetaRecord, META_KEY, SCHEMA_VERSION};
@@ -229,7 +229,11 @@ impl Store {
     pub fn read(&self) -> Result<Snapshot, StorageError> {
         Ok(Snapshot {
             view: match &*self.inner {
-                Engine::Redb { db, overlay, .. } => View::Redb(db.begin_read()?, overlay.clone()),
+                Engine::Redb { db, overlay, .. } => View::Redb(RedbView {
+                    txn: db.begin_read()?,
+                    overlay: overlay.clone(),
+                    accounts: std::cell::OnceCell::new(),
+                }),
                 Engine::Pg(pg) => View::Pg(pg.clone()),
             },
         })
@@ -369,8 +373,12 @@ impl Reader for Store {
     fn get_many<R: Record>(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<R>>, StorageError> {
         match &*self.inner {
             Engine::Redb { db, overlay, .. } => {
-                let txn = db.begin_read()?;
-                keys.iter().map(|k| get_in(&txn, overlay, k)).collect()
+                let view = RedbView {
+                    txn: db.begin_read()?,
+                    overlay: overlay.clone(),
+                    accounts: std::cell::OnceCell::new(),
+                };
+                keys.iter().map(|k| view.get(k)).collect()
             }
             Engine::Pg(pg) => pg.get_many(keys),
         }
@@ -393,19 +401,45 @@ pub struct Snapshot {
 }
 
 enum View {
-    Redb(redb::ReadTransaction, Arc<Overlay>),
+    Redb(RedbView),
     Pg(PgStore),
+}
+
+struct RedbView {
+    txn: redb::ReadTransaction,
+    overlay: Arc<Overlay>,
+    /// Opened at the first account read, for every later one (boxed: most snapshots read
+    /// no account, and a view holds two table handles).
+    accounts: std::cell::OnceCell<Box<AccountsView>>,
+}
+
+impl RedbView {
+    fn account(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let view = match self.accounts.get() {
+            Some(v) => v,
+            None => {
+                let opened = Box::new(AccountsView::open(&self.txn)?);
+                self.accounts.get_or_init(|| opened)
+            }
+        };
+        view.read(&self.overlay, key)
+    }
+
+    fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StorageError> {
+        if R::TABLE == Table::Accounts {
+            return self.account(key)?.map(|b| decode(&b)).transpose();
+        }
+        get_in(&self.txn, &self.overlay, key)
+    }
 }
 
 impl Snapshot {
     /// The stored bytes (version byte and all) at `key` of `table`, undecoded.
     pub fn get_raw(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         match &self.view {
-            View::Redb(txn, overlay) if table == Table::Accounts => {
-                journal::read(txn, overlay, key)
-            }
-            View::Redb(txn, _) => {
-                let t = txn.open_table(table.def())?;
+            View::Redb(v) if table == Table::Accounts => v.account(key),
+            View::Redb(v) => {
+                let t = v.txn.open_table(table.def())?;
                 Ok(t.get(key)?.map(|v| v.value().to_vec()))
             }
             View::Pg(pg) => pg.get_raw(table, key),
@@ -416,14 +450,14 @@ impl Snapshot {
 impl Reader for Snapshot {
     fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StorageError> {
         match &self.view {
-            View::Redb(txn, overlay) => get_in(txn, overlay, key),
+            View::Redb(v) => v.get(key),
             View::Pg(pg) => pg.get(key),
         }
     }
 
     fn get_many<R: Record>(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<R>>, StorageError> {
         match &self.view {
-            View::Redb(txn, overlay) => keys.iter().map(|k| get_in(txn, overlay, k)).collect(),
+            View::Redb(v) => keys.iter().map(|k| v.get(k)).collect(),
             View::Pg(pg) => pg.get_many(keys),
         }
     }
@@ -436,7 +470,7 @@ impl Reader for Snapshot {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, R)>, StorageError> {
         match &self.view {
-            View::Redb(txn, overlay) => scan_in(txn, overlay, prefix, after, direction, limit),
+            View::Redb(v) => scan_in(&v.txn, &v.overlay, prefix, after, direction, limit),
             View::Pg(pg) => pg.scan(prefix, after, direction, limit),
         }
     }
@@ -448,7 +482,8 @@ fn get_in<R: Record>(
     key: &[u8],
 ) -> Result<Option<R>, StorageError> {
     if R::TABLE == Table::Accounts {
-        return journal::read(txn, overlay, key)?
+        return AccountsView::open(txn)?
+            .read(overlay, key)?
             .map(|bytes| decode(&bytes))
             .transpose();
     }
@@ -459,7 +494,7 @@ fn get_in<R: Record>(
     }
 }
 
-/// [`scan_table`] on a snapshot; accounts as of the snapshot ([`journal::read`] each).
+/// [`scan_table`] on a snapshot; accounts as of the snapshot ([`AccountsView::read`] each).
 fn scan_in<R: Record>(
     txn: &redb::ReadTransaction,
     overlay: &Overlay,
@@ -474,9 +509,10 @@ fn scan_in<R: Record>(
         return Ok(rows);
     }
     // `accounts` names every account (new ones go there first); its values may be older.
+    let view = AccountsView::open(txn)?;
     let mut out = Vec::with_capacity(rows.len());
     for (key, _) in rows {
-        if let Some(bytes) = journal::read(txn, overlay, &key)? {
+        if let Some(bytes) = view.read(overlay, &key)? {
             out.push((key, decode(&bytes)?));
         }
     }

@@ -12,7 +12,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::oneshot;
 
 use crate::codec::{encode, Record};
-use crate::journal::{BatchJournal, JournalWriter, JOURNAL};
+use crate::journal::{BatchJournal, JournalWriter, Known, JOURNAL};
 use crate::{StorageError, Table};
 
 /// A condition checked inside the write transaction, after every earlier set of the batch was
@@ -490,7 +490,9 @@ impl BatchEngine for RedbBatch {
     }
 
     fn settle(&mut self) -> Result<Option<redb::ReadTransaction>, StorageError> {
-        self.run(&[], true)?;
+        if !self.journal.is_empty() {
+            self.run(&[], true)?;
+        }
         // Taken on the writer thread before any later batch: its journal is empty, so its
         // `accounts` table is exact.
         Ok(Some(self.db.begin_read()?))
@@ -529,7 +531,7 @@ fn apply_batch(
             Ok(outcomes)
         }
         Err(e) => {
-            journal.failed(changes);
+            journal.commit_failed(db, changes);
             Err(e.into())
         }
     }
@@ -611,15 +613,22 @@ fn account_change(
     value: Option<&Vec<u8>>,
 ) -> Result<(), StorageError> {
     let accounts = table_of(h.txn, &mut h.tables, Table::Accounts)?;
-    if !journal.journals(changes, accounts, key)? {
-        if let Some(v) = value {
+    let known = journal.state(changes, accounts, key)?;
+    match (known, value) {
+        (Known::Absent, Some(v)) => {
+            accounts.insert(key, v.as_slice())?;
+            return Ok(());
+        }
+        (Known::Absent, None) => return Ok(()),
+        // `accounts` names exactly the accounts there are: a delete leaves it at once, and
+        // a put after a delete enters it again (with the version the journal then holds).
+        (_, None) => {
+            accounts.remove(key)?;
+        }
+        (Known::Journaled { deleted: true }, Some(v)) => {
             accounts.insert(key, v.as_slice())?;
         }
-        return Ok(());
-    }
-    if value.is_none() {
-        // Gone from `accounts` at once too, so the table never names an account that is not.
-        accounts.remove(key)?;
+        (Known::Journaled { deleted: false } | Known::InAccounts, Some(_)) => {}
     }
     if h.journal.is_none() {
         h.journal = Some(h.txn.open_table(JOURNAL)?);

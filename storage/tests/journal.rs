@@ -183,3 +183,32 @@ async fn concurrent_movements_of_many_accounts_cross_folds_and_verify() {
     assert_eq!(failed, 0);
     assert_verified(&store);
 }
+
+#[tokio::test]
+async fn an_account_deleted_after_journaled_versions_and_made_again_is_listed_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = Uuid::now_v7();
+    {
+        let store = open(dir.path(), 1_000);
+        let a = create(&store, user).await;
+        post(&store, &a, 3).await;
+        let mut gone = WriteSet::new();
+        gone.delete::<AccountRecord>(keys::account(user));
+        assert_eq!(store.write(gone).await.unwrap(), WriteOutcome::Committed);
+        assert_eq!(
+            store.get::<AccountRecord>(&keys::account(user)).unwrap(),
+            None
+        );
+        assert_eq!(store.count(Table::Accounts).unwrap(), 0);
+        let again = create(&store, user).await;
+        assert_eq!(stored(&store, user), again);
+        assert_eq!(store.count(Table::Accounts).unwrap(), 1);
+        let listed = store
+            .scan::<AccountRecord>(&[], None, storage::Direction::Forward, 10)
+            .unwrap();
+        assert_eq!(listed, vec![(keys::account(user), again)]);
+        store.shutdown();
+    }
+    let store = open(dir.path(), 1_000);
+    assert_eq!(stored(&store, user), AccountRecord::empty(user, 0));
+}

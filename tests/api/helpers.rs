@@ -144,7 +144,7 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
             .expect("config");
     // Fold the account journal every few versions, so every test's reads and writes of
     // accounts also meet folds and the versions memory let go (a file's own setting stays).
-    if config.file.store.account_journal_fold_entries == storage::journal::FOLD_ENTRIES_MIN {
+    if config.file.store.account_journal_fold_entries == storage::journal::FOLD_ENTRIES_DEFAULT {
         config.file.store.account_journal_fold_entries = 5;
     }
     let mailer = Arc::new(CapturingMailer::default());
