@@ -611,6 +611,10 @@ fn fold_in(txn: &redb::WriteTransaction, accounts: &mut RawTable<'_>) -> Result<
 /// At open, before any reader or the writer: folds what a crash left in the journal, so the
 /// process starts with `accounts` exact and memory empty. Answers the entries folded.
 pub(crate) fn fold_at_open(db: &Database) -> Result<u64, StorageError> {
+    // A clean stop left nothing to fold: no write transaction (and no fsync) for it.
+    if entries(&redb::ReadableDatabase::begin_read(db)?)? == 0 {
+        return Ok(0);
+    }
     let txn = db.begin_write()?;
     let mut accounts = txn.open_table(Table::Accounts.def())?;
     let folded = fold_in(&txn, &mut accounts)?;
