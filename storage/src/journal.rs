@@ -237,10 +237,7 @@ impl AccountsView {
     pub fn open(txn: &redb::ReadTransaction) -> Result<AccountsView, StorageError> {
         let accounts = txn.open_table(Table::Accounts.def())?;
         let journal = match txn.open_table(JOURNAL) {
-            Ok(t) => match (first_seq(&t)?, last_seq(&t)?) {
-                (Some(first), Some(last)) => Some((t, first, last)),
-                _ => None,
-            },
+            Ok(t) => seq_bounds(&t)?.map(|(first, last)| (t, first, last)),
             Err(redb::TableError::TableDoesNotExist(_)) => None,
             Err(e) => return Err(e.into()),
         };
@@ -301,22 +298,14 @@ fn search<T: ReadableTable<&'static [u8], &'static [u8]>>(
     Ok(None)
 }
 
-fn first_seq<T: ReadableTable<&'static [u8], &'static [u8]>>(
+/// The first and last sequence of a journal; `None` when it is empty.
+fn seq_bounds<T: ReadableTable<&'static [u8], &'static [u8]>>(
     journal: &T,
-) -> Result<Option<u64>, StorageError> {
-    journal
-        .first()?
-        .map(|(k, _)| parse_seq(k.value()))
-        .transpose()
-}
-
-fn last_seq<T: ReadableTable<&'static [u8], &'static [u8]>>(
-    journal: &T,
-) -> Result<Option<u64>, StorageError> {
-    journal
-        .last()?
-        .map(|(k, _)| parse_seq(k.value()))
-        .transpose()
+) -> Result<Option<(u64, u64)>, StorageError> {
+    let (Some((first, _)), Some((last, _))) = (journal.first()?, journal.last()?) else {
+        return Ok(None);
+    };
+    Ok(Some((parse_seq(first.value())?, parse_seq(last.value())?)))
 }
 
 fn parse_seq(key: &[u8]) -> Result<u64, StorageError> {
@@ -527,7 +516,7 @@ impl JournalWriter {
             return Ok(true);
         }
         match batch.first_seq {
-            Some(first) => Ok(last_seq(&journal)?.is_some_and(|last| last >= first)),
+            Some(first) => Ok(seq_bounds(&journal)?.is_some_and(|(_, last)| last >= first)),
             None => Ok(false),
         }
     }
