@@ -8,9 +8,10 @@
 //! exists already is not rewritten in place: its new version is appended to `account_journal`
 //! under the writer's sequence (time-ordered, so appends share the last leaf), in the same
 //! transaction as the rest of its write set. Once the journal holds
-//! `account_journal_fold_entries` ([`FOLD_ENTRIES_DEFAULT`]) entries the writer *folds* it: the newest version of each account
-//! goes into `accounts` and the journal is emptied, in the same transaction as the batch that
-//! crossed the bound. A fold writes each dirty leaf once for all the accounts on it.
+//! `account_journal_fold_entries` ([`FOLD_ENTRIES_DEFAULT`]) entries the writer *folds* it:
+//! the newest version of each account goes into `accounts` and the journal is emptied, in the
+//! same transaction as the batch that crossed the bound. A fold writes each dirty leaf once for
+//! all the accounts on it.
 //!
 //! Readers must see, for one snapshot, the version of an account as of that snapshot. The
 //! [`Overlay`] keeps in memory the newest versions (four at most) of every account the
@@ -38,7 +39,7 @@ use crate::{StorageError, Table};
 pub(crate) const JOURNAL: TableDefinition<'static, &'static [u8], &'static [u8]> =
     TableDefinition::new("account_journal");
 
-/// Entries the journal may hold before the writer folds it. A fold writes each leaf of
+/// The default of the entries the journal may hold before the writer folds it. A fold writes each leaf of
 /// `accounts` that holds a changed account once; a larger bound means fewer folds (each a
 /// longer commit) and a longer scan for a reader that memory cannot answer.
 pub const FOLD_ENTRIES_DEFAULT: u64 = 16_384;
@@ -495,8 +496,17 @@ impl JournalWriter {
     }
 
     fn landed(&self, db: &Database, batch: &BatchJournal) -> Result<bool, StorageError> {
+        if batch.first_seq.is_none() && batch.folded_through.is_none() {
+            // Nothing of the journal's: memory is the same either way.
+            return Ok(false);
+        }
         let txn = redb::ReadableDatabase::begin_read(db)?;
-        let journal = txn.open_table(JOURNAL)?;
+        let journal = match txn.open_table(JOURNAL) {
+            Ok(t) => t,
+            // No journal committed yet: neither this batch's entries nor its fold landed.
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
         if batch.folded_through.is_some() {
             // Before the batch the journal held `entries`; after its fold, none.
             if !journal.is_empty()? {
