@@ -223,6 +223,13 @@ pub(crate) struct Rollback {
     restore: Vec<(Vec<u8>, Option<Versions>)>,
 }
 
+impl Rollback {
+    /// The accounts the install changed.
+    fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.restore.iter().map(|(k, _)| k.as_slice())
+    }
+}
+
 /// A snapshot's accounts: its `accounts` table and the bounds of its journal, opened once for
 /// every account it reads.
 pub(crate) struct AccountsView {
@@ -237,10 +244,9 @@ type ReadTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
 impl AccountsView {
     pub fn open(txn: &redb::ReadTransaction) -> Result<AccountsView, StorageError> {
         let accounts = txn.open_table(Table::Accounts.def())?;
-        let journal = match txn.open_table(JOURNAL) {
-            Ok(t) => seq_bounds(&t)?.map(|(first, last)| (t, first, last)),
-            Err(redb::TableError::TableDoesNotExist(_)) => None,
-            Err(e) => return Err(e.into()),
+        let journal = match open_journal(txn)? {
+            Some(t) => seq_bounds(&t)?.map(|(first, last)| (t, first, last)),
+            None => None,
         };
         Ok(AccountsView { accounts, journal })
     }
@@ -275,12 +281,21 @@ impl AccountsView {
     }
 }
 
-/// Entries in a snapshot's journal (none in a store file that never had one).
-pub(crate) fn entries(txn: &redb::ReadTransaction) -> Result<u64, StorageError> {
+/// A snapshot's journal; `None` in a store file that never had one (an export, a backup, a
+/// store no journaled change has reached yet).
+fn open_journal(txn: &redb::ReadTransaction) -> Result<Option<ReadTable>, StorageError> {
     match txn.open_table(JOURNAL) {
-        Ok(t) => Ok(t.len()?),
-        Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Entries in a snapshot's journal.
+pub(crate) fn entries(txn: &redb::ReadTransaction) -> Result<u64, StorageError> {
+    match open_journal(txn)? {
+        Some(t) => Ok(t.len()?),
+        None => Ok(0),
     }
 }
 
@@ -318,7 +333,7 @@ fn parse_seq(key: &[u8]) -> Result<u64, StorageError> {
 /// The writer's side: sequence numbers, the committed journal's size, and when to fold.
 #[derive(Debug)]
 pub(crate) struct JournalWriter {
-    pub overlay: Arc<Overlay>,
+    overlay: Arc<Overlay>,
     /// The next entry's sequence number. Only grows within a process (a failed batch leaves a
     /// gap), so a sequence is never given to two versions; the journal is empty at open.
     next_seq: u64,
@@ -341,8 +356,7 @@ pub(crate) struct BatchJournal {
     first_seq: Option<u64>,
     /// The last sequence this batch's fold took into `accounts`.
     folded_through: Option<u64>,
-    /// What the batch made memory's newest, and what that replaced.
-    installed: Vec<(Vec<u8>, Version)>,
+    /// What the batch's versions replaced in memory (they are memory's newest until then).
     rollback: Option<Rollback>,
 }
 
@@ -441,8 +455,8 @@ impl JournalWriter {
 
     /// Just before the batch commits: its versions become memory's newest.
     pub fn install(&self, batch: &mut BatchJournal) {
-        batch.installed = batch.versions.drain().collect();
-        batch.rollback = Some(self.overlay.install(batch.installed.clone()));
+        let versions = batch.versions.drain().collect();
+        batch.rollback = Some(self.overlay.install(versions));
     }
 
     /// The batch committed: count its entries, and after a fold let go of what the fold
@@ -501,11 +515,9 @@ impl JournalWriter {
             return Ok(false);
         }
         let txn = redb::ReadableDatabase::begin_read(db)?;
-        let journal = match txn.open_table(JOURNAL) {
-            Ok(t) => t,
+        let Some(journal) = open_journal(&txn)? else {
             // No journal committed yet: neither this batch's entries nor its fold landed.
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
-            Err(e) => return Err(e.into()),
+            return Ok(false);
         };
         if batch.folded_through.is_some() {
             // Before the batch the journal held `entries`; after its fold, none.
@@ -515,11 +527,12 @@ impl JournalWriter {
             if self.entries > 0 {
                 return Ok(true);
             }
-            // Empty either way: the fold's accounts tell.
+            // Empty either way: the fold's accounts tell, against the batch's versions (still
+            // memory's newest: nothing is rolled back before this answer).
             let accounts = txn.open_table(Table::Accounts.def())?;
-            for (key, version) in &batch.installed {
-                let stored = accounts.get(key.as_slice())?.map(|v| v.value().to_vec());
-                if stored != version.value {
+            for key in batch.rollback.iter().flat_map(Rollback::keys) {
+                let stored = accounts.get(key)?.map(|v| v.value().to_vec());
+                if Some(stored) != self.overlay.latest(key) {
                     return Ok(false);
                 }
             }
@@ -569,7 +582,8 @@ pub(crate) enum Known {
     Absent,
 }
 
-type RawTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
+/// A table of a write transaction (the writer's and the journal's own handles).
+pub(crate) type RawTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
 
 /// Accounts and their newest version (`None`: deleted), in key order: a fold then walks
 /// `accounts` from one leaf to the next.

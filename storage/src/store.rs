@@ -135,7 +135,7 @@ impl Store {
 
     pub fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StorageError> {
         match &*self.inner {
-            Engine::Redb { db, overlay, .. } => get_in(&db.begin_read()?, overlay, key),
+            Engine::Redb { db, overlay, .. } => RedbView::new(db, overlay)?.get(key),
             Engine::Pg(pg) => pg.get(key),
         }
     }
@@ -151,7 +151,7 @@ impl Store {
     ) -> Result<Vec<(Vec<u8>, R)>, StorageError> {
         match &*self.inner {
             Engine::Redb { db, overlay, .. } => {
-                scan_in(&db.begin_read()?, overlay, prefix, after, direction, limit)
+                RedbView::new(db, overlay)?.scan(prefix, after, direction, limit)
             }
             Engine::Pg(pg) => pg.scan(prefix, after, direction, limit),
         }
@@ -229,11 +229,7 @@ impl Store {
     pub fn read(&self) -> Result<Snapshot, StorageError> {
         Ok(Snapshot {
             view: match &*self.inner {
-                Engine::Redb { db, overlay, .. } => View::Redb(RedbView {
-                    txn: db.begin_read()?,
-                    overlay: overlay.clone(),
-                    accounts: std::cell::OnceCell::new(),
-                }),
+                Engine::Redb { db, overlay, .. } => View::Redb(RedbView::new(db, overlay)?),
                 Engine::Pg(pg) => View::Pg(pg.clone()),
             },
         })
@@ -372,14 +368,7 @@ impl Reader for Store {
 
     fn get_many<R: Record>(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<R>>, StorageError> {
         match &*self.inner {
-            Engine::Redb { db, overlay, .. } => {
-                let view = RedbView {
-                    txn: db.begin_read()?,
-                    overlay: overlay.clone(),
-                    accounts: std::cell::OnceCell::new(),
-                };
-                keys.iter().map(|k| view.get(k)).collect()
-            }
+            Engine::Redb { db, overlay, .. } => RedbView::new(db, overlay)?.get_many(keys),
             Engine::Pg(pg) => pg.get_many(keys),
         }
     }
@@ -405,6 +394,8 @@ enum View {
     Pg(PgStore),
 }
 
+/// One redb read transaction, the only way reads reach the embedded store: accounts are read
+/// as of it through the journal ([`AccountsView`]), every other table straight.
 struct RedbView {
     txn: redb::ReadTransaction,
     overlay: Arc<Overlay>,
@@ -414,6 +405,14 @@ struct RedbView {
 }
 
 impl RedbView {
+    fn new(db: &Database, overlay: &Arc<Overlay>) -> Result<RedbView, StorageError> {
+        Ok(RedbView {
+            txn: db.begin_read()?,
+            overlay: overlay.clone(),
+            accounts: std::cell::OnceCell::new(),
+        })
+    }
+
     fn account(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         let view = match self.accounts.get() {
             Some(v) => v,
@@ -424,12 +423,41 @@ impl RedbView {
         };
         view.read(&self.overlay, key)
     }
+}
 
+impl Reader for RedbView {
     fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StorageError> {
         if R::TABLE == Table::Accounts {
             return self.account(key)?.map(|b| decode(&b)).transpose();
         }
-        get_in(&self.txn, &self.overlay, key)
+        let table = self.txn.open_table(R::TABLE.def())?;
+        match table.get(key)? {
+            Some(v) => Ok(Some(decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// [`scan_table`] on this transaction; accounts as of it ([`AccountsView::read`] each).
+    fn scan<R: Record>(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, R)>, StorageError> {
+        let table = self.txn.open_table(R::TABLE.def())?;
+        let rows = scan_table::<R, _>(&table, prefix, after, direction, limit)?;
+        if R::TABLE != Table::Accounts {
+            return Ok(rows);
+        }
+        // `accounts` names every account (new ones go there first); its values may be older.
+        let mut out = Vec::with_capacity(rows.len());
+        for (key, _) in rows {
+            if let Some(bytes) = self.account(&key)? {
+                out.push((key, decode(&bytes)?));
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -457,7 +485,7 @@ impl Reader for Snapshot {
 
     fn get_many<R: Record>(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<R>>, StorageError> {
         match &self.view {
-            View::Redb(v) => keys.iter().map(|k| v.get(k)).collect(),
+            View::Redb(v) => v.get_many(keys),
             View::Pg(pg) => pg.get_many(keys),
         }
     }
@@ -470,53 +498,10 @@ impl Reader for Snapshot {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, R)>, StorageError> {
         match &self.view {
-            View::Redb(v) => scan_in(&v.txn, &v.overlay, prefix, after, direction, limit),
+            View::Redb(v) => v.scan(prefix, after, direction, limit),
             View::Pg(pg) => pg.scan(prefix, after, direction, limit),
         }
     }
-}
-
-fn get_in<R: Record>(
-    txn: &redb::ReadTransaction,
-    overlay: &Overlay,
-    key: &[u8],
-) -> Result<Option<R>, StorageError> {
-    if R::TABLE == Table::Accounts {
-        return AccountsView::open(txn)?
-            .read(overlay, key)?
-            .map(|bytes| decode(&bytes))
-            .transpose();
-    }
-    let table = txn.open_table(R::TABLE.def())?;
-    match table.get(key)? {
-        Some(v) => Ok(Some(decode(v.value())?)),
-        None => Ok(None),
-    }
-}
-
-/// [`scan_table`] on a snapshot; accounts as of the snapshot ([`AccountsView::read`] each).
-fn scan_in<R: Record>(
-    txn: &redb::ReadTransaction,
-    overlay: &Overlay,
-    prefix: &[u8],
-    after: Option<&[u8]>,
-    direction: Direction,
-    limit: usize,
-) -> Result<Vec<(Vec<u8>, R)>, StorageError> {
-    let table = txn.open_table(R::TABLE.def())?;
-    let rows = scan_table::<R, _>(&table, prefix, after, direction, limit)?;
-    if R::TABLE != Table::Accounts {
-        return Ok(rows);
-    }
-    // `accounts` names every account (new ones go there first); its values may be older.
-    let view = AccountsView::open(txn)?;
-    let mut out = Vec::with_capacity(rows.len());
-    for (key, _) in rows {
-        if let Some(bytes) = view.read(overlay, &key)? {
-            out.push((key, decode(&bytes)?));
-        }
-    }
-    Ok(out)
 }
 
 /// A snapshot whose account journal is empty, so that its `accounts` table is exact: the

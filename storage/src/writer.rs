@@ -12,7 +12,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::oneshot;
 
 use crate::codec::{encode, Record};
-use crate::journal::{BatchJournal, JournalWriter, Known, JOURNAL};
+use crate::journal::{BatchJournal, JournalWriter, Known, RawTable, JOURNAL};
 use crate::{StorageError, Table};
 
 /// A condition checked inside the write transaction, after every earlier set of the batch was
@@ -505,8 +505,6 @@ struct Handles<'t> {
     tables: Vec<Option<RawTable<'t>>>,
     journal: Option<RawTable<'t>>,
 }
-
-type RawTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
 
 fn apply_batch(
     db: &Database,
