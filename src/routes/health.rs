@@ -92,8 +92,8 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, AppErro
         ),
         (
             "creativeflow_store_cache_hits_total",
-            "Reads answered from this node's cache (PostgreSQL store; 0 on the embedded store).",
-            Sample::Counter(state.store.postgres().map_or(0, |pg| pg.cache_hits()) as f64),
+            "Reads answered from this node's cache of sessions, users and workspace records.",
+            Sample::Counter(state.store.cache_hits() as f64),
         ),
         (
             "creativeflow_store_account_journal_folds_total",

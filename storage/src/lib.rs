@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backup;
+mod cache;
 pub mod codec;
 mod error;
 mod interface;

@@ -3,6 +3,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
+use crate::cache::{ReadCache, Row, Ticket};
 use crate::codec::{decode, encode, Record};
 use crate::interface::{Direction, Reader, StoreOptions};
 use crate::journal::{self, AccountsView, JournalWriter, Overlay};
@@ -29,6 +30,8 @@ enum Engine {
         path: PathBuf,
         /// The account versions the journal holds, for readers ([`crate::journal`]).
         overlay: Arc<Overlay>,
+        /// Sessions, users and workspace records every request reads ([`crate::cache`]).
+        cache: Arc<ReadCache>,
     },
     Pg(PgStore),
 }
@@ -58,10 +61,12 @@ impl Store {
         journal::fold_at_open(&db)?;
         let db = Arc::new(db);
         let overlay = Arc::new(Overlay::default());
+        let cache = ReadCache::local();
         let writer = WriterHandle::start(
             RedbBatch::new(
                 db.clone(),
                 JournalWriter::new(overlay.clone(), options.account_journal_fold_entries),
+                cache.clone(),
             ),
             options.writer_queue_capacity,
             options.writer_batch_size_max,
@@ -72,6 +77,7 @@ impl Store {
                 writer,
                 path,
                 overlay,
+                cache,
             }),
         })
     }
@@ -135,7 +141,9 @@ impl Store {
 
     pub fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StorageError> {
         match &*self.inner {
-            Engine::Redb { db, overlay, .. } => RedbView::new(db, overlay)?.get(key),
+            Engine::Redb {
+                db, overlay, cache, ..
+            } => RedbView::new(db, overlay, cache)?.get(key),
             Engine::Pg(pg) => pg.get(key),
         }
     }
@@ -150,9 +158,9 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, R)>, StorageError> {
         match &*self.inner {
-            Engine::Redb { db, overlay, .. } => {
-                RedbView::new(db, overlay)?.scan(prefix, after, direction, limit)
-            }
+            Engine::Redb {
+                db, overlay, cache, ..
+            } => RedbView::new(db, overlay, cache)?.scan(prefix, after, direction, limit),
             Engine::Pg(pg) => pg.scan(prefix, after, direction, limit),
         }
     }
@@ -215,6 +223,14 @@ impl Store {
         }
     }
 
+    /// Reads this node answered from its cache so far ([`crate::cache`], for `/metrics`).
+    pub fn cache_hits(&self) -> u64 {
+        match &*self.inner {
+            Engine::Redb { cache, .. } => cache.hits.load(std::sync::atomic::Ordering::Relaxed),
+            Engine::Pg(pg) => pg.cache_hits(),
+        }
+    }
+
     /// The account versions held in memory for the account journal (embedded store only).
     pub fn account_overlay(&self) -> Option<&Overlay> {
         match &*self.inner {
@@ -223,13 +239,16 @@ impl Store {
         }
     }
 
-    /// One consistent view for several reads: what a request reads (its caller, then the
-    /// records it shows) comes from one point in time, and opens one read transaction. On
-    /// PostgreSQL each read sees the latest commit (see [`crate::pg`]).
+    /// One view for several reads: what a request reads (its caller, then the records it
+    /// shows) opens one read transaction and comes from one point in time, except the records
+    /// the node caches ([`crate::cache`]), which are as of now. On PostgreSQL each read sees
+    /// the latest commit (see [`crate::pg`]).
     pub fn read(&self) -> Result<Snapshot, StorageError> {
         Ok(Snapshot {
             view: match &*self.inner {
-                Engine::Redb { db, overlay, .. } => View::Redb(RedbView::new(db, overlay)?),
+                Engine::Redb {
+                    db, overlay, cache, ..
+                } => View::Redb(RedbView::new(db, overlay, cache)?),
                 Engine::Pg(pg) => View::Pg(pg.clone()),
             },
         })
@@ -368,7 +387,9 @@ impl Reader for Store {
 
     fn get_many<R: Record>(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<R>>, StorageError> {
         match &*self.inner {
-            Engine::Redb { db, overlay, .. } => RedbView::new(db, overlay)?.get_many(keys),
+            Engine::Redb {
+                db, overlay, cache, ..
+            } => RedbView::new(db, overlay, cache)?.get_many(keys),
             Engine::Pg(pg) => pg.get_many(keys),
         }
     }
@@ -395,20 +416,32 @@ enum View {
 }
 
 /// One redb read transaction, the only way reads reach the embedded store: accounts are read
-/// as of it through the journal ([`AccountsView`]), every other table straight.
+/// as of it through the journal ([`AccountsView`]), the records the node caches through
+/// [`ReadCache`], every other table straight.
 struct RedbView {
     txn: redb::ReadTransaction,
     overlay: Arc<Overlay>,
+    cache: Arc<ReadCache>,
+    /// Taken before `txn` began, so that this snapshot fills the cache only while nothing
+    /// was evicted since it began (what it reads may be older than an eviction).
+    ticket: Ticket,
     /// Opened at the first account read, for every later one (boxed: most snapshots read
     /// no account, and a view holds two table handles).
     accounts: std::cell::OnceCell<Box<AccountsView>>,
 }
 
 impl RedbView {
-    fn new(db: &Database, overlay: &Arc<Overlay>) -> Result<RedbView, StorageError> {
+    fn new(
+        db: &Database,
+        overlay: &Arc<Overlay>,
+        cache: &Arc<ReadCache>,
+    ) -> Result<RedbView, StorageError> {
+        let ticket = cache.epoch_ticket();
         Ok(RedbView {
             txn: db.begin_read()?,
             overlay: overlay.clone(),
+            cache: cache.clone(),
+            ticket,
             accounts: std::cell::OnceCell::new(),
         })
     }
@@ -423,13 +456,51 @@ impl RedbView {
         };
         view.read(&self.overlay, key)
     }
+
+    /// The stored bytes at `key` of `table`: accounts through the journal, cached tables
+    /// through the cache (filling it on a miss), others from the transaction.
+    fn raw(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        if table == Table::Accounts {
+            return self.account(key);
+        }
+        if let Some(hit) = self.cache.get(table, key) {
+            return Ok(hit);
+        }
+        let t = self.txn.open_table(table.def())?;
+        let value = t.get(key)?.map(|v| v.value().to_vec());
+        if ReadCache::caches_gets(table) {
+            self.cache
+                .fill_get(self.ticket, table, key, value.as_deref());
+        }
+        Ok(value)
+    }
+
+    /// A scan's raw rows of a table whose scans the node caches.
+    fn scan_cached(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<Row>, StorageError> {
+        if let Some(hit) = self.cache.scan(table, prefix, &(after, direction, limit)) {
+            return Ok(hit);
+        }
+        let t = self.txn.open_table(table.def())?;
+        let rows = scan_table(&t, prefix, after, direction, limit, |v| Ok(v.to_vec()))?;
+        self.cache
+            .fill_scan(self.ticket, table, prefix, (after, direction, limit), &rows);
+        Ok(rows)
+    }
 }
 
 impl Reader for RedbView {
     fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StorageError> {
-        if R::TABLE == Table::Accounts {
-            return self.account(key)?.map(|b| decode(&b)).transpose();
+        if R::TABLE == Table::Accounts || ReadCache::caches_gets(R::TABLE) {
+            return self.raw(R::TABLE, key)?.map(|b| decode(&b)).transpose();
         }
+        // Decoded in place: no copy of the bytes for the tables nothing caches.
         let table = self.txn.open_table(R::TABLE.def())?;
         match table.get(key)? {
             Some(v) => Ok(Some(decode(v.value())?)),
@@ -437,7 +508,8 @@ impl Reader for RedbView {
         }
     }
 
-    /// [`scan_table`] on this transaction; accounts as of it ([`AccountsView::read`] each).
+    /// [`scan_table`] on this transaction (or the cache); accounts as of it
+    /// ([`AccountsView::read`] each).
     fn scan<R: Record>(
         &self,
         prefix: &[u8],
@@ -445,8 +517,15 @@ impl Reader for RedbView {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, R)>, StorageError> {
+        if ReadCache::caches_scans(R::TABLE) {
+            let rows = self.scan_cached(R::TABLE, prefix, after, direction, limit)?;
+            return rows
+                .into_iter()
+                .map(|(k, v)| Ok((k, decode(&v)?)))
+                .collect();
+        }
         let table = self.txn.open_table(R::TABLE.def())?;
-        let rows = scan_table::<R, _>(&table, prefix, after, direction, limit)?;
+        let rows = scan_table(&table, prefix, after, direction, limit, decode::<R>)?;
         if R::TABLE != Table::Accounts {
             return Ok(rows);
         }
@@ -465,11 +544,7 @@ impl Snapshot {
     /// The stored bytes (version byte and all) at `key` of `table`, undecoded.
     pub fn get_raw(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         match &self.view {
-            View::Redb(v) if table == Table::Accounts => v.account(key),
-            View::Redb(v) => {
-                let t = v.txn.open_table(table.def())?;
-                Ok(t.get(key)?.map(|v| v.value().to_vec()))
-            }
+            View::Redb(v) => v.raw(table, key),
             View::Pg(pg) => pg.get_raw(table, key),
         }
     }
@@ -534,13 +609,16 @@ type RangeItem<'a> = Result<
     redb::StorageError,
 >;
 
-pub(crate) fn scan_table<R: Record, T: ReadableTable<&'static [u8], &'static [u8]>>(
+/// Rows of `table` whose key starts with `prefix`, strictly after `after` in `direction`, at
+/// most `limit`, each value passed through `value`.
+fn scan_table<V, T: ReadableTable<&'static [u8], &'static [u8]>>(
     table: &T,
     prefix: &[u8],
     after: Option<&[u8]>,
     direction: Direction,
     limit: usize,
-) -> Result<Vec<(Vec<u8>, R)>, StorageError> {
+    value: impl Fn(&[u8]) -> Result<V, StorageError>,
+) -> Result<Vec<(Vec<u8>, V)>, StorageError> {
     use std::ops::Bound;
     let end = prefix_end(prefix);
     let (lower, upper): (Bound<&[u8]>, Bound<&[u8]>) = match (direction, after) {
@@ -555,7 +633,7 @@ pub(crate) fn scan_table<R: Record, T: ReadableTable<&'static [u8], &'static [u8
         if !k.value().starts_with(prefix) {
             return Ok(false);
         }
-        out.push((k.value().to_vec(), decode::<R>(v.value())?));
+        out.push((k.value().to_vec(), value(v.value())?));
         Ok(out.len() < limit)
     };
     match direction {

@@ -11,6 +11,7 @@ use std::thread::JoinHandle;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::oneshot;
 
+use crate::cache::{self, ReadCache};
 use crate::codec::{encode, Record};
 use crate::journal::{BatchJournal, JournalWriter, Known, RawTable, JOURNAL};
 use crate::{StorageError, Table};
@@ -51,6 +52,27 @@ pub(crate) enum Op {
         table: Table,
         value: Vec<u8>,
     },
+}
+
+impl Condition {
+    /// The table and key the condition is about.
+    pub(crate) fn key(&self) -> (Table, &[u8]) {
+        match self {
+            Condition::Absent { table, key }
+            | Condition::Present { table, key }
+            | Condition::Equals { table, key, .. } => (*table, key),
+        }
+    }
+}
+
+impl Op {
+    /// The table and key the op writes; `None` for an append, whose key the writer picks.
+    pub(crate) fn key(&self) -> Option<(Table, &[u8])> {
+        match self {
+            Op::Put { table, key, .. } | Op::Delete { table, key } => Some((*table, key)),
+            Op::Append { .. } => None,
+        }
+    }
 }
 
 /// Records to write together: all or nothing, and durable before the caller hears back.
@@ -464,14 +486,17 @@ pub(crate) struct RedbBatch {
     pub db: Arc<Database>,
     seqs: Sequences,
     journal: JournalWriter,
+    /// The node's read cache: a batch's changes leave it before the batch is answered.
+    cache: Arc<ReadCache>,
 }
 
 impl RedbBatch {
-    pub fn new(db: Arc<Database>, journal: JournalWriter) -> RedbBatch {
+    pub fn new(db: Arc<Database>, journal: JournalWriter, cache: Arc<ReadCache>) -> RedbBatch {
         RedbBatch {
             db,
             seqs: Sequences::default(),
             journal,
+            cache,
         }
     }
 
@@ -486,7 +511,16 @@ impl RedbBatch {
 
 impl BatchEngine for RedbBatch {
     fn apply(&mut self, batch: &[Job]) -> Result<Vec<SetResult>, StorageError> {
-        Ok(self.run(batch, false)?.into_iter().map(Ok).collect())
+        let results: Result<Vec<SetResult>, StorageError> = self
+            .run(batch, false)
+            .map(|o| o.into_iter().map(Ok).collect());
+        // Whatever the outcome (a failed commit may have landed): readers see this batch
+        // from the moment its callers hear back.
+        let stale = stale_keys(batch, results.as_deref().ok());
+        if !stale.is_empty() {
+            self.cache.evict(stale);
+        }
+        results
     }
 
     fn settle(&mut self) -> Result<Option<redb::ReadTransaction>, StorageError> {
@@ -683,4 +717,31 @@ fn table_of<'t, 'a>(
     }
     slot.as_mut()
         .ok_or_else(|| StorageError::Engine("table slot empty after open".into()))
+}
+
+/// The keys of notified tables a batch puts or deletes.
+pub(crate) fn changed_keys(batch: &[Job]) -> Vec<(Table, &[u8])> {
+    batch
+        .iter()
+        .flat_map(|j| j.set.ops.iter())
+        .filter_map(|op| op.key().filter(|(t, _)| cache::notified(*t)))
+        .collect()
+}
+
+/// What a batch leaves stale in its node's cache, whatever became of it (a failed commit may
+/// still have landed): every key it changes, and the key of each failed condition, since that
+/// caller read something else than the store holds and its retry must read the store.
+pub(crate) fn stale_keys<'a, E>(
+    batch: &'a [Job],
+    results: Option<&[Result<WriteOutcome, E>]>,
+) -> Vec<(Table, &'a [u8])> {
+    let mut stale = changed_keys(batch);
+    for (job, r) in batch.iter().zip(results.unwrap_or_default()) {
+        if let Ok(WriteOutcome::ConditionFailed(i)) = r {
+            if let Some(c) = job.set.conditions.get(*i) {
+                stale.push(c.key());
+            }
+        }
+    }
+    stale
 }

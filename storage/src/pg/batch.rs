@@ -13,11 +13,12 @@ use postgres::{Client, Statement, Transaction};
 use std::sync::Arc;
 
 use super::bulk::{self, Bulk};
-use super::cache::{self, ReadCache};
+use super::notify;
 use super::projection;
 use super::schema::table_name;
 use super::settings::PgSettings;
-use crate::writer::{BatchEngine, Condition, Job, Op, SetResult};
+use crate::cache::ReadCache;
+use crate::writer::{self, BatchEngine, Condition, Job, Op, SetResult};
 use crate::{keys, StorageError, Table, WriteOutcome, WriteSet};
 
 /// A batch that meets a deadlock or a serialization failure (another node's transaction) is
@@ -81,19 +82,7 @@ impl BatchEngine for PgBatch {
         let result = self.apply_attempts(batch);
         // Whatever the outcome (a lost COMMIT may have landed): this node reads its own
         // writes at once; other nodes hear of them from the notification.
-        let mut stale = changed_keys(batch);
-        // A failed condition means the caller read something else than the database holds:
-        // its retry must read the database, not an entry whose notification is still on its
-        // way.
-        if let Ok(results) = &result {
-            for (job, r) in batch.iter().zip(results) {
-                if let Ok(WriteOutcome::ConditionFailed(i)) = r {
-                    if let Some(c) = job.set.conditions.get(*i) {
-                        stale.push(bulk::condition_key(c));
-                    }
-                }
-            }
-        }
+        let stale = writer::stale_keys(batch, result.as_deref().ok());
         if !stale.is_empty() {
             self.cache.evict(stale);
         }
@@ -101,24 +90,10 @@ impl BatchEngine for PgBatch {
     }
 }
 
-/// The keys of notified tables a batch puts or deletes (see [`cache`]).
-fn changed_keys(batch: &[Job]) -> Vec<(Table, &[u8])> {
-    batch
-        .iter()
-        .flat_map(|j| &j.set.ops)
-        .filter_map(|op| match op {
-            Op::Put { table, key, .. } | Op::Delete { table, key } if cache::notified(*table) => {
-                Some((*table, key.as_slice()))
-            }
-            _ => None,
-        })
-        .collect()
-}
-
 /// Tells every node's cache, at commit, which of its keys the batch changes.
 fn notify(txn: &mut Transaction<'_>, batch: &[Job]) -> Result<(), postgres::Error> {
-    for payload in cache::payloads(changed_keys(batch)) {
-        txn.execute("SELECT pg_notify($1, $2)", &[&cache::CHANNEL, &payload])?;
+    for payload in notify::payloads(writer::changed_keys(batch)) {
+        txn.execute("SELECT pg_notify($1, $2)", &[&notify::CHANNEL, &payload])?;
     }
     Ok(())
 }
@@ -340,7 +315,7 @@ impl SetWriter<'_, '_> {
     }
 
     fn holds(&mut self, c: &Condition) -> Result<bool, postgres::Error> {
-        let (table, key) = bulk::condition_key(c);
+        let (table, key) = c.key();
         let s = self.statement(table, Kind::Lock)?;
         let row = self.txn.query_opt(&s, &[&key])?;
         let stored: Option<Vec<u8>> = row.map(|r| r.get(0));

@@ -140,7 +140,7 @@ fn read_locked(
     // Tables in one order and keys sorted within each, so two nodes lock in the same order.
     let mut wanted: BTreeMap<Table, BTreeSet<&[u8]>> = BTreeMap::new();
     for c in batch.iter().flat_map(|j| &j.set.conditions) {
-        let (table, key) = condition_key(c);
+        let (table, key) = c.key();
         wanted.entry(table).or_default().insert(key);
     }
     let mut stored = HashMap::new();
@@ -157,15 +157,6 @@ fn read_locked(
     Ok(stored)
 }
 
-/// The table and key a condition is about.
-pub(super) fn condition_key(c: &Condition) -> (Table, &[u8]) {
-    match c {
-        Condition::Absent { table, key }
-        | Condition::Present { table, key }
-        | Condition::Equals { table, key, .. } => (*table, key),
-    }
-}
-
 /// Decides the sets in order against what was read plus the writes of the sets before.
 fn decide(stored: &HashMap<Key, Option<Vec<u8>>>, batch: &[Job]) -> (Vec<SetResult>, Plan) {
     let mut plan = Plan::default();
@@ -180,7 +171,7 @@ fn decide(stored: &HashMap<Key, Option<Vec<u8>>>, batch: &[Job]) -> (Vec<SetResu
             }
         };
         let failed = set.conditions.iter().position(|c| {
-            let (table, key) = condition_key(c);
+            let (table, key) = c.key();
             let current = now(table, key);
             !match c {
                 Condition::Absent { .. } => current.is_none(),

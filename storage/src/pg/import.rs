@@ -78,7 +78,7 @@ fn copy_in(
     // Nodes should be stopped for a copy; should one run, it forgets everything it cached.
     txn.execute(
         "SELECT pg_notify($1, $2)",
-        &[&super::cache::CHANNEL, &super::cache::EVERYTHING],
+        &[&super::notify::CHANNEL, &super::notify::EVERYTHING],
     )
     .map_err(pg)?;
     txn.commit().map_err(pg)?;

@@ -12,11 +12,11 @@
 
 mod batch;
 mod bulk;
-pub mod cache;
 pub mod export;
 pub mod import;
 pub mod lease;
 pub mod mutex;
+pub mod notify;
 pub mod projection;
 mod reads;
 pub mod schema;
@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::cache::ReadCache;
 use crate::codec::{decode, encode, Record};
 use crate::interface::{Direction, Reader, StoreOptions};
 use crate::records::{MetaRecord, META_KEY, PG_SCHEMA_UPGRADABLE_FROM, SCHEMA_VERSION};
@@ -121,8 +122,8 @@ pub struct PgStore {
 
 struct Inner {
     reads: ReadPool,
-    /// Records every request reads, kept true across nodes by notifications ([`cache`]).
-    cache: Arc<cache::ReadCache>,
+    /// Records every request reads, kept true across nodes by notifications ([`notify`]).
+    cache: Arc<ReadCache>,
     /// Writer threads, each with its connection and its own group commit. Sets go to them in
     /// turn: a set waits for one round trip per statement, so one connection would leave the
     /// database idle between them. Several writers are as safe as several nodes: every
@@ -159,8 +160,8 @@ impl PgStore {
             .join()
             .map_err(|_| StorageError::Engine("the connecting thread panicked".into()))??;
         let stats = Arc::new(WriterStats::default());
-        let cache = cache::ReadCache::new();
-        cache::listen(settings.clone(), &cache)?;
+        let cache = ReadCache::listening();
+        notify::listen(settings.clone(), &cache)?;
         let writer_count = settings.writer_connections.clamp(1, WRITER_CONNECTIONS_MAX);
         let mut writers = Vec::with_capacity(writer_count);
         let mut first = Some(client);
@@ -265,8 +266,8 @@ impl PgStore {
     }
 
     /// Calls `watcher` with the key of every change to `table` (one of
-    /// [`cache::WATCHABLE`]) made by any node from now on, as it is heard.
-    pub fn watch(&self, table: Table, watcher: cache::Watcher) {
+    /// [`crate::cache::WATCHABLE`]) made by any node from now on, as it is heard.
+    pub fn watch(&self, table: Table, watcher: crate::cache::Watcher) {
         self.inner.cache.watch(table, watcher);
     }
 

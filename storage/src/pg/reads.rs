@@ -23,7 +23,7 @@ const READ_QUEUE_CAPACITY: usize = 1024;
 const READ_ATTEMPTS_MAX: u32 = 2;
 
 /// One key/value pair as stored.
-pub(crate) type Row = (Vec<u8>, Vec<u8>);
+pub(crate) use crate::cache::Row;
 
 pub(crate) enum Query {
     Get {

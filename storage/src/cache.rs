@@ -1,56 +1,43 @@
 //! A node's cache of the records every request reads and few change (sessions, users,
-//! projects, workbenches, deletion marks, brand kits), kept true across nodes by invalidation.
+//! projects, workbenches, deletion marks, brand kits), for both stores.
 //!
-//! Why: on PostgreSQL each read is a round trip that costs both the node and the database
-//! CPU, and a create read six records before it wrote anything. Here those reads are answered
-//! from memory once warm.
+//! Why: a status read or a create looks up the caller's session and user, and a create its
+//! project, workbench, deletion mark and brand kits, before it writes anything. On PostgreSQL
+//! each is a round trip; in redb each is a table-tree and a B-tree descent through redb's page
+//! cache, the largest user-space item of the status route's profile. Once warm, these reads
+//! are answered from memory.
 //!
 //! How it stays true:
-//! - Every writer that changes a cached table notifies `cf_changes` in the same transaction
-//!   (PostgreSQL delivers it at commit), naming the keys; every node listens on a connection
-//!   of its own and evicts them. A node also evicts its own writes before answering them, so
-//!   it always reads what it wrote.
-//! - A read fills the cache only if no eviction happened while it ran (an epoch counter,
-//!   checked under the cache's lock), so a value read just before a change is never kept.
-//! - The cache answers only while the listener proves its session alive (a ping every
-//!   second, after the notifications already received): a lost or silent listener turns the
-//!   cache off and empties it, and reads go to the database until it listens again.
+//! - The store's writer evicts the keys a batch puts or deletes, and the key of every failed
+//!   condition, after the batch and before any of its callers hears back: a node always reads
+//!   what it wrote. On PostgreSQL other nodes' writes arrive as notifications ([`crate::pg`]).
+//! - A read fills the cache only if no eviction happened since its ticket (an epoch counter,
+//!   checked under the cache's lock), so a value read before a change is never kept. A redb
+//!   snapshot takes its ticket before it begins, so an old snapshot never fills.
+//! - A cached record is as of now, not as of the reader's snapshot: a request can see a
+//!   session or project a commit newer than its other reads, never one older than a write
+//!   already answered.
 //! - Conditions of write sets are always checked in the database, never against this cache:
-//!   a stale read can change what a page shows for the instant a notification takes, never
-//!   what is written.
+//!   a stale read can change what a page shows for an instant, never what is written.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
-use postgres::fallible_iterator::FallibleIterator;
-
-use super::reads::Row;
-use super::settings::PgSettings;
 use crate::interface::Direction;
 use crate::Table;
 
-/// The channel writers notify and listeners listen on.
-pub(crate) const CHANNEL: &str = "cf_changes";
+/// A record as stored: key and value bytes.
+pub(crate) type Row = (Vec<u8>, Vec<u8>);
 /// Records and scan pages kept at most; past it the cache starts over.
 const ENTRIES_MAX: usize = 50_000;
 /// Variants (position, direction, limit) of one prefix's scan kept at most.
 const SCANS_PER_PREFIX_MAX: usize = 8;
-/// A notification's payload stays under PostgreSQL's limit of 8,000 bytes.
-const PAYLOAD_BYTES_MAX: usize = 7_000;
-/// How often the listener pings its session (and looks whether its store is gone).
-const PING_MS: u64 = 1_000;
-/// The cache answers this long after the last ping that succeeded.
-const FRESH_MS: u64 = 3 * PING_MS;
-/// The wait before the listener connects again after losing its session.
-const RECONNECT_MS: u64 = 500;
 /// An entry is read again from the database after this long even if no notification named
 /// it: bounds what a writer that does not notify (a node of an older build during a rolling
 /// upgrade, an operator's plain SQL) can leave stale.
 const ENTRY_AGE_MS_MAX: u64 = 30_000;
-/// The payload that empties every node's cache (a bulk import, for one).
-pub(crate) const EVERYTHING: &str = "*";
 
 /// Tables whose records are cached by key.
 const GET_CACHED: [Table; 6] = [
@@ -87,6 +74,10 @@ pub type Watcher = Box<dyn Fn(&[u8]) + Send + Sync>;
 /// A record read (`None`: known absent) with when it was filled.
 type Filled = (u64, Option<Vec<u8>>);
 
+/// Keys are token hashes and ids; foldhash (seeded per process) is several times faster than
+/// SipHash on them, and this runs on most requests.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// A scan as asked: after which key, which way, how many.
 type ScanShape = (Option<Vec<u8>>, Direction, usize);
 
@@ -102,9 +93,9 @@ struct Entries {
     epoch: u64,
     /// Each value with when it was filled (ms, see [`ReadCache::now_ms`]), by table then key
     /// (so a lookup borrows the key instead of copying it: this runs on every request).
-    gets: HashMap<Table, HashMap<Vec<u8>, Filled>>,
+    gets: Map<Table, Map<Vec<u8>, Filled>>,
     /// Scan pages by table then prefix.
-    scans: HashMap<Table, HashMap<Vec<u8>, ScanPages>>,
+    scans: Map<Table, Map<Vec<u8>, ScanPages>>,
     /// Entries in `gets` and `scans` together (bounded by [`ENTRIES_MAX`]).
     len: usize,
 }
@@ -126,21 +117,39 @@ impl Entries {
 /// The cache of one node (see the module's text).
 pub(crate) struct ReadCache {
     entries: Mutex<Entries>,
-    /// Until when (ms since `start`) the cache may answer: renewed by the listener's pings.
+    /// Until when (ms since `start`) the cache may answer: renewed by a PostgreSQL node's
+    /// listener; forever for the embedded store, whose one writer evicts everything it changes.
     fresh_until_ms: AtomicU64,
+    /// Whether freshness and entry age apply (a PostgreSQL node); the embedded store's cache
+    /// skips both, and with them two clock reads per lookup.
+    listening: bool,
     start: Instant,
     pub hits: AtomicU64,
     watchers: Mutex<Vec<(Table, Watcher)>>,
 }
 
 /// The epoch a read began at (see [`ReadCache::fill_get`]).
+#[derive(Clone, Copy)]
 pub(crate) struct Ticket(u64);
 
 impl ReadCache {
-    pub fn new() -> Arc<ReadCache> {
+    /// A cache that answers only while [`ReadCache::renew`] keeps it fresh (a PostgreSQL node,
+    /// whose listener proves it hears every other node's changes).
+    pub fn listening() -> Arc<ReadCache> {
+        Self::fresh_until(0, true)
+    }
+
+    /// A cache that always answers: the embedded store's writer is the only one, and it
+    /// evicts what it changes.
+    pub fn local() -> Arc<ReadCache> {
+        Self::fresh_until(u64::MAX, false)
+    }
+
+    fn fresh_until(ms: u64, listening: bool) -> Arc<ReadCache> {
         Arc::new(ReadCache {
             entries: Mutex::new(Entries::default()),
-            fresh_until_ms: AtomicU64::new(0),
+            fresh_until_ms: AtomicU64::new(ms),
+            listening,
             start: Instant::now(),
             hits: AtomicU64::new(0),
             watchers: Mutex::new(Vec::new()),
@@ -165,7 +174,15 @@ impl ReadCache {
     }
 
     fn fresh(&self) -> bool {
-        self.now_ms() < self.fresh_until_ms.load(Ordering::Acquire)
+        !self.listening || self.now_ms() < self.fresh_until_ms.load(Ordering::Acquire)
+    }
+
+    /// Entries filled before this are too old to answer (see [`ENTRY_AGE_MS_MAX`]).
+    fn oldest_ms(&self) -> u64 {
+        match self.listening {
+            true => self.now_ms().saturating_sub(ENTRY_AGE_MS_MAX),
+            false => 0,
+        }
     }
 
     /// The cached answer to a read of `key` (`Some(None)`: known absent), if any.
@@ -173,7 +190,7 @@ impl ReadCache {
         if !GET_CACHED.contains(&table) || !self.fresh() {
             return None;
         }
-        let oldest_ms = self.now_ms().saturating_sub(ENTRY_AGE_MS_MAX);
+        let oldest_ms = self.oldest_ms();
         let hit = match self.lock().gets.get(&table).and_then(|t| t.get(key)) {
             Some((filled_ms, value)) if *filled_ms >= oldest_ms => Some(value.clone()),
             _ => None,
@@ -186,7 +203,23 @@ impl ReadCache {
 
     /// A ticket for a read of `table` that may fill the cache, taken before the read.
     pub fn ticket(&self, table: Table) -> Option<Ticket> {
-        (cached(table) && self.fresh()).then(|| Ticket(self.lock().epoch))
+        (cached(table) && self.fresh()).then(|| self.epoch_ticket())
+    }
+
+    /// A ticket for every read of a snapshot, taken before the snapshot begins: a snapshot
+    /// older than an eviction never fills, however late it reads.
+    pub fn epoch_ticket(&self) -> Ticket {
+        Ticket(self.lock().epoch)
+    }
+
+    /// Whether reads of `table` by key go through the cache.
+    pub fn caches_gets(table: Table) -> bool {
+        GET_CACHED.contains(&table)
+    }
+
+    /// Whether prefix scans of `table` go through the cache.
+    pub fn caches_scans(table: Table) -> bool {
+        SCAN_CACHED.contains(&table)
     }
 
     /// Keeps what a read found, unless something was evicted since its ticket.
@@ -219,7 +252,7 @@ impl ReadCache {
         if !SCAN_CACHED.contains(&table) || !self.fresh() {
             return None;
         }
-        let oldest_ms = self.now_ms().saturating_sub(ENTRY_AGE_MS_MAX);
+        let oldest_ms = self.oldest_ms();
         let e = self.lock();
         let hit = e
             .scans
@@ -288,7 +321,7 @@ impl ReadCache {
     }
 
     /// Forgets everything; with `off`, stops answering until the next ping succeeds.
-    fn clear(&self, off: bool) {
+    pub(crate) fn clear(&self, off: bool) {
         let mut e = self.lock();
         if off {
             self.fresh_until_ms.store(0, Ordering::Release);
@@ -309,7 +342,7 @@ impl ReadCache {
         }
     }
 
-    fn tell_watchers(&self, keys: &[(Table, Vec<u8>)]) {
+    pub(crate) fn tell_watchers(&self, keys: &[(Table, Vec<u8>)]) {
         let Ok(watchers) = self.watchers.lock() else {
             return;
         };
@@ -320,116 +353,9 @@ impl ReadCache {
         }
     }
 
-    fn renew(&self) {
-        let until = self.now_ms().saturating_add(FRESH_MS);
+    /// Lets the cache answer for `fresh_ms` more (a listener's ping succeeded).
+    pub(crate) fn renew(&self, fresh_ms: u64) {
+        let until = self.now_ms().saturating_add(fresh_ms);
         self.fresh_until_ms.store(until, Ordering::Release);
-    }
-}
-
-/// The notification payloads naming `keys` (each under PostgreSQL's size limit): entries
-/// `table:hexkey` separated by `;`, tables by name so that builds which number them
-/// differently still agree.
-pub(crate) fn payloads<'a>(keys: impl IntoIterator<Item = (Table, &'a [u8])>) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    for (table, key) in keys {
-        let entry = format!("{}:{}", table.name(), hex::encode(key));
-        if !current.is_empty() && current.len() + 1 + entry.len() > PAYLOAD_BYTES_MAX {
-            out.push(std::mem::take(&mut current));
-        }
-        if !current.is_empty() {
-            current.push(';');
-        }
-        current.push_str(&entry);
-    }
-    if !current.is_empty() {
-        out.push(current);
-    }
-    out
-}
-
-/// The keys a payload names; `None` when it does not parse (the caller then empties the cache).
-fn parse(payload: &str) -> Option<Vec<(Table, Vec<u8>)>> {
-    payload
-        .split(';')
-        .map(|entry| {
-            let (name, key) = entry.split_once(':')?;
-            let table = Table::ALL.into_iter().find(|t| t.name() == name)?;
-            Some((table, hex::decode(key).ok()?))
-        })
-        .collect()
-}
-
-/// Starts the listener thread of `cache`; it ends when the cache is dropped.
-pub(crate) fn listen(settings: PgSettings, cache: &Arc<ReadCache>) -> std::io::Result<()> {
-    let cache = Arc::downgrade(cache);
-    std::thread::Builder::new()
-        .name("pg-listen".into())
-        .spawn(move || loop {
-            match session(&settings, &cache) {
-                Ok(()) => return,
-                Err(e) => {
-                    let Some(c) = cache.upgrade() else { return };
-                    c.clear(true);
-                    tracing::debug!(error = %e, "cache listener lost its session; reconnecting");
-                }
-            }
-            std::thread::sleep(Duration::from_millis(RECONNECT_MS));
-        })
-        .map(drop)
-}
-
-/// One listening session: `Ok` when the cache is gone, `Err` when the session is.
-fn session(settings: &PgSettings, cache: &Weak<ReadCache>) -> Result<(), String> {
-    let mut client = settings.connect().map_err(|e| e.to_string())?;
-    let pg = |e: postgres::Error| super::batch::describe(&e);
-    client
-        .batch_execute(&format!("LISTEN {CHANNEL}"))
-        .map_err(pg)?;
-    // Whatever changed before the LISTEN took effect was never heard: start empty.
-    match cache.upgrade() {
-        Some(c) => c.clear(false),
-        None => return Ok(()),
-    }
-    let ping_every = Duration::from_millis(PING_MS);
-    loop {
-        let Some(c) = cache.upgrade() else {
-            return Ok(());
-        };
-        let since = Instant::now();
-        {
-            let mut n = client.notifications();
-            let mut waiting = n.timeout_iter(ping_every);
-            while let Some(note) = waiting.next().map_err(pg)? {
-                apply(&c, note.payload());
-                if since.elapsed() >= ping_every {
-                    break; // a busy cluster must not starve the ping
-                }
-            }
-        }
-        client.simple_query("SELECT 1").map_err(pg)?;
-        // Notifications that arrived during the ping come before it in the session.
-        {
-            let mut n = client.notifications();
-            let mut buffered = n.iter();
-            while let Some(note) = buffered.next().map_err(pg)? {
-                apply(&c, note.payload());
-            }
-        }
-        c.renew();
-    }
-}
-
-fn apply(cache: &ReadCache, payload: &str) {
-    if payload == EVERYTHING {
-        cache.clear(false);
-        return;
-    }
-    match parse(payload) {
-        Some(keys) => {
-            cache.evict(keys.iter().map(|(t, k)| (*t, k.as_slice())));
-            cache.tell_watchers(&keys);
-        }
-        None => cache.clear(false),
     }
 }
