@@ -298,6 +298,44 @@ impl ReadCache {
         e.len += usize::from(fresh_entry);
     }
 
+    /// The record at `key`: from the cache, else from `read`, whose answer fills the cache
+    /// unless something was evicted since `ticket` (taken before `read`'s data was).
+    pub fn get_through<E>(
+        &self,
+        ticket: Option<Ticket>,
+        table: Table,
+        key: &[u8],
+        read: impl FnOnce() -> Result<Option<Vec<u8>>, E>,
+    ) -> Result<Option<Vec<u8>>, E> {
+        if let Some(hit) = self.get(table, key) {
+            return Ok(hit);
+        }
+        let value = read()?;
+        if let Some(t) = ticket.filter(|_| GET_CACHED.contains(&table)) {
+            self.fill_get(t, table, key, value.as_deref());
+        }
+        Ok(value)
+    }
+
+    /// The same for a scan of `prefix` shaped (after, direction, limit).
+    pub fn scan_through<E>(
+        &self,
+        ticket: Option<Ticket>,
+        table: Table,
+        prefix: &[u8],
+        shape: (Option<&[u8]>, Direction, usize),
+        read: impl FnOnce() -> Result<Vec<Row>, E>,
+    ) -> Result<Vec<Row>, E> {
+        if let Some(hit) = self.scan(table, prefix, &shape) {
+            return Ok(hit);
+        }
+        let rows = read()?;
+        if let Some(t) = ticket.filter(|_| SCAN_CACHED.contains(&table)) {
+            self.fill_scan(t, table, prefix, shape, &rows);
+        }
+        Ok(rows)
+    }
+
     /// Forgets `keys` and every cached scan whose prefix starts one of them.
     pub fn evict<'a>(&self, keys: impl IntoIterator<Item = (Table, &'a [u8])>) {
         let keys: Vec<(Table, &[u8])> = keys.into_iter().filter(|(t, _)| cached(*t)).collect();

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use crate::cache::{ReadCache, Row, Ticket};
+use crate::cache::{ReadCache, Ticket};
 use crate::codec::{decode, encode, Record};
 use crate::interface::{Direction, Reader, StoreOptions};
 use crate::journal::{self, AccountsView, JournalWriter, Overlay};
@@ -463,35 +463,11 @@ impl RedbView {
         if table == Table::Accounts {
             return self.account(key);
         }
-        if let Some(hit) = self.cache.get(table, key) {
-            return Ok(hit);
-        }
-        let t = self.txn.open_table(table.def())?;
-        let value = t.get(key)?.map(|v| v.value().to_vec());
-        if ReadCache::caches_gets(table) {
-            self.cache
-                .fill_get(self.ticket, table, key, value.as_deref());
-        }
-        Ok(value)
-    }
-
-    /// A scan's raw rows of a table whose scans the node caches.
-    fn scan_cached(
-        &self,
-        table: Table,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<Row>, StorageError> {
-        if let Some(hit) = self.cache.scan(table, prefix, &(after, direction, limit)) {
-            return Ok(hit);
-        }
-        let t = self.txn.open_table(table.def())?;
-        let rows = scan_table(&t, prefix, after, direction, limit, |v| Ok(v.to_vec()))?;
-        self.cache
-            .fill_scan(self.ticket, table, prefix, (after, direction, limit), &rows);
-        Ok(rows)
+        self.cache.get_through(Some(self.ticket), table, key, || {
+            let t = self.txn.open_table(table.def())?;
+            let value = t.get(key)?.map(|v| v.value().to_vec());
+            Ok(value)
+        })
     }
 }
 
@@ -518,7 +494,13 @@ impl Reader for RedbView {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, R)>, StorageError> {
         if ReadCache::caches_scans(R::TABLE) {
-            let rows = self.scan_cached(R::TABLE, prefix, after, direction, limit)?;
+            let shape = (after, direction, limit);
+            let rows =
+                self.cache
+                    .scan_through(Some(self.ticket), R::TABLE, prefix, shape, || {
+                        let t = self.txn.open_table(R::TABLE.def())?;
+                        scan_table(&t, prefix, after, direction, limit, |v| Ok(v.to_vec()))
+                    })?;
             return rows
                 .into_iter()
                 .map(|(k, v)| Ok((k, decode(&v)?)))

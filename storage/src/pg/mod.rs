@@ -250,19 +250,13 @@ impl PgStore {
     /// The stored bytes (version byte and all) at `key` of `table`, undecoded.
     pub fn get_raw(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         let cache = &self.inner.cache;
-        if let Some(hit) = cache.get(table, key) {
-            return Ok(hit);
-        }
-        let ticket = cache.ticket(table);
-        let rows = self.rows(Query::Get {
-            table,
-            key: key.to_vec(),
-        })?;
-        let value = rows.into_iter().next().map(|(_, v)| v);
-        if let Some(t) = ticket {
-            cache.fill_get(t, table, key, value.as_deref());
-        }
-        Ok(value)
+        cache.get_through(cache.ticket(table), table, key, || {
+            let rows = self.rows(Query::Get {
+                table,
+                key: key.to_vec(),
+            })?;
+            Ok(rows.into_iter().next().map(|(_, v)| v))
+        })
     }
 
     /// Calls `watcher` with the key of every change to `table` (one of
@@ -303,21 +297,16 @@ impl PgStore {
         limit: usize,
     ) -> Result<Vec<Row>, StorageError> {
         let cache = &self.inner.cache;
-        if let Some(hit) = cache.scan(table, prefix, &(after, direction, limit)) {
-            return Ok(hit);
-        }
-        let ticket = cache.ticket(table);
-        let rows = self.rows(Query::Scan {
-            table,
-            prefix: prefix.to_vec(),
-            after: after.map(<[u8]>::to_vec),
-            direction,
-            limit,
-        })?;
-        if let Some(t) = ticket {
-            cache.fill_scan(t, table, prefix, (after, direction, limit), &rows);
-        }
-        Ok(rows)
+        let shape = (after, direction, limit);
+        cache.scan_through(cache.ticket(table), table, prefix, shape, || {
+            self.rows(Query::Scan {
+                table,
+                prefix: prefix.to_vec(),
+                after: after.map(<[u8]>::to_vec),
+                direction,
+                limit,
+            })
+        })
     }
 
     /// Number of records in a table.
