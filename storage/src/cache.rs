@@ -14,9 +14,9 @@
 //! - A read fills the cache only if no eviction happened since its ticket (an epoch counter,
 //!   checked under the cache's lock), so a value read before a change is never kept. A redb
 //!   snapshot takes its ticket before it begins, so an old snapshot never fills.
-//! - A cached record is as of now, not as of the reader's snapshot: a request can see a
-//!   session or project a commit newer than its other reads, never one older than a write
-//!   already answered.
+//! - A cached record is not as of the reader's snapshot: between a commit and its eviction a
+//!   request can see a cached record one commit older than its other reads, and after the
+//!   eviction one newer; never one older than a write already answered.
 //! - Conditions of write sets are always checked in the database, never against this cache:
 //!   a stale read can change what a page shows for an instant, never what is written.
 
@@ -89,8 +89,6 @@ type ScanPages = Vec<(ScanShape, u64, Vec<Row>)>;
 
 #[derive(Default)]
 struct Entries {
-    /// Bumped by every eviction and clear: a read that began before one does not fill.
-    epoch: u64,
     /// Each value with when it was filled (ms, see [`ReadCache::now_ms`]), by table then key
     /// (so a lookup borrows the key instead of copying it: this runs on every request).
     gets: Map<Table, Map<Vec<u8>, Filled>>,
@@ -117,6 +115,10 @@ impl Entries {
 /// The cache of one node (see the module's text).
 pub(crate) struct ReadCache {
     entries: Mutex<Entries>,
+    /// Bumped by every eviction and clear, always under `entries`' lock: a read that began
+    /// before one does not fill. Read without the lock for a ticket (every snapshot takes
+    /// one), compared under it when filling.
+    epoch: AtomicU64,
     /// Until when (ms since `start`) the cache may answer: renewed by a PostgreSQL node's
     /// listener; forever for the embedded store, whose one writer evicts everything it changes.
     fresh_until_ms: AtomicU64,
@@ -148,6 +150,7 @@ impl ReadCache {
     fn fresh_until(ms: u64, listening: bool) -> Arc<ReadCache> {
         Arc::new(ReadCache {
             entries: Mutex::new(Entries::default()),
+            epoch: AtomicU64::new(0),
             fresh_until_ms: AtomicU64::new(ms),
             listening,
             start: Instant::now(),
@@ -161,10 +164,8 @@ impl ReadCache {
         self.entries.lock().unwrap_or_else(|poisoned| {
             self.entries.clear_poison();
             let mut e = poisoned.into_inner();
-            *e = Entries {
-                epoch: e.epoch + 1,
-                ..Entries::default()
-            };
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+            *e = Entries::default();
             e
         })
     }
@@ -209,7 +210,7 @@ impl ReadCache {
     /// A ticket for every read of a snapshot, taken before the snapshot begins: a snapshot
     /// older than an eviction never fills, however late it reads.
     pub fn epoch_ticket(&self) -> Ticket {
-        Ticket(self.lock().epoch)
+        Ticket(self.epoch.load(Ordering::SeqCst))
     }
 
     /// Whether reads of `table` by key go through the cache.
@@ -228,7 +229,7 @@ impl ReadCache {
             return;
         }
         let mut e = self.lock();
-        if e.epoch != ticket.0 || !self.fresh() {
+        if self.epoch.load(Ordering::SeqCst) != ticket.0 || !self.fresh() {
             return;
         }
         e.make_room();
@@ -278,7 +279,7 @@ impl ReadCache {
         rows: &[Row],
     ) {
         let mut e = self.lock();
-        if e.epoch != ticket.0 || !self.fresh() {
+        if self.epoch.load(Ordering::SeqCst) != ticket.0 || !self.fresh() {
             return;
         }
         e.make_room();
@@ -343,7 +344,7 @@ impl ReadCache {
             return; // only watched tables: nothing cached changed, fills go on
         }
         let mut e = self.lock();
-        e.epoch += 1;
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         let mut removed = 0;
         for (table, key) in keys {
             if let Some(t) = e.gets.get_mut(&table) {
@@ -364,7 +365,7 @@ impl ReadCache {
         if off {
             self.fresh_until_ms.store(0, Ordering::Release);
         }
-        e.epoch += 1;
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         e.empty();
     }
 

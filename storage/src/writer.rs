@@ -511,15 +511,20 @@ impl RedbBatch {
 
 impl BatchEngine for RedbBatch {
     fn apply(&mut self, batch: &[Job]) -> Result<Vec<SetResult>, StorageError> {
+        // Whatever the outcome (a failed commit may have landed), readers see this batch from
+        // the moment its callers hear back. The eviction runs on drop, so a panic after the
+        // commit (an invariant assert; the writer thread then ends) evicts too: the embedded
+        // cache has no other way to learn of the change.
+        let mut evict = EvictOnDrop {
+            cache: self.cache.clone(),
+            keys: changed_keys(batch),
+        };
         let results: Result<Vec<SetResult>, StorageError> = self
             .run(batch, false)
             .map(|o| o.into_iter().map(Ok).collect());
-        // Whatever the outcome (a failed commit may have landed): readers see this batch
-        // from the moment its callers hear back.
-        let stale = stale_keys(batch, results.as_deref().ok());
-        if !stale.is_empty() {
-            self.cache.evict(stale);
-        }
+        evict
+            .keys
+            .extend(failed_condition_keys(batch, results.as_deref().ok()));
         results
     }
 
@@ -729,19 +734,70 @@ pub(crate) fn changed_keys(batch: &[Job]) -> Vec<(Table, &[u8])> {
 }
 
 /// What a batch leaves stale in its node's cache, whatever became of it (a failed commit may
-/// still have landed): every key it changes, and the key of each failed condition, since that
-/// caller read something else than the store holds and its retry must read the store.
+/// still have landed): every key it changes, and [`failed_condition_keys`].
 pub(crate) fn stale_keys<'a, E>(
     batch: &'a [Job],
     results: Option<&[Result<WriteOutcome, E>]>,
 ) -> Vec<(Table, &'a [u8])> {
     let mut stale = changed_keys(batch);
-    for (job, r) in batch.iter().zip(results.unwrap_or_default()) {
-        if let Ok(WriteOutcome::ConditionFailed(i)) = r {
-            if let Some(c) = job.set.conditions.get(*i) {
-                stale.push(c.key());
-            }
+    stale.extend(failed_condition_keys(batch, results));
+    stale
+}
+
+/// The key of each failed condition: that caller read something else than the store holds,
+/// and its retry must read the store, not the cache.
+fn failed_condition_keys<'a, E>(
+    batch: &'a [Job],
+    results: Option<&[Result<WriteOutcome, E>]>,
+) -> Vec<(Table, &'a [u8])> {
+    batch
+        .iter()
+        .zip(results.unwrap_or_default())
+        .filter_map(|(job, r)| match r {
+            Ok(WriteOutcome::ConditionFailed(i)) => job.set.conditions.get(*i).map(|c| c.key()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Evicts `keys` from `cache` when dropped, unwinding included.
+struct EvictOnDrop<'a> {
+    cache: Arc<ReadCache>,
+    keys: Vec<(Table, &'a [u8])>,
+}
+
+impl Drop for EvictOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.keys.is_empty() {
+            self.cache.evict(self.keys.drain(..));
         }
     }
-    stale
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_that_panics_after_its_commit_still_evicts_what_it_changed() {
+        let cache = ReadCache::local();
+        let key = b"token-hash".to_vec();
+        let ticket = cache.epoch_ticket();
+        cache.fill_get(ticket, Table::Tokens, &key, Some(b"old session"));
+        assert!(cache.get(Table::Tokens, &key).is_some());
+
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _evict = EvictOnDrop {
+                cache: cache.clone(),
+                keys: vec![(Table::Tokens, key.as_slice())],
+            };
+            panic!("an invariant failed after the commit");
+        }));
+        assert!(unwound.is_err());
+        assert_eq!(
+            cache.get(Table::Tokens, &key),
+            None,
+            "evicted while unwinding"
+        );
+    }
 }
