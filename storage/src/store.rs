@@ -241,8 +241,8 @@ impl Store {
 
     /// One view for several reads: what a request reads (its caller, then the records it
     /// shows) opens one read transaction and comes from one point in time, except the records
-    /// the node caches ([`crate::cache`]), which may be a commit apart from it. On PostgreSQL each read sees
-    /// the latest commit (see [`crate::pg`]).
+    /// the node caches ([`crate::cache`]), which may be a commit apart from it. On PostgreSQL
+    /// each read sees the latest commit (see [`crate::pg`]).
     pub fn read(&self) -> Result<Snapshot, StorageError> {
         Ok(Snapshot {
             view: match &*self.inner {
