@@ -140,12 +140,7 @@ impl Store {
     }
 
     pub fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StorageError> {
-        match &*self.inner {
-            Engine::Redb {
-                db, overlay, cache, ..
-            } => RedbView::new(db, overlay, cache)?.get(key),
-            Engine::Pg(pg) => pg.get(key),
-        }
+        self.read()?.get(key)
     }
 
     /// Records whose key starts with `prefix`, strictly after `after` in `direction`, at most
@@ -157,12 +152,7 @@ impl Store {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, R)>, StorageError> {
-        match &*self.inner {
-            Engine::Redb {
-                db, overlay, cache, ..
-            } => RedbView::new(db, overlay, cache)?.scan(prefix, after, direction, limit),
-            Engine::Pg(pg) => pg.scan(prefix, after, direction, limit),
-        }
+        self.read()?.scan(prefix, after, direction, limit)
     }
 
     /// Visits the records under `prefix` in key order (read in bounded steps, each step its own
@@ -386,12 +376,7 @@ impl Reader for Store {
     }
 
     fn get_many<R: Record>(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<R>>, StorageError> {
-        match &*self.inner {
-            Engine::Redb {
-                db, overlay, cache, ..
-            } => RedbView::new(db, overlay, cache)?.get_many(keys),
-            Engine::Pg(pg) => pg.get_many(keys),
-        }
+        self.read()?.get_many(keys)
     }
 
     fn scan<R: Record>(

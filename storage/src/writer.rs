@@ -511,20 +511,11 @@ impl RedbBatch {
 
 impl BatchEngine for RedbBatch {
     fn apply(&mut self, batch: &[Job]) -> Result<Vec<SetResult>, StorageError> {
-        // Whatever the outcome (a failed commit may have landed), readers see this batch from
-        // the moment its callers hear back. The eviction runs on drop, so a panic after the
-        // commit (an invariant assert; the writer thread then ends) evicts too: the embedded
-        // cache has no other way to learn of the change.
-        let mut evict = EvictOnDrop {
-            cache: self.cache.clone(),
-            keys: changed_keys(batch),
-        };
+        let mut evict = EvictOnDrop::new(self.cache.clone(), batch);
         let results: Result<Vec<SetResult>, StorageError> = self
             .run(batch, false)
             .map(|o| o.into_iter().map(Ok).collect());
-        evict
-            .keys
-            .extend(failed_condition_keys(batch, results.as_deref().ok()));
+        evict.failed_conditions(batch, results.as_deref().ok());
         results
     }
 
@@ -733,37 +724,38 @@ pub(crate) fn changed_keys(batch: &[Job]) -> Vec<(Table, &[u8])> {
         .collect()
 }
 
-/// What a batch leaves stale in its node's cache, whatever became of it (a failed commit may
-/// still have landed): every key it changes, and [`failed_condition_keys`].
-pub(crate) fn stale_keys<'a, E>(
-    batch: &'a [Job],
-    results: Option<&[Result<WriteOutcome, E>]>,
-) -> Vec<(Table, &'a [u8])> {
-    let mut stale = changed_keys(batch);
-    stale.extend(failed_condition_keys(batch, results));
-    stale
-}
-
-/// The key of each failed condition: that caller read something else than the store holds,
-/// and its retry must read the store, not the cache.
-fn failed_condition_keys<'a, E>(
-    batch: &'a [Job],
-    results: Option<&[Result<WriteOutcome, E>]>,
-) -> Vec<(Table, &'a [u8])> {
-    batch
-        .iter()
-        .zip(results.unwrap_or_default())
-        .filter_map(|(job, r)| match r {
-            Ok(WriteOutcome::ConditionFailed(i)) => job.set.conditions.get(*i).map(|c| c.key()),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Evicts `keys` from `cache` when dropped, unwinding included.
-struct EvictOnDrop<'a> {
+/// Evicts from its node's cache, when dropped, what a batch leaves stale whatever became of
+/// it (a failed commit may have landed): every key it changes, and the key of each failed
+/// condition, since that caller read something else than the store holds and its retry must
+/// read the store. Readers see the batch from the moment its callers hear back, and on drop,
+/// so a panic after the commit (an invariant assert; the writer thread then ends) evicts too:
+/// the embedded cache has no other way to learn of the change.
+pub(crate) struct EvictOnDrop<'a> {
     cache: Arc<ReadCache>,
     keys: Vec<(Table, &'a [u8])>,
+}
+
+impl<'a> EvictOnDrop<'a> {
+    pub(crate) fn new(cache: Arc<ReadCache>, batch: &'a [Job]) -> Self {
+        EvictOnDrop {
+            cache,
+            keys: changed_keys(batch),
+        }
+    }
+
+    /// Adds the key of each failed condition among `results` (none when the batch failed).
+    pub(crate) fn failed_conditions<E>(
+        &mut self,
+        batch: &'a [Job],
+        results: Option<&[Result<WriteOutcome, E>]>,
+    ) {
+        for (job, r) in batch.iter().zip(results.unwrap_or_default()) {
+            if let Ok(WriteOutcome::ConditionFailed(i)) = r {
+                self.keys
+                    .extend(job.set.conditions.get(*i).map(Condition::key));
+            }
+        }
+    }
 }
 
 impl Drop for EvictOnDrop<'_> {

@@ -18,7 +18,7 @@ use super::projection;
 use super::schema::table_name;
 use super::settings::PgSettings;
 use crate::cache::ReadCache;
-use crate::writer::{self, BatchEngine, Condition, Job, Op, SetResult};
+use crate::writer::{self, BatchEngine, Condition, EvictOnDrop, Job, Op, SetResult};
 use crate::{keys, StorageError, Table, WriteOutcome, WriteSet};
 
 /// A batch that meets a deadlock or a serialization failure (another node's transaction) is
@@ -79,13 +79,11 @@ impl PgBatch {
 
 impl BatchEngine for PgBatch {
     fn apply(&mut self, batch: &[Job]) -> Result<Vec<SetResult>, StorageError> {
+        // This node reads its own writes at once; other nodes hear of them from the
+        // notification.
+        let mut evict = EvictOnDrop::new(self.cache.clone(), batch);
         let result = self.apply_attempts(batch);
-        // Whatever the outcome (a lost COMMIT may have landed): this node reads its own
-        // writes at once; other nodes hear of them from the notification.
-        let stale = writer::stale_keys(batch, result.as_deref().ok());
-        if !stale.is_empty() {
-            self.cache.evict(stale);
-        }
+        evict.failed_conditions(batch, result.as_deref().ok());
         result
     }
 }
