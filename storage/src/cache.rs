@@ -244,7 +244,7 @@ impl ReadCache {
     }
 
     /// The cached rows of a scan, if any.
-    pub fn scan(
+    fn scan(
         &self,
         table: Table,
         prefix: &[u8],
@@ -270,7 +270,7 @@ impl ReadCache {
     }
 
     /// Keeps a scan's rows, unless something was evicted since its ticket.
-    pub fn fill_scan(
+    fn fill_scan(
         &self,
         ticket: Ticket,
         table: Table,
